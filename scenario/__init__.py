@@ -1,0 +1,73 @@
+"""scenario: test conversational AI agents by simulation.
+
+A user-simulator model talks to your agent, a judge model decides whether the conversation met
+its criteria, and your test asserts on the result::
+
+    result = await scenario.run(
+        name="refund request",
+        description="A customer wants a refund for a damaged parcel.",
+        agents=[MyAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=[...])],
+    )
+    assert result.success, result.reasoning
+
+This module only re-exports the public API. Importing it is cheap and has no side effects:
+litellm, OpenTelemetry set-up, the mock server and the batch machinery load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+from .agents import AgentAdapter, AgentReturnTypes, JudgeAgent, UserSimulatorAgent
+from .cache import cache
+from .config import ModelConfig, configure
+from .errors import AgentReturnError, ModelCallError, ScenarioConfigError, ScenarioError
+from .executors import arun, run
+from .run_context import report_usage
+from .script import agent, fail, judge, message, proceed, succeed, user
+from .state import ScenarioState
+from .types import (
+    AgentInput,
+    AgentRole,
+    CriterionResult,
+    ErrorInfo,
+    JudgmentRequest,
+    ScenarioResult,
+    Usage,
+    UsageTotals,
+)
+
+# Heavier or optional pieces, imported when first touched.
+_LAZY = {
+    "SlidingWindow": "concurrency",
+    "Adaptive": "concurrency",
+    "ConcurrencyStrategy": "concurrency",
+    "RateLimit": "rate_limits",
+    "RetryPolicy": "retry",
+    "Scenario": "batch",
+    "run_batch": "batch",
+    "BatchResult": "batch",
+    "RunRecord": "batch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'scenario' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "AgentAdapter", "AgentInput", "AgentReturnError", "AgentReturnTypes", "AgentRole", "CriterionResult",
+    "ErrorInfo", "JudgeAgent", "JudgmentRequest", "ModelCallError", "ModelConfig", "ScenarioConfigError",
+    "ScenarioError", "ScenarioResult", "ScenarioState", "Usage", "UsageTotals", "UserSimulatorAgent",
+    "agent", "arun", "cache", "configure", "fail", "judge", "message", "proceed", "report_usage", "run",
+    "succeed", "user", *_LAZY,
+]

@@ -1,0 +1,190 @@
+"""The judge: a model that reads the conversation and rules on the criteria.
+
+It answers through tools: ``continue_test`` (no verdict yet) or ``finish_test`` with a status and
+reasoning per criterion. Any failed criterion fails the scenario; inconclusive ones do not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Dict, List, Optional
+
+from .. import models
+from ..errors import ScenarioConfigError
+from ..state import render_transcript
+from ..types import AgentInput, AgentRole, CriterionResult, ScenarioResult
+from ._model_agent import ModelBackedAgent
+from .adapter import AgentAdapter
+
+DEFAULT_SYSTEM_PROMPT = """You are an impartial judge evaluating a conversation between a user and an AI agent under test.
+
+<scenario>
+{description}
+</scenario>
+
+<criteria>
+{criteria}
+</criteria>
+
+Read the transcript the user gives you and decide, for each criterion, whether the agent's behaviour satisfies it.
+- "passed": clearly satisfied. "failed": clearly violated. "inconclusive": the conversation does not show it yet.
+- Judge only what the transcript shows; do not assume what happened outside it.
+- If the conversation should go on before you can decide, call continue_test (when offered).
+- Otherwise call finish_test with every criterion's status and a one-sentence reasoning, plus overall reasoning.
+"""
+
+
+class JudgeAgent(AgentAdapter, ModelBackedAgent):
+    """Decides whether the conversation met its criteria.
+
+    Args:
+        criteria: what must be true, one plain sentence each (at least one).
+        model, api_base, api_key, temperature, max_tokens, system_prompt, **litellm_params: as for
+            :class:`UserSimulatorAgent`. A custom ``system_prompt`` may use ``{description}`` and
+            ``{criteria}``.
+    """
+
+    role = AgentRole.JUDGE
+
+    def __init__(
+        self,
+        *,
+        criteria: Optional[List[str]] = None,
+        model: Optional[str] = None,
+        api_base: Optional[str] = None,
+        api_key: Optional[str] = None,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        system_prompt: Optional[str] = None,
+        **litellm_params: Any,
+    ) -> None:
+        if not criteria or isinstance(criteria, str) or not all(isinstance(c, str) and c.strip() for c in criteria):
+            raise ScenarioConfigError(
+                f"JudgeAgent(criteria={criteria!r}): give a list of at least one non-empty criterion, e.g. "
+                "JudgeAgent(criteria=['The agent asks for the order number'])."
+            )
+        ModelBackedAgent.__init__(
+            self, model=model, api_base=api_base, api_key=api_key, temperature=temperature,
+            max_tokens=max_tokens, system_prompt=system_prompt, **litellm_params,
+        )
+        self.criteria = list(criteria)
+
+    async def call(self, input: AgentInput) -> Optional[ScenarioResult]:
+        request = input.judgment_request
+        criteria = list(request.criteria) if request is not None and request.criteria else self.criteria
+        keys = criterion_keys(criteria)
+        description = getattr(input.scenario_state, "description", "")
+        numbered = "\n".join(f"{i + 1}. {c}" for i, c in enumerate(criteria))
+        prompt = (self.system_prompt or DEFAULT_SYSTEM_PROMPT).replace("{description}", description).replace("{criteria}", numbered)
+        messages = [
+            {"role": "system", "content": prompt},
+            {"role": "user", "content": f"<transcript>\n{render_transcript(input.messages)}\n</transcript>"},
+        ]
+        forced = request is not None
+        tools = [finish_test_tool(keys, criteria)]
+        if not forced:
+            tools.insert(0, CONTINUE_TOOL)
+        tool_choice: Any = {"type": "function", "function": {"name": "finish_test"}} if forced else "required"
+        response = await models.complete(
+            role="judge", config=self.model_config(), messages=messages, tools=tools, tool_choice=tool_choice
+        )
+        return parse_verdict(response, keys, criteria, forced=forced, messages=input.messages)
+
+
+CONTINUE_TOOL: Dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "continue_test",
+        "description": "The conversation should continue before a verdict can be given.",
+        "parameters": {"type": "object", "properties": {}, "required": []},
+    },
+}
+
+
+def criterion_keys(criteria: List[str]) -> List[str]:
+    """Readable, unique, schema-safe property names: ``1_agent_asks_for_order_number``."""
+    keys = []
+    for index, criterion in enumerate(criteria, start=1):
+        slug = re.sub(r"[^a-z0-9]+", "_", criterion.lower()).strip("_")[:48] or "criterion"
+        keys.append(f"{index}_{slug}")
+    return keys
+
+
+def finish_test_tool(keys: List[str], criteria: List[str]) -> Dict[str, Any]:
+    properties = {
+        key: {
+            "type": "object",
+            "description": criterion,
+            "properties": {
+                "status": {"type": "string", "enum": ["passed", "failed", "inconclusive"]},
+                "reasoning": {"type": "string", "description": "Why, in one sentence, citing the transcript."},
+            },
+            "required": ["status", "reasoning"],
+        }
+        for key, criterion in zip(keys, criteria)
+    }
+    return {
+        "type": "function",
+        "function": {
+            "name": "finish_test",
+            "description": "Give the final verdict on every criterion.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "criteria": {"type": "object", "properties": properties, "required": list(keys)},
+                    "reasoning": {"type": "string", "description": "Overall reasoning for the verdict."},
+                },
+                "required": ["criteria", "reasoning"],
+            },
+        },
+    }
+
+
+class JudgeVerdictError(ValueError):
+    """The judge model answered, but not with a usable verdict."""
+
+
+def parse_verdict(
+    response: "models.ModelResponse", keys: List[str], criteria: List[str], *, forced: bool, messages: List[Dict[str, Any]]
+) -> Optional[ScenarioResult]:
+    """A ScenarioResult from ``finish_test``, None for ``continue_test`` (or plain text when not forced)."""
+    finish = next((c for c in response.tool_calls if c["function"]["name"] == "finish_test"), None)
+    if finish is None:
+        if forced:
+            raise JudgeVerdictError(
+                f"the judge model {response.model!r} was asked for a verdict but did not call finish_test "
+                f"(it answered {response.content!r:.200} / tools {[c['function']['name'] for c in response.tool_calls]}). "
+                "Use a model that supports tool calling."
+            )
+        return None
+    try:
+        arguments = json.loads(finish["function"]["arguments"] or "{}")
+        if not isinstance(arguments, dict):
+            raise ValueError("arguments are not a JSON object")
+    except ValueError as exc:
+        raise JudgeVerdictError(
+            f"the judge model {response.model!r} called finish_test with malformed arguments "
+            f"({exc}): {finish['function']['arguments']!r:.300}"
+        ) from exc
+    given = arguments.get("criteria") or {}
+    results: List[CriterionResult] = []
+    for key, criterion in zip(keys, criteria):
+        entry = given.get(key) if isinstance(given, dict) else None
+        if isinstance(entry, str):  # some models flatten to {"key": "passed"}
+            entry = {"status": entry}
+        status = (entry or {}).get("status")
+        if status not in ("passed", "failed", "inconclusive"):
+            results.append(CriterionResult(requirement=criterion, status="inconclusive",
+                                           reasoning=f"the judge gave no valid status (got {status!r})"))
+        else:
+            results.append(CriterionResult(requirement=criterion, status=status, reasoning=(entry or {}).get("reasoning")))
+    failed = [r.requirement for r in results if r.status == "failed"]
+    return ScenarioResult(
+        success=not failed,
+        messages=list(messages),
+        reasoning=arguments.get("reasoning") or None,
+        passed_criteria=[r.requirement for r in results if r.status == "passed"],
+        failed_criteria=failed,
+        criteria=results,
+    )

@@ -1,0 +1,79 @@
+"""The user simulator: a model playing the user, driven by the scenario description."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from .. import models
+from ..state import message_text
+from ..types import AgentInput, AgentRole
+from ._model_agent import ModelBackedAgent
+from .adapter import AgentAdapter
+
+DEFAULT_SYSTEM_PROMPT = """You are a user simulator testing an AI agent. You play the user described below, talking to the agent.
+
+<scenario>
+{description}
+</scenario>
+
+Rules:
+- Write only the user's next message: short, natural, the way a real person types in a chat.
+- Stay in character and pursue the scenario's goal; never reveal you are a simulator or a test.
+- Do not play the agent, do not explain yourself, do not add labels or quotes.
+"""
+
+
+class UserSimulatorAgent(AgentAdapter, ModelBackedAgent):
+    """Generates user messages with a model (through litellm).
+
+    Args:
+        model: litellm model string, e.g. ``"openai/gpt-4o-mini"``; default from ``configure``.
+        api_base, api_key, temperature, max_tokens: passed to the model call.
+        system_prompt: replaces the default prompt; ``{description}`` is filled in if present.
+        **litellm_params: anything else ``litellm.acompletion`` accepts.
+    """
+
+    role = AgentRole.USER
+
+    def __init__(
+        self,
+        *,
+        model: Optional[str] = None,
+        api_base: Optional[str] = None,
+        api_key: Optional[str] = None,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        system_prompt: Optional[str] = None,
+        **litellm_params: Any,
+    ) -> None:
+        ModelBackedAgent.__init__(
+            self, model=model, api_base=api_base, api_key=api_key, temperature=temperature,
+            max_tokens=max_tokens, system_prompt=system_prompt, **litellm_params,
+        )
+
+    async def call(self, input: AgentInput) -> Dict[str, Any]:
+        description = getattr(input.scenario_state, "description", "")
+        prompt = (self.system_prompt or DEFAULT_SYSTEM_PROMPT).replace("{description}", description)
+        messages: List[Dict[str, Any]] = [{"role": "system", "content": prompt}]
+        messages.extend(reverse_roles(input.messages))
+        if len(messages) == 1:
+            # Some providers refuse a request with no user turn; this one asks for the opener.
+            messages.append({"role": "user", "content": "Write your first message to the agent now."})
+        response = await models.complete(role="user", config=self.model_config(), messages=messages)
+        return {"role": "user", "content": (response.content or "").strip()}
+
+
+def reverse_roles(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The conversation from the simulator's seat: its own lines become "assistant", the agent's
+    "user". Tool traffic is folded into the agent's text, since the simulator cannot see tools."""
+    reversed_messages: List[Dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role")
+        if role == "user":
+            reversed_messages.append({"role": "assistant", "content": message_text(message)})
+        elif role == "assistant":
+            text = message.get("content")
+            if isinstance(text, str) and text.strip():
+                reversed_messages.append({"role": "user", "content": text})
+        # system and tool messages are the agent's business, not the user's
+    return reversed_messages

@@ -1,0 +1,129 @@
+"""Deterministic replay of model calls and of user functions.
+
+With a ``cache_key`` (per run, or ``configure(cache_key=...)``) each model call the library makes
+is stored on first run and replayed after, so a scenario re-runs identically without cost. The key
+covers what decides the answer (cache key, model, messages, tools, sampling parameters) and never
+per-run ids such as the thread id or trace context — that is what makes it hit.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, TypeVar
+
+from .run_context import current_run
+
+F = TypeVar("F", bound=Callable[..., Any])
+_write_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    from .config import settings
+
+    return Path(settings().cache_dir or os.environ.get("SCENARIO_CACHE_DIR") or ".scenario-cache")
+
+
+def active_cache_key(explicit: Optional[str] = None) -> Optional[str]:
+    """The cache key in force: the run's, else the configured one."""
+    if explicit:
+        return explicit
+    run = current_run.get()
+    if run is not None and run.cache_key:
+        return run.cache_key
+    from .config import settings
+
+    return settings().cache_key
+
+
+def make_key(namespace: str, cache_key: str, payload: Any) -> str:
+    blob = json.dumps({"ns": namespace, "key": cache_key, "payload": payload}, sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def load(key: str) -> Optional[Any]:
+    path = cache_dir() / key[:2] / f"{key}.json"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None  # a torn or foreign file is a miss, never a crash
+
+
+def store(key: str, value: Any) -> None:
+    """Write atomically (temp file + rename) so concurrent runs never read half a file."""
+    folder = cache_dir() / key[:2]
+    folder.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(value, ensure_ascii=False, default=repr)
+    with _write_lock:
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(data)
+        os.replace(tmp, folder / f"{key}.json")
+
+
+def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
+    """Decorator: replay a function's (JSON-serialisable) return value while a cache key is active.
+
+    Use it on your agent's model call to make whole scenarios replayable::
+
+        @scenario.cache()
+        async def call_llm(self, messages): ...
+
+    Arguments named in ``ignore`` (``self`` always) do not enter the key. Without an active cache
+    key the function simply runs.
+    """
+    ignored = set(ignore) | {"self"}
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func)
+        namespace = f"{func.__module__}.{func.__qualname__}"
+
+        def key_for(args: tuple, kwargs: dict) -> Optional[str]:
+            cache_key = active_cache_key()
+            if not cache_key:
+                return None
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            payload = {k: v for k, v in bound.arguments.items() if k not in ignored}
+            return make_key(namespace, cache_key, payload)
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                key = key_for(args, kwargs)
+                if key is not None:
+                    hit = load(key)
+                    if hit is not None:
+                        return hit["value"]
+                value = await func(*args, **kwargs)
+                if key is not None:
+                    store(key, {"value": value})
+                return value
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = key_for(args, kwargs)
+            if key is not None:
+                hit = load(key)
+                if hit is not None:
+                    return hit["value"]
+            value = func(*args, **kwargs)
+            if key is not None:
+                store(key, {"value": value})
+            return value
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

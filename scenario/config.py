@@ -1,0 +1,177 @@
+"""Process-wide settings set with :func:`configure`.
+
+Settings are read when a run starts, never written by a run, so concurrent runs cannot change
+each other's behaviour. Nothing here touches ``os.environ`` or litellm's globals.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import ScenarioConfigError
+
+DEFAULT_MAX_TURNS = 10
+DEFAULT_MODEL_TIMEOUT = 60.0
+
+
+class ModelConfig(BaseModel):
+    """How the library's own agents (user simulator, judge) call a model.
+
+    Any extra keyword is passed to ``litellm.acompletion`` untouched (``reasoning_effort``,
+    ``extra_headers``, ...). Provider credentials follow litellm's usual environment variables
+    (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ...) when ``api_key`` is not given.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    api_base: Optional[str] = None
+    api_key: Optional[str] = None
+    temperature: Optional[float] = None
+    max_tokens: Optional[int] = None
+    timeout: float = Field(DEFAULT_MODEL_TIMEOUT, gt=0, description="Seconds per model call attempt.")
+
+    def merged(self, **overrides: Any) -> "ModelConfig":
+        """A copy with the non-None overrides applied (agent arguments win over configure())."""
+        data = self.model_dump()
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return ModelConfig(**data)
+
+
+class Settings(BaseModel):
+    """The current global configuration (see :func:`configure`)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    default_model: Optional[ModelConfig] = None
+    max_turns: int = DEFAULT_MAX_TURNS
+    verbose: bool = False
+    cache_key: Optional[str] = None
+    cache_dir: Optional[str] = None
+    debug: bool = False
+    retry: Any = None  # scenario.retry.RetryPolicy; Any keeps this module free of that import
+    max_workers: Optional[int] = None
+    tracing: Optional[str] = None
+    trace_content: bool = True
+    extra: Dict[str, Any] = Field(default_factory=dict)
+
+
+_lock = threading.Lock()
+_settings = Settings()
+
+
+def settings() -> Settings:
+    """The configuration in force now (a snapshot: treat it as read-only)."""
+    return _settings
+
+
+def configure(
+    default_model: Union[str, ModelConfig, None] = None,
+    max_turns: Optional[int] = None,
+    verbose: Optional[bool] = None,
+    cache_key: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    debug: Optional[bool] = None,
+    retry: Any = None,
+    max_workers: Optional[int] = None,
+    rate_limits: Optional[Dict[str, Any]] = None,
+    tracing: Optional[str] = None,
+    trace_content: Optional[bool] = None,
+    **extra: Any,
+) -> Settings:
+    """Set process-wide defaults. Arguments left as ``None`` keep their current value.
+
+    Args:
+        default_model: ``"provider/model"`` or a :class:`ModelConfig` used by the user simulator and
+            judge when they are not given a model.
+        max_turns: default turn limit for autopilot (10).
+        verbose: print each conversation as it happens.
+        cache_key: replay model calls deterministically across runs (see docs/caching.md).
+        cache_dir: where the replay cache lives (default ``.scenario-cache`` in the working dir).
+        debug: also print model requests.
+        retry: a :class:`scenario.RetryPolicy` for the library's own model calls.
+        max_workers: cap on worker threads used by :func:`scenario.run`.
+        rate_limits: ``{"model or pattern": scenario.RateLimit(...)}`` shared by all runs.
+        tracing: ``"otlp"`` to export spans over OTLP/HTTP when the app installed no tracer
+            provider; ``"off"`` to create no spans at all.
+        trace_content: put message content on spans (default True).
+    """
+    global _settings
+    with _lock:
+        data = _settings.model_dump()
+        data["retry"] = _settings.retry
+        if default_model is not None:
+            if isinstance(default_model, str):
+                default_model = ModelConfig(model=default_model)
+            elif not isinstance(default_model, ModelConfig):
+                raise ScenarioConfigError(
+                    "configure(default_model=...): expected a 'provider/model' string or "
+                    f"scenario.ModelConfig, got {type(default_model).__name__}."
+                )
+            data["default_model"] = default_model
+        if max_turns is not None:
+            _check_max_turns(max_turns, "configure(max_turns=...)")
+            data["max_turns"] = max_turns
+        if max_workers is not None and max_workers < 1:
+            raise ScenarioConfigError(f"configure(max_workers={max_workers}): must be at least 1.")
+        if tracing is not None and tracing not in ("otlp", "off", "auto"):
+            raise ScenarioConfigError(
+                f"configure(tracing={tracing!r}): use 'otlp' (export over OTLP/HTTP), 'off' or 'auto'."
+            )
+        for key, value in (
+            ("verbose", verbose),
+            ("cache_key", cache_key),
+            ("cache_dir", cache_dir),
+            ("debug", debug),
+            ("retry", retry),
+            ("max_workers", max_workers),
+            ("tracing", tracing),
+            ("trace_content", trace_content),
+        ):
+            if value is not None:
+                data[key] = value
+        data["extra"] = {**data.get("extra", {}), **extra}
+        _settings = Settings(**data)
+        new = _settings
+    if rate_limits is not None:
+        from .rate_limits import set_rate_limits
+
+        set_rate_limits(rate_limits)
+    if tracing is not None:
+        from . import telemetry
+
+        telemetry.apply_tracing_setting(tracing)
+    return new
+
+
+def reset_configuration() -> None:
+    """Back to defaults (tests use this)."""
+    global _settings
+    with _lock:
+        _settings = Settings()
+
+
+def _check_max_turns(value: Any, where: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ScenarioConfigError(f"{where}: max_turns must be an integer >= 1, got {value!r}.")
+
+
+def resolve_model(
+    model: Optional[str],
+    *,
+    agent_name: str,
+    **overrides: Any,
+) -> ModelConfig:
+    """The model an agent should call: its own arguments over configure()'s default_model."""
+    base = _settings.default_model
+    if model is None and base is None:
+        raise ScenarioConfigError(
+            f"{agent_name}: no model given. Pass model='provider/name' to {agent_name}(...) or call "
+            "scenario.configure(default_model='openai/gpt-4o-mini') once before running."
+        )
+    if base is None:
+        return ModelConfig(model=model, **{k: v for k, v in overrides.items() if v is not None})
+    return base.merged(model=model, **overrides)

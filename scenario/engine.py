@@ -1,0 +1,440 @@
+"""The turn engine: plain async code that steps one conversation to a verdict.
+
+It asks the user role for a message, the agent under test for a reply, the judge for a verdict,
+and runs script steps in between. It knows nothing about threads or which loop it is on: ``arun``
+awaits it on the caller's loop, ``run`` on a worker thread's fresh loop. Everything observable —
+result, spans, usage — comes from here, so the two executors cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from . import telemetry
+from .agents.adapter import adapter_name, invoke, normalize_return
+from .config import _check_max_turns, settings
+from .errors import ScenarioConfigError
+from .run_context import RunContext, current_run
+from .script import AgentStep, JudgeStep, MessageStep, ProceedStep, ScriptStep, UserStep, VerdictStep, proceed
+from .state import ScenarioState, message_text
+from .types import AgentInput, AgentRole, CriterionResult, ErrorInfo, JudgmentRequest, Message, ScenarioResult
+
+_ROLE_ORDER = {AgentRole.USER: 0, AgentRole.AGENT: 1, AgentRole.JUDGE: 2}
+_MESSAGE_ROLE = {"user": AgentRole.USER, "assistant": AgentRole.AGENT, "tool": AgentRole.AGENT}
+
+
+@dataclass
+class ScenarioSpec:
+    """A validated description of one run (what ``run``/``arun`` were called with)."""
+
+    name: str
+    description: str
+    agents: List[Any]
+    script: Optional[List[Any]] = None
+    max_turns: int = 10
+    cache_key: Optional[str] = None
+    set_id: Optional[str] = None
+    metadata: Dict[str, Any] = field(default_factory=dict)
+    verbose: bool = False
+    timeout: Optional[float] = None
+
+
+def build_spec(
+    *,
+    name: Any,
+    description: Any,
+    agents: Any,
+    script: Any = None,
+    max_turns: Any = None,
+    cache_key: Optional[str] = None,
+    set_id: Optional[str] = None,
+    metadata: Optional[Dict[str, Any]] = None,
+    verbose: Optional[bool] = None,
+    timeout: Optional[float] = None,
+) -> ScenarioSpec:
+    """Check everything that can be checked before running; raise ScenarioConfigError if wrong."""
+    where = f"scenario {name!r}" if isinstance(name, str) else "scenario"
+    if not isinstance(name, str) or not name.strip():
+        raise ScenarioConfigError(f"{where}: name must be a non-empty string, got {name!r}.")
+    if not isinstance(description, str):
+        raise ScenarioConfigError(f"{where}: description must be a string, got {type(description).__name__}.")
+    if max_turns is None:
+        max_turns = settings().max_turns
+    _check_max_turns(max_turns, where)
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ScenarioConfigError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}.")
+    if not isinstance(agents, (list, tuple)):
+        raise ScenarioConfigError(f"{where}: agents must be a list of AgentAdapter instances, got {type(agents).__name__}.")
+    for index, agent in enumerate(agents):
+        if isinstance(agent, type):
+            raise ScenarioConfigError(
+                f"{where}: agents[{index}] is the class {agent.__name__}, not an instance; write {agent.__name__}()."
+            )
+        if not callable(getattr(agent, "call", None)) or not isinstance(getattr(agent, "role", None), AgentRole):
+            raise ScenarioConfigError(
+                f"{where}: agents[{index}] ({type(agent).__name__}) is not an agent adapter: it needs a call(input) "
+                "method and a role (subclass scenario.AgentAdapter)."
+            )
+    roles = {agent.role for agent in agents}
+    if AgentRole.AGENT not in roles:
+        raise ScenarioConfigError(
+            f"{where}: agents has no agent under test. Add an instance of your scenario.AgentAdapter subclass "
+            "(role AgentRole.AGENT) to agents=[...]."
+        )
+    if script is not None:
+        if not isinstance(script, (list, tuple)):
+            raise ScenarioConfigError(f"{where}: script must be a list of steps, got {type(script).__name__}.")
+        for index, step in enumerate(script):
+            if not isinstance(step, ScriptStep) and not callable(step):
+                raise ScenarioConfigError(
+                    f"{where}: script[{index}] is a {type(step).__name__}, not a step. Use scenario.user(), agent(), "
+                    "judge(), proceed(), succeed(), fail(), message(), or a function taking the ScenarioState."
+                )
+    steps = list(script) if script is not None else [proceed()]
+    needs_user = any(isinstance(s, ProceedStep) or (isinstance(s, UserStep) and s.content is None) for s in steps)
+    if needs_user and AgentRole.USER not in roles:
+        raise ScenarioConfigError(
+            f"{where}: the script generates user messages (autopilot/proceed() or user() without content) but agents "
+            "has no user simulator. Add scenario.UserSimulatorAgent() to agents, or script user('...') lines."
+        )
+    if any(isinstance(s, JudgeStep) for s in steps) and AgentRole.JUDGE not in roles:
+        raise ScenarioConfigError(
+            f"{where}: the script has a judge() step but agents has no judge. Add "
+            "scenario.JudgeAgent(criteria=[...]) to agents."
+        )
+    return ScenarioSpec(
+        name=name,
+        description=description,
+        agents=list(agents),
+        script=list(script) if script is not None else None,
+        max_turns=max_turns,
+        cache_key=cache_key,
+        set_id=set_id,
+        metadata=dict(metadata or {}),
+        verbose=settings().verbose if verbose is None else verbose,
+        timeout=timeout,
+    )
+
+
+class _StepFailed(Exception):
+    """An exception raised inside a step, with where it happened."""
+
+    def __init__(self, where: str, original: BaseException):
+        super().__init__(where)
+        self.where = where
+        self.original = original
+
+
+class ScenarioEngine:
+    """Runs one :class:`ScenarioSpec` to a :class:`ScenarioResult`. One engine per run."""
+
+    def __init__(self, spec: ScenarioSpec, *, owns_loop: bool):
+        self.spec = spec
+        # Under `run` the engine owns its thread and loop, so a sync adapter may simply block it;
+        # under `arun` the loop is the caller's and sync adapters go to the worker pool.
+        self.owns_loop = owns_loop
+        self.state = ScenarioState(name=spec.name, description=spec.description, thread_id=str(uuid.uuid4()), engine=self)
+        self._agents: Dict[AgentRole, List[Any]] = {role: [] for role in AgentRole}
+        for agent in spec.agents:
+            self._agents[agent.role].append(agent)
+        self._seen: Dict[int, int] = {}
+        self._turn_roles: set = set()
+        self._turn_started = False
+        self._agent_time = 0.0
+        self._checkpoints: List[CriterionResult] = []
+        self._step_label = "start"
+        self._tracer: Any = None
+        self._root_span: Any = None
+        self._turn_span: Any = None
+
+    # -- the run ------------------------------------------------------------------------------
+    async def execute(self) -> ScenarioResult:
+        spec = self.spec
+        run = RunContext(name=spec.name, thread_id=self.state.thread_id, cache_key=spec.cache_key)
+        token = current_run.set(run)
+        self._tracer = telemetry.get_tracer()
+        self._root_span = telemetry.start_span(
+            self._tracer,
+            telemetry.SPAN_RUN,
+            {
+                "scenario.name": spec.name,
+                "scenario.description": spec.description,
+                "scenario.thread_id": self.state.thread_id,
+                "scenario.set_id": spec.set_id,
+                "scenario.max_turns": spec.max_turns,
+            },
+        )
+        started = time.perf_counter()
+        exception: Optional[BaseException] = None
+        try:
+            with telemetry.use_span(self._root_span):
+                if spec.timeout is not None:
+                    result = await asyncio.wait_for(self._run_script(), spec.timeout)
+                else:
+                    result = await self._run_script()
+        except asyncio.TimeoutError as exc:
+            exception = exc
+            result = self._error_result(
+                exc, f"step {self._step_label}",
+                f"Timed out after {spec.timeout}s during step {self._step_label}; raise timeout= or check the agent.",
+            )
+        except _StepFailed as failure:
+            exception = failure.original
+            result = self._error_result(failure.original, failure.where, None)
+        except BaseException as exc:  # cancellation, KeyboardInterrupt: close spans, then propagate
+            self._end_turn()
+            telemetry.end_span(self._root_span, exc)
+            current_run.reset(token)
+            raise
+        self._end_turn()
+        result.messages = list(self.state.messages)
+        result.total_time = time.perf_counter() - started
+        result.agent_time = self._agent_time
+        result.usage = run.usage
+        result.thread_id = self.state.thread_id
+        if self._checkpoints:
+            self._merge_checkpoints(result)
+        if exception is not None:
+            result._exception = exception
+        self._finish_root_span(result, exception)
+        current_run.reset(token)
+        return result
+
+    async def _run_script(self) -> ScenarioResult:
+        steps = self.spec.script if self.spec.script is not None else [proceed()]
+        for index, step in enumerate(steps):
+            label = f"{index + 1} ({_describe(step)})" if self.spec.script is not None else "autopilot"
+            self._step_label = label
+            result = await self._run_step(step, label)
+            if result is not None:
+                return result
+        return ScenarioResult(
+            success=False,
+            reasoning=(
+                "The script ended without a verdict. End it with scenario.judge(), scenario.succeed() or "
+                "scenario.fail(), or add scenario.proceed() to let the judge decide."
+            ),
+        )
+
+    async def _run_step(self, step: Any, label: str) -> Optional[ScenarioResult]:
+        if isinstance(step, UserStep):
+            return await self._scripted_or_generated(AgentRole.USER, step.content, "user")
+        if isinstance(step, AgentStep):
+            return await self._scripted_or_generated(AgentRole.AGENT, step.content, "assistant")
+        if isinstance(step, JudgeStep):
+            return await self._judge(step.criteria)
+        if isinstance(step, ProceedStep):
+            return await self._proceed(step)
+        if isinstance(step, VerdictStep):
+            default = "succeed() step reached" if step.success else "fail() step reached"
+            return ScenarioResult(success=step.success, reasoning=step.reasoning or default)
+        if isinstance(step, MessageStep):
+            role = _MESSAGE_ROLE.get(step.message.get("role", ""))
+            if role is not None:
+                self._enter_role(role)
+            self.add_message(dict(step.message))
+            return None
+        if callable(step):
+            return await self._custom_step(step, label)
+        raise ScenarioConfigError(f"scenario {self.spec.name!r}: step {label} is not a known step type.")
+
+    async def _custom_step(self, step: Any, label: str) -> Optional[ScenarioResult]:
+        try:
+            value = step(self.state)
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as exc:
+            raise _StepFailed(f"step {label}", exc) from exc
+        return value if isinstance(value, ScenarioResult) else None
+
+    async def _scripted_or_generated(self, role: AgentRole, content: Any, message_role: str) -> Optional[ScenarioResult]:
+        if content is None:
+            return await self._call_role(role)
+        self._enter_role(role)
+        message = {"role": message_role, "content": content} if isinstance(content, str) else dict(content)
+        self.add_message(message)
+        return None
+
+    async def _judge(self, criteria: Optional[List[str]]) -> Optional[ScenarioResult]:
+        result = await self._call_role(AgentRole.JUDGE, JudgmentRequest(criteria=criteria))
+        if result is None:
+            return ScenarioResult(
+                success=False,
+                reasoning=f"The judge gave no verdict when asked at step {self._step_label}.",
+            )
+        if criteria and result.success:
+            # A met checkpoint lets the script go on; its findings are kept for the final result.
+            self._checkpoints.extend(result.criteria)
+            return None
+        return result
+
+    async def _proceed(self, step: ProceedStep) -> Optional[ScenarioResult]:
+        start_turn = self.state.current_turn
+        max_turns = self.spec.max_turns
+        while True:
+            role = self._next_autopilot_role()
+            if role is None:
+                if step.on_turn is not None:
+                    await self._callback(step.on_turn, "on_turn")
+                self._new_turn()
+                if step.turns is not None and self.state.current_turn - start_turn >= step.turns:
+                    return None
+                continue
+            if self.state.current_turn >= max_turns:
+                return self._turn_limit_result()
+            # On the last allowed turn the judge must rule: that is what max_turns promises.
+            forced = role is AgentRole.JUDGE and self.state.current_turn >= max_turns - 1
+            result = await self._call_role(role, JudgmentRequest() if forced else None)
+            if step.on_step is not None:
+                await self._callback(step.on_step, "on_step")
+            if result is not None:
+                return result
+
+    def _next_autopilot_role(self) -> Optional[AgentRole]:
+        reached = max((_ROLE_ORDER[r] for r in self._turn_roles), default=-1)
+        for role in (AgentRole.USER, AgentRole.AGENT, AgentRole.JUDGE):
+            if _ROLE_ORDER[role] > reached and self._agents[role]:
+                return role
+        return None
+
+    def _turn_limit_result(self) -> ScenarioResult:
+        judge_note = "" if self._agents[AgentRole.JUDGE] else " (agents has no judge, so nothing could end it earlier)"
+        return ScenarioResult(
+            success=False,
+            reasoning=(
+                f"Reached the turn limit (max_turns={self.spec.max_turns}) without a verdict{judge_note}. "
+                "Raise max_turns, or check why the judge did not decide."
+            ),
+        )
+
+    async def _callback(self, callback: Any, what: str) -> None:
+        try:
+            value = callback(self.state)
+            if inspect.isawaitable(value):
+                await value
+        except Exception as exc:
+            raise _StepFailed(f"step {self._step_label} ({what} callback)", exc) from exc
+
+    # -- calling agents -----------------------------------------------------------------------
+    async def _call_role(self, role: AgentRole, judgment: Optional[JudgmentRequest] = None) -> Optional[ScenarioResult]:
+        for agent in self._agents[role]:
+            result = await self._call_agent(agent, role, judgment)
+            if result is not None:
+                return result
+        return None
+
+    async def _call_agent(self, agent: Any, role: AgentRole, judgment: Optional[JudgmentRequest]) -> Optional[ScenarioResult]:
+        self._enter_role(role)
+        name = adapter_name(agent)
+        seen = self._seen.get(id(agent), 0)
+        agent_input = AgentInput(
+            thread_id=self.state.thread_id,
+            messages=list(self.state.messages),
+            new_messages=self.state.messages[seen:],
+            judgment_request=judgment,
+            scenario_state=self.state,
+        )
+        span = telemetry.start_span(
+            self._tracer,
+            f"invoke_agent {name}",
+            {
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": name,
+                "scenario.role": role.key,
+                "scenario.turn": self.state.current_turn,
+                "scenario.step": self._step_label,
+            },
+            parent=self._turn_span,
+        )
+        started = time.perf_counter()
+        where = f"step {self._step_label}, {role.key} adapter {name}"
+        try:
+            with telemetry.use_span(span):
+                value = await invoke(agent, agent_input, offload_sync=not self.owns_loop)
+            outcome = normalize_return(value, role=role, adapter=name, step=self._step_label)
+        except Exception as exc:
+            telemetry.end_span(span, exc)
+            raise _StepFailed(where, exc) from exc
+        finally:
+            if role is AgentRole.AGENT:
+                self._agent_time += time.perf_counter() - started
+        if isinstance(outcome, ScenarioResult):
+            telemetry.end_span(span, None, {"scenario.verdict": "success" if outcome.success else "failure"})
+            self._seen[id(agent)] = len(self.state.messages)
+            return outcome
+        for message in outcome:
+            self.add_message(message)
+        self._seen[id(agent)] = len(self.state.messages)
+        telemetry.end_span(span, None, {"scenario.messages_returned": len(outcome)})
+        return None
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def add_message(self, message: Message) -> None:
+        self.state.messages.append(message)
+        if self.spec.verbose:
+            role = message.get("role", "?")
+            print(f"[{self.spec.name}] {role}: {message_text(message)}", flush=True)
+
+    def _enter_role(self, role: AgentRole) -> None:
+        """Track the turn: a role at or before one already seen this turn starts a new turn."""
+        if self._turn_roles and _ROLE_ORDER[role] <= max(_ROLE_ORDER[r] for r in self._turn_roles):
+            self._new_turn()
+        if not self._turn_started:
+            self._turn_started = True
+            self._turn_span = telemetry.start_span(
+                self._tracer, telemetry.SPAN_TURN, {"scenario.turn": self.state.current_turn}, parent=self._root_span
+            )
+        self._turn_roles.add(role)
+
+    def _new_turn(self) -> None:
+        self._end_turn()
+        self._turn_roles = set()
+        self.state.current_turn += 1
+
+    def _end_turn(self) -> None:
+        if self._turn_started:
+            telemetry.end_span(self._turn_span)
+            self._turn_span = None
+            self._turn_started = False
+
+    def _merge_checkpoints(self, result: ScenarioResult) -> None:
+        known = {c.requirement for c in result.criteria}
+        extra = [c for c in self._checkpoints if c.requirement not in known]
+        result.criteria = extra + result.criteria
+        result.passed_criteria = [c.requirement for c in extra if c.status == "passed"] + result.passed_criteria
+
+    def _error_result(self, exc: BaseException, where: str, reasoning: Optional[str]) -> ScenarioResult:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return ScenarioResult(
+            success=False,
+            reasoning=reasoning or f"Error at {where}: {text}",
+            error=ErrorInfo(type=type(exc).__name__, message=str(exc), where=where),
+        )
+
+    def _finish_root_span(self, result: ScenarioResult, exception: Optional[BaseException]) -> None:
+        span = self._root_span
+        if span is None:
+            return
+        attributes: Dict[str, Any] = {
+            "scenario.success": result.success,
+            "scenario.verdict": "success" if result.success else "failure",
+            "scenario.reasoning": result.reasoning,
+            "scenario.turns": self.state.current_turn + (1 if self.state.messages else 0),
+            "scenario.passed_criteria": result.passed_criteria,
+            "scenario.failed_criteria": result.failed_criteria,
+            "scenario.total_time": result.total_time,
+            "scenario.agent_time": result.agent_time,
+        }
+        attributes.update(telemetry.usage_attributes(result.usage))
+        telemetry.end_span(span, exception, attributes)
+
+
+def _describe(step: Any) -> str:
+    if isinstance(step, ScriptStep):
+        return step.describe()
+    return getattr(step, "__name__", None) or type(step).__name__

@@ -1,0 +1,150 @@
+"""The two doors into the engine.
+
+``arun`` awaits the engine on the caller's loop: agents holding loop-bound state (async fixtures,
+gRPC channels, queues made in the test) keep working. ``run`` hands the same engine to a thread
+from the shared worker pool, which runs it on a fresh loop and shuts that loop down completely
+afterwards: blocking, synchronous agents then parallelise for free. The caller's ``contextvars``
+(and so its OpenTelemetry span) travel into the thread, so both doors produce the same trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from typing import Any, Awaitable, Callable, Dict, List, Optional, TypeVar
+
+from .engine import ScenarioEngine, build_spec
+from .types import ScenarioResult
+from .worker_pool import get_pool
+
+T = TypeVar("T")
+
+# How long a cancelled `run` waits for its worker loop to unwind before giving up on it.
+CANCEL_GRACE = 10.0
+
+
+async def arun(
+    name: str,
+    description: str,
+    agents: List[Any],
+    max_turns: Optional[int] = None,
+    script: Optional[List[Any]] = None,
+    cache_key: Optional[str] = None,
+    set_id: Optional[str] = None,
+    metadata: Optional[Dict[str, Any]] = None,
+    verbose: Optional[bool] = None,
+    timeout: Optional[float] = None,
+) -> ScenarioResult:
+    """Run a scenario on the caller's event loop and return its result.
+
+    Same arguments and result as :func:`run`. Synchronous adapters are offloaded to the shared
+    worker pool so they never block this loop.
+    """
+    spec = build_spec(
+        name=name, description=description, agents=agents, script=script, max_turns=max_turns,
+        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=verbose, timeout=timeout,
+    )
+    return await ScenarioEngine(spec, owns_loop=False).execute()
+
+
+async def run(
+    name: str,
+    description: str,
+    agents: List[Any],
+    max_turns: Optional[int] = None,
+    script: Optional[List[Any]] = None,
+    cache_key: Optional[str] = None,
+    set_id: Optional[str] = None,
+    metadata: Optional[Dict[str, Any]] = None,
+    verbose: Optional[bool] = None,
+    timeout: Optional[float] = None,
+) -> ScenarioResult:
+    """Run a scenario on a worker thread with a fresh event loop and return its result.
+
+    Args:
+        name: short identifier shown in reports and spans.
+        description: the situation, given to the user simulator and the judge.
+        agents: adapters: the agent under test, usually a ``UserSimulatorAgent`` and a ``JudgeAgent``.
+        max_turns: autopilot turn limit (default from ``configure``, 10).
+        script: steps (``user``, ``agent``, ``judge``, ``proceed``, ...); default is autopilot.
+        cache_key: replay model calls deterministically (see docs/caching.md).
+        set_id, metadata: labels carried into reports and spans.
+        verbose: print the conversation as it happens.
+        timeout: seconds for the whole run; past it the run fails as timed out.
+
+    Bad set-up raises :class:`scenario.ScenarioConfigError` here, before anything runs; errors
+    during the run (an adapter raising, a model failing after retries) give a failed result whose
+    ``reasoning`` and ``error`` say what and where.
+    """
+    spec = build_spec(
+        name=name, description=description, agents=agents, script=script, max_turns=max_turns,
+        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=verbose, timeout=timeout,
+    )
+    return await run_on_worker_loop(ScenarioEngine(spec, owns_loop=True).execute)
+
+
+class _WorkerLoopJob:
+    """One coroutine run to completion on a fresh loop in a pool thread, cancellable from outside."""
+
+    def __init__(self, make_coro: Callable[[], Awaitable[T]]):
+        self._make_coro = make_coro
+        self._lock = threading.Lock()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._task: Optional["asyncio.Task[Any]"] = None
+        self._cancelled = False
+
+    def __call__(self) -> Any:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            with self._lock:
+                if self._cancelled:
+                    raise asyncio.CancelledError()
+                self._task = loop.create_task(self._make_coro())  # type: ignore[arg-type]
+                self._loop = loop
+            return loop.run_until_complete(self._task)
+        finally:
+            with self._lock:
+                self._loop = None
+            _shutdown_loop(loop)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._loop is not None and self._task is not None:
+                self._loop.call_soon_threadsafe(self._task.cancel)
+
+
+def _shutdown_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a worker loop for good: stray tasks, async generators, default executor, then close."""
+    try:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+async def run_on_worker_loop(make_coro: Callable[[], Awaitable[T]]) -> T:
+    """Await ``make_coro()`` executed on a fresh loop in a worker thread, with our context.
+
+    Cancelling the awaiting task cancels the worker's task and waits (boundedly) for its loop to
+    shut down, so a cancelled batch leaves no loop or thread behind.
+    """
+    job = _WorkerLoopJob(make_coro)
+    context = contextvars.copy_context()
+    future = asyncio.wrap_future(get_pool().submit(context.run, job))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        job.cancel()
+        await asyncio.wait({future}, timeout=CANCEL_GRACE)
+        if future.done() and not future.cancelled():
+            future.exception()  # consumed: the cancellation below is what the caller sees
+        raise

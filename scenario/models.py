@@ -1,0 +1,333 @@
+"""The only place that calls litellm.
+
+Every model call the library makes (user simulator, judge) goes through :func:`complete`, which
+adds the timeout, retries, rate limits, replay cache, usage and cost accounting and the GenAI span.
+
+Why a dedicated model loop: litellm caches its async HTTP clients per event loop. Driven from a
+fresh loop per scenario (what ``run`` does) it leaks a keep-alive socket per dead loop, loses its
+async callbacks and logs "Task was destroyed but it is pending!"; two loops at once can trip its
+logging worker. So all litellm coroutines run on one long-lived loop in one background thread,
+owned here and closed at exit; callers on any loop, in any thread, await a thread-safe future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import os
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Coroutine, Dict, List, Optional
+
+from . import telemetry
+from .config import ModelConfig, settings
+from .errors import ModelCallError
+from .run_context import current_run
+
+# Extra seconds past litellm's own timeout before we stop waiting ourselves: litellm enforces the
+# timeout, this is the backstop that guarantees nothing hangs even if it does not.
+TIMEOUT_BACKSTOP = 5.0
+
+_import_lock = threading.Lock()
+_litellm: Any = None
+
+
+def litellm_module() -> Any:
+    """Import litellm on first use.
+
+    litellm fetches its price list over the network at import unless told to use its bundled
+    copy; offline that stalls ~5 s. We ask for the bundled copy for the import only and restore
+    the variable after, so the user's environment is left as it was. Set
+    ``SCENARIO_LITELLM_REMOTE_PRICES=1`` to let litellm fetch fresh prices.
+    """
+    global _litellm
+    if _litellm is not None:
+        return _litellm
+    with _import_lock:
+        if _litellm is None:
+            name = "LITELLM_LOCAL_MODEL_COST_MAP"
+            previous = os.environ.get(name)
+            scoped = previous is None and not os.environ.get("SCENARIO_LITELLM_REMOTE_PRICES")
+            if scoped:
+                os.environ[name] = "True"
+            try:
+                import litellm
+            finally:
+                if scoped:
+                    os.environ.pop(name, None)
+            _litellm = litellm
+    return _litellm
+
+
+class ModelLoop:
+    """One long-lived event loop on a daemon thread that runs every litellm coroutine."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            return loop
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                ready = threading.Event()
+                new_loop = asyncio.new_event_loop()
+
+                def serve() -> None:
+                    asyncio.set_event_loop(new_loop)
+                    ready.set()
+                    new_loop.run_forever()
+
+                thread = threading.Thread(target=serve, name="scenario-model-loop", daemon=True)
+                thread.start()
+                ready.wait()
+                self._loop, self._thread = new_loop, thread
+            return self._loop
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> "Future[Any]":
+        return asyncio.run_coroutine_threadsafe(coro, self.loop())
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Cancel what is in flight, close litellm's clients, stop and join the thread."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or loop.is_closed():
+            return
+
+        async def drain() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if _litellm is not None:
+                try:
+                    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+                    await asyncio.wait_for(close_litellm_async_clients(), timeout)
+                except Exception:  # pragma: no cover - best effort at shutdown
+                    pass
+            await loop.shutdown_asyncgens()
+
+        try:
+            asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout)
+        except Exception:  # pragma: no cover - best effort at shutdown
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout)
+        if not loop.is_running():
+            loop.close()
+
+
+model_loop = ModelLoop()
+atexit.register(model_loop.close)
+
+
+@dataclass
+class ModelResponse:
+    """What a model call produced, already normalised to plain data."""
+
+    content: Optional[str]
+    tool_calls: List[Dict[str, Any]] = field(default_factory=list)
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Optional[float] = None
+    cached: bool = False
+    attempts: int = 1
+
+    def message(self) -> Dict[str, Any]:
+        msg: Dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            msg["tool_calls"] = self.tool_calls
+        return msg
+
+
+def _request_kwargs(config: ModelConfig, messages: List[Dict[str, Any]], tools: Any, tool_choice: Any) -> Dict[str, Any]:
+    kwargs: Dict[str, Any] = {k: v for k, v in config.model_dump().items() if v is not None}
+    kwargs["messages"] = messages
+    # We retry ourselves (policy, Retry-After, accounting); the OpenAI SDK's hidden retries would
+    # multiply attempts and hide them.
+    kwargs.setdefault("max_retries", 0)
+    if tools:
+        kwargs["tools"] = tools
+        # litellm routes any call with tools through its MCP gateway check, which imports the
+        # optional `mcp` package; judge tools are plain functions, so skip it.
+        kwargs["_skip_mcp_handler"] = True
+    if tool_choice is not None:
+        kwargs["tool_choice"] = tool_choice
+    return kwargs
+
+
+def _cache_payload(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    # Credentials and transport details do not change the answer; leave them out of the key.
+    return {k: v for k, v in kwargs.items() if k not in ("api_key", "api_base", "timeout", "max_retries", "_skip_mcp_handler")}
+
+
+def _parse_response(response: Any, requested_model: str) -> ModelResponse:
+    litellm = litellm_module()
+    try:
+        choice = response.choices[0]
+        message = choice.message
+    except (AttributeError, IndexError, TypeError) as exc:
+        raise ValueError(f"model {requested_model!r} returned no choices: {response!r:.300}") from exc
+    tool_calls = []
+    for call in getattr(message, "tool_calls", None) or []:
+        data = call.model_dump() if hasattr(call, "model_dump") else dict(call)
+        function = data.get("function") or {}
+        tool_calls.append(
+            {
+                "id": data.get("id"),
+                "type": "function",
+                "function": {"name": function.get("name"), "arguments": function.get("arguments") or "{}"},
+            }
+        )
+    usage = getattr(response, "usage", None)
+    input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    if cost is None and usage is not None:
+        try:
+            cost = litellm.completion_cost(completion_response=response)
+        except Exception:
+            cost = None  # unknown model price: recorded as unpriced, never a crash
+    return ModelResponse(
+        content=getattr(message, "content", None),
+        tool_calls=tool_calls,
+        model=getattr(response, "model", None) or requested_model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=float(cost) if cost is not None else None,
+    )
+
+
+async def _attempt(kwargs: Dict[str, Any], timeout: float) -> Any:
+    litellm = litellm_module()
+    from .rate_limits import get_rate_limiter
+
+    limiter = get_rate_limiter(kwargs["model"])
+    estimated = 0
+    if limiter is not None:
+        estimated = _estimate_tokens(kwargs)
+        await limiter.acquire(estimated)
+    future = model_loop.submit(litellm.acompletion(**kwargs))
+    try:
+        response = await asyncio.wait_for(asyncio.wrap_future(future), timeout + TIMEOUT_BACKSTOP)
+    except asyncio.TimeoutError:
+        future.cancel()
+        raise litellm.Timeout(
+            message=f"no answer within {timeout + TIMEOUT_BACKSTOP:.0f}s (backstop)",
+            model=kwargs["model"],
+            llm_provider=telemetry.provider_name(kwargs["model"]),
+        ) from None
+    if limiter is not None:
+        usage = getattr(response, "usage", None)
+        limiter.record_usage(int(getattr(usage, "total_tokens", 0) or 0), estimated)
+    return response
+
+
+def _estimate_tokens(kwargs: Dict[str, Any]) -> int:
+    text = json.dumps(kwargs.get("messages", []), default=str)
+    return len(text) // 4 + int(kwargs.get("max_tokens") or 256)
+
+
+async def complete(
+    *,
+    role: str,
+    config: ModelConfig,
+    messages: List[Dict[str, Any]],
+    tools: Optional[List[Dict[str, Any]]] = None,
+    tool_choice: Any = None,
+) -> ModelResponse:
+    """Call the model once (with retries) on behalf of ``role`` ("user" or "judge")."""
+    from . import cache
+    from .concurrency import notify_rate_limited, notify_success
+    from .retry import RetryPolicy, call_with_retries, classify_error, retry_after_seconds
+
+    kwargs = _request_kwargs(config, messages, tools, tool_choice)
+    run = current_run.get()
+    model = config.model
+
+    cache_key = cache.active_cache_key()
+    key = cache.make_key("model", cache_key, _cache_payload(kwargs)) if cache_key else None
+    if key is not None:
+        hit = cache.load(key)
+        if hit is not None:
+            response = ModelResponse(**{**hit, "cached": True, "cost_usd": 0.0})
+            if run is not None:
+                run.record_usage(role=role, model=response.model or model, input_tokens=response.input_tokens,
+                                 output_tokens=response.output_tokens, cost_usd=0.0, cached=True)
+            return response
+
+    tracer = telemetry.get_tracer()
+    span = telemetry.start_span(
+        tracer,
+        f"chat {model}",
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": telemetry.provider_name(model),
+            "gen_ai.request.model": model,
+            "gen_ai.request.temperature": config.temperature,
+            "gen_ai.request.max_tokens": config.max_tokens,
+            "scenario.role": role,
+        },
+    )
+    if span is not None and settings().trace_content:
+        span.set_attribute("gen_ai.input.messages", json.dumps(messages, default=str, ensure_ascii=False))
+
+    def on_retry(event: Any) -> None:
+        if run is not None:
+            run.retries += 1
+        if event.classification == "rate_limit":
+            if run is not None:
+                run.rate_limited += 1
+            notify_rate_limited(retry_after_seconds(event.exception))
+        if span is not None:
+            span.add_event("retry", {"attempt": event.attempt, "error": f"{type(event.exception).__name__}: {event.exception}"[:500]})
+
+    policy = settings().retry or RetryPolicy()
+    started = time.perf_counter()
+    try:
+        with telemetry.use_span(span):
+            raw, attempts = await call_with_retries(lambda: _attempt(kwargs, config.timeout), policy, on_retry=on_retry)
+        result = _parse_response(raw, model)
+        result.attempts = attempts
+    except Exception as exc:
+        attempts = getattr(exc, "scenario_attempts", 1)
+        if classify_error(exc) == "rate_limit":
+            notify_rate_limited(retry_after_seconds(exc))
+        telemetry.end_span(span, exc, {"scenario.attempts": attempts})
+        raise ModelCallError(
+            f"{role} model call to {model!r} failed after {attempts} attempt(s) "
+            f"({time.perf_counter() - started:.1f}s): {type(exc).__name__}: {exc}. "
+            "Check the model name, api_base and credentials; transient errors (429, 5xx, timeouts) were "
+            "retried per the retry policy (scenario.configure(retry=scenario.RetryPolicy(...))).",
+            original=exc,
+            attempts=attempts,
+        ) from exc
+    notify_success()
+    if run is not None:
+        run.model_attempts += attempts
+        run.record_usage(role=role, model=result.model or model, input_tokens=result.input_tokens,
+                         output_tokens=result.output_tokens, cost_usd=result.cost_usd)
+    attributes: Dict[str, Any] = {
+        "gen_ai.response.model": result.model,
+        "gen_ai.usage.input_tokens": result.input_tokens,
+        "gen_ai.usage.output_tokens": result.output_tokens,
+        telemetry.ATTR_COST: result.cost_usd,
+        "scenario.attempts": attempts,
+    }
+    if span is not None and settings().trace_content:
+        attributes["gen_ai.output.messages"] = json.dumps([result.message()], default=str, ensure_ascii=False)
+    telemetry.end_span(span, None, attributes)
+    if key is not None:
+        cached = {k: v for k, v in result.__dict__.items() if k not in ("cached", "attempts")}
+        cache.store(key, cached)
+    return result
