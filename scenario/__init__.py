@@ -21,7 +21,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 from .agents import AgentAdapter, AgentReturnTypes, JudgeAgent, UserSimulatorAgent
-from .cache import cache
+from .replay_cache import cache
 from .config import ModelConfig, configure
 from .errors import AgentReturnError, ModelCallError, ScenarioConfigError, ScenarioError
 from .executors import arun, run
@@ -41,6 +41,7 @@ from .types import (
 
 # Heavier or optional pieces, imported when first touched.
 _LAZY = {
+    "acompletion": "models",
     "SlidingWindow": "concurrency",
     "Adaptive": "concurrency",
     "ConcurrencyStrategy": "concurrency",

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Coroutine, Dict, List, Optional
 
 from . import telemetry
-from .config import ModelConfig, settings
+from .config import DEFAULT_MODEL_TIMEOUT, ModelConfig, settings
 from .errors import ModelCallError
 from .run_context import current_run
 
@@ -238,34 +238,14 @@ def _estimate_tokens(kwargs: Dict[str, Any]) -> int:
     return len(text) // 4 + int(kwargs.get("max_tokens") or 256)
 
 
-async def complete(
-    *,
-    role: str,
-    config: ModelConfig,
-    messages: List[Dict[str, Any]],
-    tools: Optional[List[Dict[str, Any]]] = None,
-    tool_choice: Any = None,
-) -> ModelResponse:
-    """Call the model once (with retries) on behalf of ``role`` ("user" or "judge")."""
-    from . import cache
+async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tuple[Any, ModelResponse]":
+    """One logical model call: GenAI span, retries, rate-limit signals, usage into the run."""
     from .concurrency import notify_rate_limited, notify_success
     from .retry import RetryPolicy, call_with_retries, classify_error, retry_after_seconds
 
-    kwargs = _request_kwargs(config, messages, tools, tool_choice)
     run = current_run.get()
-    model = config.model
-
-    cache_key = cache.active_cache_key()
-    key = cache.make_key("model", cache_key, _cache_payload(kwargs)) if cache_key else None
-    if key is not None:
-        hit = cache.load(key)
-        if hit is not None:
-            response = ModelResponse(**{**hit, "cached": True, "cost_usd": 0.0})
-            if run is not None:
-                run.record_usage(role=role, model=response.model or model, input_tokens=response.input_tokens,
-                                 output_tokens=response.output_tokens, cost_usd=0.0, cached=True)
-            return response
-
+    model = kwargs["model"]
+    messages = kwargs.get("messages", [])
     tracer = telemetry.get_tracer()
     span = telemetry.start_span(
         tracer,
@@ -274,8 +254,8 @@ async def complete(
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": telemetry.provider_name(model),
             "gen_ai.request.model": model,
-            "gen_ai.request.temperature": config.temperature,
-            "gen_ai.request.max_tokens": config.max_tokens,
+            "gen_ai.request.temperature": kwargs.get("temperature"),
+            "gen_ai.request.max_tokens": kwargs.get("max_tokens"),
             "scenario.role": role,
         },
     )
@@ -296,7 +276,7 @@ async def complete(
     started = time.perf_counter()
     try:
         with telemetry.use_span(span):
-            raw, attempts = await call_with_retries(lambda: _attempt(kwargs, config.timeout), policy, on_retry=on_retry)
+            raw, attempts = await call_with_retries(lambda: _attempt(kwargs, timeout), policy, on_retry=on_retry)
         result = _parse_response(raw, model)
         result.attempts = attempts
     except Exception as exc:
@@ -327,6 +307,60 @@ async def complete(
     if span is not None and settings().trace_content:
         attributes["gen_ai.output.messages"] = json.dumps([result.message()], default=str, ensure_ascii=False)
     telemetry.end_span(span, None, attributes)
+    return raw, result
+
+
+async def acompletion(**kwargs: Any) -> Any:
+    """``litellm.acompletion`` for your agent under test, made safe for both executors.
+
+    Takes litellm's arguments and returns litellm's response. The call runs on the library's
+    model loop (litellm misbehaves when driven from a fresh loop per scenario, which is what
+    ``scenario.run`` gives each scenario), gets a timeout, the retry policy and a GenAI span, and
+    its tokens and cost count in ``result.usage`` under the "agent" role. Streaming is not
+    supported here: call litellm directly for that.
+    """
+    if "model" not in kwargs or "messages" not in kwargs:
+        raise TypeError("scenario.acompletion(...) needs model= and messages=, as litellm.acompletion does.")
+    if kwargs.get("stream"):
+        raise ValueError(
+            "scenario.acompletion(stream=True) is not supported: a stream is bound to the loop that reads it. "
+            "Call litellm.acompletion directly for streaming, or drop stream=True."
+        )
+    kwargs.setdefault("timeout", DEFAULT_MODEL_TIMEOUT)
+    kwargs.setdefault("max_retries", 0)
+    if kwargs.get("tools"):
+        kwargs.setdefault("_skip_mcp_handler", True)
+    raw, _result = await _traced_call("agent", kwargs, float(kwargs["timeout"]))
+    return raw
+
+
+async def complete(
+    *,
+    role: str,
+    config: ModelConfig,
+    messages: List[Dict[str, Any]],
+    tools: Optional[List[Dict[str, Any]]] = None,
+    tool_choice: Any = None,
+) -> ModelResponse:
+    """Call the model once (with retries) on behalf of ``role`` ("user" or "judge")."""
+    from . import replay_cache as cache
+
+    kwargs = _request_kwargs(config, messages, tools, tool_choice)
+    run = current_run.get()
+    model = config.model
+
+    cache_key = cache.active_cache_key()
+    key = cache.make_key("model", cache_key, _cache_payload(kwargs)) if cache_key else None
+    if key is not None:
+        hit = cache.load(key)
+        if hit is not None:
+            response = ModelResponse(**{**hit, "cached": True, "cost_usd": 0.0})
+            if run is not None:
+                run.record_usage(role=role, model=response.model or model, input_tokens=response.input_tokens,
+                                 output_tokens=response.output_tokens, cost_usd=0.0, cached=True)
+            return response
+
+    _raw, result = await _traced_call(role, kwargs, config.timeout)
     if key is not None:
         cached = {k: v for k, v in result.__dict__.items() if k not in ("cached", "attempts")}
         cache.store(key, cached)
