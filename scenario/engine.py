@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from . import telemetry
 from .agents.adapter import adapter_name, invoke, normalize_return
+from .collector import report_result
 from .config import _check_max_turns, settings
 from .errors import ScenarioConfigError
 from .run_context import RunContext, current_run
@@ -203,6 +204,7 @@ class ScenarioEngine:
             result._exception = exception
         self._finish_root_span(result, exception)
         current_run.reset(token)
+        report_result(result)  # attribution to the current pytest test, if any (scenario.collector)
         return result
 
     async def _run_script(self) -> ScenarioResult:
