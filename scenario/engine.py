@@ -69,6 +69,8 @@ def build_spec(
     _check_max_turns(max_turns, where)
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ScenarioConfigError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}.")
+    if agents is None:
+        agents = []
     if not isinstance(agents, (list, tuple)):
         raise ScenarioConfigError(f"{where}: agents must be a list of AgentAdapter instances, got {type(agents).__name__}.")
     for index, agent in enumerate(agents):

@@ -27,7 +27,7 @@ CANCEL_GRACE = 10.0
 async def arun(
     name: str,
     description: str,
-    agents: List[Any],
+    agents: Optional[List[Any]] = None,
     max_turns: Optional[int] = None,
     script: Optional[List[Any]] = None,
     cache_key: Optional[str] = None,
@@ -35,6 +35,7 @@ async def arun(
     metadata: Optional[Dict[str, Any]] = None,
     verbose: Optional[bool] = None,
     timeout: Optional[float] = None,
+    debug: Optional[bool] = None,
 ) -> ScenarioResult:
     """Run a scenario on the caller's event loop and return its result.
 
@@ -43,7 +44,7 @@ async def arun(
     """
     spec = build_spec(
         name=name, description=description, agents=agents, script=script, max_turns=max_turns,
-        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=verbose, timeout=timeout,
+        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=verbose or debug, timeout=timeout,
     )
     return await ScenarioEngine(spec, owns_loop=False).execute()
 
@@ -51,7 +52,7 @@ async def arun(
 async def run(
     name: str,
     description: str,
-    agents: List[Any],
+    agents: Optional[List[Any]] = None,
     max_turns: Optional[int] = None,
     script: Optional[List[Any]] = None,
     cache_key: Optional[str] = None,
@@ -59,6 +60,7 @@ async def run(
     metadata: Optional[Dict[str, Any]] = None,
     verbose: Optional[bool] = None,
     timeout: Optional[float] = None,
+    debug: Optional[bool] = None,
 ) -> ScenarioResult:
     """Run a scenario on a worker thread with a fresh event loop and return its result.
 
@@ -72,6 +74,8 @@ async def run(
         set_id, metadata: labels carried into reports and spans.
         verbose: print the conversation as it happens.
         timeout: seconds for the whole run; past it the run fails as timed out.
+        debug: accepted for compatibility with langwatch-scenario; prints the conversation like
+            ``verbose``.
 
     Bad set-up raises :class:`scenario.ScenarioConfigError` here, before anything runs; errors
     during the run (an adapter raising, a model failing after retries) give a failed result whose
@@ -79,7 +83,7 @@ async def run(
     """
     spec = build_spec(
         name=name, description=description, agents=agents, script=script, max_turns=max_turns,
-        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=verbose, timeout=timeout,
+        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=verbose or debug, timeout=timeout,
     )
     return await run_on_worker_loop(ScenarioEngine(spec, owns_loop=True).execute)
 

@@ -172,3 +172,28 @@ async def test_worker_pool_is_shared_and_bounded():
     await scenario.run(name="x", description="d", agents=[EchoAgent()], script=SCRIPT)
     assert worker_pool.get_pool() is pool
     assert 4 <= worker_pool.pool_size() <= 512
+
+
+def _open_sockets() -> int:
+    import os
+
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"), reason="needs /proc to count sockets")
+async def test_sequential_runs_do_not_leak_sockets(configured):
+    """Each `run` has its own loop; the library's model calls must not strand a connection per loop."""
+    team = lambda: [EchoAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=["ok"])]
+    await scenario.run(name="warm", description="d", agents=team())
+    before = _open_sockets()
+    for i in range(60):
+        result = await scenario.run(name=f"seq{i}", description="d", agents=team())
+        assert result.success
+    assert _open_sockets() - before <= 10
