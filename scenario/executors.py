@@ -44,7 +44,7 @@ async def arun(
     """
     spec = build_spec(
         name=name, description=description, agents=agents, script=script, max_turns=max_turns,
-        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=verbose or debug, timeout=timeout,
+        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=debug if verbose is None else verbose, timeout=timeout,
     )
     return await ScenarioEngine(spec, owns_loop=False).execute()
 
@@ -83,7 +83,7 @@ async def run(
     """
     spec = build_spec(
         name=name, description=description, agents=agents, script=script, max_turns=max_turns,
-        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=verbose or debug, timeout=timeout,
+        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=debug if verbose is None else verbose, timeout=timeout,
     )
     return await run_on_worker_loop(ScenarioEngine(spec, owns_loop=True).execute)
 
