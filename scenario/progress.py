@@ -1,0 +1,240 @@
+"""Live progress of a batch: a rich display on a terminal, plain lines elsewhere.
+
+Plain lines are for CI logs and pipes, where cursor tricks turn into garbage: a status line at
+most every few seconds, plus one line per run that did not pass, so a log shows what failed
+without scrolling through every success.
+
+Counters come from the records the batch hands over as runs finish; "in flight" and 429s are also
+read from the concurrency strategy when one is given, because they happen before any run ends.
+rich is imported only when the rich display is used.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any, Optional, TextIO
+
+from .records import RunRecord
+
+PLAIN_INTERVAL = 5.0
+
+
+def use_rich(stream: TextIO) -> bool:
+    """Whether a live display makes sense: a real terminal, not CI, not a dumb terminal."""
+    if os.environ.get("CI") or os.environ.get("TERM") == "dumb" or os.environ.get("NO_COLOR") == "force-plain":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "--:--"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+class BatchProgress:
+    """Counts what finished and shows it; feed it with :meth:`run_finished`.
+
+    Args:
+        total: runs in the batch, including ``skipped`` ones already in the store.
+        skipped: runs found finished in the store (counted as done, not timed).
+        mode: ``"auto"`` (rich on a terminal, plain otherwise), ``"rich"``, ``"plain"`` or ``"off"``.
+        stream: where to write (standard error by default, so standard output stays for reports).
+        strategy: the batch's concurrency strategy, read for in-flight runs and 429s.
+        title: shown before the counters (the suite name).
+        interval: seconds between plain status lines.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        skipped: int = 0,
+        skipped_passed: int = 0,
+        mode: str = "auto",
+        stream: Optional[TextIO] = None,
+        strategy: Any = None,
+        title: str = "",
+        interval: float = PLAIN_INTERVAL,
+    ):
+        self.total = total
+        self.skipped = skipped
+        self.stream = stream if stream is not None else sys.stderr
+        if mode == "auto":
+            mode = "rich" if use_rich(self.stream) else "plain"
+        if mode not in ("rich", "plain", "off"):
+            raise ValueError(f"progress mode must be auto, rich, plain or off, got {mode!r}")
+        self.mode = mode
+        self.strategy = strategy
+        self.title = title
+        self.interval = interval
+        self._lock = threading.Lock()
+        self.done = skipped
+        self.passed = skipped_passed
+        self.failed = 0
+        self.errors = 0
+        self.retries = 0
+        self.rate_limited = 0
+        self.cost_usd = 0.0
+        self.started_runs = 0
+        self._finished_here = 0
+        self._started_at: Optional[float] = None
+        self._last_line = 0.0
+        self._live: Any = None
+        self._bar: Any = None
+        self._task: Any = None
+
+    # -- feeding -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._started_at = time.monotonic()
+        if self.mode == "rich":
+            self._start_rich()
+        elif self.mode == "plain":
+            already = f", {self.skipped} already in the store" if self.skipped else ""
+            self._write(f"{self.title}: {self.total} runs{already}")
+
+    def run_started(self, *_: Any) -> None:
+        with self._lock:
+            self.started_runs += 1
+
+    def run_finished(self, record: RunRecord) -> None:
+        """Count one finished run (safe from any thread)."""
+        with self._lock:
+            self.done += 1
+            self._finished_here += 1
+            if record.status == "passed":
+                self.passed += 1
+            elif record.status == "failed":
+                self.failed += 1
+            else:
+                self.errors += 1
+            self.retries += max(0, record.attempts - 1) + int(getattr(record, "retries", 0) or 0)
+            self.rate_limited += int(getattr(record, "rate_limited", 0) or 0)
+            self.cost_usd += record.usage.cost_usd
+        if self.mode == "rich":
+            self._update_rich()
+        elif self.mode == "plain":
+            if record.status != "passed":
+                self._write(f"  {record.status.upper()}: {_run_label(record)}: {_short(record.reasoning)}")
+            now = time.monotonic()
+            if now - self._last_line >= self.interval or self.done >= self.total:
+                self._last_line = now
+                self._write(self.status_line())
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._update_rich()
+            self._live.stop()
+            self._live = None
+        elif self.mode == "plain" and self._finished_here and self.done < self.total:
+            self._write(self.status_line())
+
+    # -- numbers -------------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        if self.strategy is not None:
+            try:
+                return int(self.strategy.in_flight)
+            except Exception:  # a strategy without the counter: fall back to our own count
+                pass
+        return max(0, self.started_runs - self._finished_here)
+
+    @property
+    def rate_limited_total(self) -> int:
+        from_strategy = 0
+        if self.strategy is not None:
+            try:
+                from_strategy = int(self.strategy.snapshot().get("rate_limited", 0))
+            except Exception:
+                from_strategy = 0
+        return max(from_strategy, self.rate_limited)
+
+    @property
+    def pass_rate(self) -> Optional[float]:
+        """Passed / done, stored runs included (errors count as not passed)."""
+        return self.passed / self.done if self.done else None
+
+    @property
+    def eta(self) -> Optional[float]:
+        if self._started_at is None or not self._finished_here:
+            return None
+        remaining = self.total - self.done
+        if remaining <= 0:
+            return 0.0
+        elapsed = time.monotonic() - self._started_at
+        return elapsed / self._finished_here * remaining
+
+    @property
+    def elapsed(self) -> float:
+        return 0.0 if self._started_at is None else time.monotonic() - self._started_at
+
+    def status_line(self) -> str:
+        rate = self.pass_rate
+        percent = f"{self.done / self.total:.0%}" if self.total else "100%"
+        return (
+            f"[{self.done}/{self.total} {percent}] in flight {self.in_flight} | "
+            f"pass {'-' if rate is None else f'{rate:.1%}'} | errors {self.errors} | retries {self.retries} | "
+            f"429s {self.rate_limited_total} | cost ${self.cost_usd:.4f} | "
+            f"elapsed {format_duration(self.elapsed)} | ETA {format_duration(self.eta)}"
+        )
+
+    # -- output --------------------------------------------------------------------------------
+    def _write(self, line: str) -> None:
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # closed pipe: progress is never worth failing a batch
+            pass
+
+    def _start_rich(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        console = Console(file=self.stream)
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=console,
+            auto_refresh=False,
+            transient=False,
+        )
+        self._task = self._bar.add_task(self.title or "runs", total=self.total, completed=self.done, stats="")
+        from rich.live import Live
+
+        self._live = Live(self._bar, console=console, refresh_per_second=4, transient=False)
+        self._live.start()
+        self._update_rich()
+
+    def _update_rich(self) -> None:
+        if self._bar is None:
+            return
+        rate = self.pass_rate
+        stats = (
+            f"in flight {self.in_flight}  pass {'-' if rate is None else f'{rate:.0%}'}  "
+            f"[red]errors {self.errors}[/]  retries {self.retries}  429s {self.rate_limited_total}  "
+            f"${self.cost_usd:.4f}  ETA {format_duration(self.eta)}"
+        )
+        self._bar.update(self._task, completed=self.done, stats=stats)
+        if self._live is not None:
+            self._live.refresh()
+
+
+def _run_label(record: RunRecord) -> str:
+    variant = f" [{record.variant}]" if record.variant and record.variant != "default" else ""
+    return f"{record.scenario}{variant} #{record.index + 1}"
+
+
+def _short(text: Optional[str], limit: int = 160) -> str:
+    if not text:
+        return "(no reasoning)"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
