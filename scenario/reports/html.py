@@ -216,7 +216,7 @@ def _runs_section(suite: SuiteReport) -> str:
     by_group: Dict[Tuple[str, str], List[RunRecord]] = {}
     for record in suite.records:
         by_group.setdefault((record.scenario, record.variant), []).append(record)
-    out = ['<section class="runs"><h2>Runs</h2>']
+    out = [f'<section class="runs" id="runs-{escape(_slug(suite.name))}"><h2>Runs</h2>']
     for g in suite.groups:
         out.append(f"<h3>{escape(_label(g))} <span class=\"muted\">{g.passed}/{g.runs} passed</span></h3>")
         info = scenario_info.get(g.scenario) or {}
@@ -229,6 +229,10 @@ def _runs_section(suite: SuiteReport) -> str:
             out.append(_run_details(record))
     out.append("</section>")
     return "\n".join(out)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-") or "suite"
 
 
 def _run_details(record: RunRecord) -> str:
@@ -270,7 +274,9 @@ def _run_details(record: RunRecord) -> str:
         f"started {_when(record.started_at)}, id <code>{escape(record.id)}</code></p>"
     )
     body.append("</div>")
-    return f'<details class="run" data-status="{escape(status)}">{summary}{"".join(body)}</details>'
+    # Runs that did not pass start expanded: they are what a reader opens the report for.
+    opened = "" if status == "passed" else " open"
+    return f'<details class="run" data-status="{escape(status)}"{opened}>{summary}{"".join(body)}</details>'
 
 
 def _message(message: Dict[str, Any]) -> str:

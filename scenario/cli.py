@@ -1,0 +1,572 @@
+"""The ``scenario`` command: run suites, report from stores, the demo and the mock model server.
+
+::
+
+    scenario run SUITE.yaml [--runs N] [--max-concurrency K | --adaptive] [--store PATH] [--resume]
+    scenario report STORE --format html --out report.html
+    scenario demo
+    scenario mock-llm --port 8765
+
+Exit codes of ``run``: 0 when every scenario met its pass-rate threshold, 1 when one did not (or
+runs are missing), 2 for usage errors (bad arguments, bad suite file, unusable store), 130 when
+interrupted (finished runs are stored; the message says how to resume).
+
+Only argparse is imported up front: the suite loader, store, rich and litellm load when a
+command needs them, so ``scenario --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_PASSTHROUGH = {
+    "demo": ("scenario.demo", "run the quick-start demo suite (offline against the mock model by default)"),
+    "mock-llm": ("scenario.testing.mock_llm", "serve the offline OpenAI-compatible mock model"),
+}
+_REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".json": "json", ".xml": "junit"}
+_DEFAULT_STORE = ".scenario/results.db"
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as ``scenario: error: ...`` with exit code 2."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Argument parsing
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pass rate such as 0.8 or 80%, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"pass rate must be between 0 and 1 (or 0% and 100%), got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``scenario`` argument parser (documented in docs/cli.md)."""
+    parser = argparse.ArgumentParser(
+        prog="scenario",
+        description="Test conversational agents by simulation: run suites, keep results, write reports.",
+        epilog="Run 'scenario COMMAND --help' for a command's options. Docs: docs/cli.md",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run a suite file and store every run's result",
+        description="Run the scenarios of a suite file N times against its agent(s), storing each run as it "
+        "finishes. Runs already finished in the store are skipped; errored ones run again.",
+    )
+    run.add_argument("suite", metavar="SUITE", help="suite file (.yaml, .yml or .toml)")
+    run.add_argument("--runs", type=_positive_int, metavar="N", help="runs per scenario and variant (overrides the file)")
+    limit = run.add_mutually_exclusive_group()
+    limit.add_argument("--max-concurrency", type=_positive_int, metavar="K", help="at most K runs at once (a fixed window)")
+    limit.add_argument("--adaptive", action="store_true", default=None,
+                       help="adapt concurrency to the provider: grow while calls succeed, shrink on 429s")
+    run.add_argument("--executor", choices=("thread", "loop"),
+                     help="thread: each run on a worker thread (sync agents ok); loop: all runs on one event loop")
+    run.add_argument("--model", metavar="M", help="model for the user simulator and judge, e.g. openai/gpt-4o-mini")
+    run.add_argument("--api-base", metavar="URL", help="API base URL for that model (e.g. a proxy or the mock server)")
+    run.add_argument("--store", metavar="PATH", help=f"SQLite result store (default: {_DEFAULT_STORE})")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run: the store must exist; finished runs are skipped, errored ones re-run")
+    again.add_argument("--fresh", action="store_true", help="forget this suite's stored runs and run everything again")
+    run.add_argument("--report", action="append", choices=("html", "json", "junit"), default=[], metavar="FORMAT",
+                     help="write a report when done: html, json or junit (repeatable, pairs with --out)")
+    run.add_argument("--out", action="append", default=[], metavar="PATH",
+                     help="where to write the report (format inferred from .html/.json/.xml when --report is omitted)")
+    run.add_argument("--min-pass-rate", type=_rate, metavar="R",
+                     help="pass rate every scenario must reach, 0..1 or a percentage (overrides the file)")
+    run.add_argument("--retries", type=_non_negative_int, metavar="N", help="re-run a run that errored up to N times")
+    run.add_argument("--timeout", type=_seconds, metavar="S", help="seconds per run before it counts as timed out")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first run that errors or times out")
+    run.add_argument("--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)")
+    run.add_argument("--variant", action="append", metavar="NAME", help="run only this variant (repeatable)")
+    run.add_argument("--mock", action="store_true",
+                     help="serve the built-in mock model in-process and point the simulator and judge at it (offline)")
+    run.add_argument("--mock-latency", type=float, default=0.0, metavar="S", help="seconds per mock model answer")
+    run.add_argument("--progress", choices=("auto", "rich", "plain", "off"), default="auto",
+                     help="live display (auto: rich on a terminal, plain lines in CI or a pipe)")
+    run.add_argument("--dry-run", action="store_true", help="check the suite, agents and store, print the plan, run nothing")
+
+    report = commands.add_parser(
+        "report",
+        help="write an HTML, JSON or JUnit report from a result store",
+        description="Write a report from the runs in a result store.",
+    )
+    report.add_argument("store", metavar="STORE", help="result store file written by 'scenario run'")
+    report.add_argument("--format", choices=("html", "json", "junit"), default="html", help="report format (default: html)")
+    report.add_argument("--out", metavar="PATH", default="-", help="output file (default: standard output)")
+    report.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable; default: all)")
+
+    for name, (_, text) in _PASSTHROUGH.items():
+        commands.add_parser(name, help=text, add_help=False)
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``scenario`` command; returns the exit code (the console script exits with it)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in _PASSTHROUGH:
+        import importlib
+
+        module = importlib.import_module(_PASSTHROUGH[args_list[0]][0])
+        return int(module.main(args_list[1:]) or 0)
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    if args.version:
+        from . import __version__
+
+        print(f"scenario {__version__}")
+        return EXIT_OK
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        if args.command == "run":
+            return run_command(args, args_list)
+        if args.command == "report":
+            return report_command(args)
+    except UsageError as exc:
+        print(f"scenario {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    parser.print_help()
+    return EXIT_USAGE
+
+
+# ----------------------------------------------------------------------------------------------
+# scenario report
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from .reports import render, report_from_store, write_report
+    from .store import ResultStore, StoreError
+
+    try:
+        store = ResultStore(args.store, readonly=True)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    with store:
+        suites = store.suites()
+        wanted = args.suite or suites
+        unknown = [name for name in wanted if name not in suites]
+        if unknown:
+            have = ", ".join(suites) or "none"
+            raise UsageError(f"suite {', '.join(map(repr, unknown))} is not in {args.store} (it has: {have})")
+        from .reports.summary import Report
+
+        parts = [report_from_store(store, name) for name in wanted]
+        report = Report(suites=[s for part in parts for s in part.suites], source=str(args.store))
+    if args.out == "-":
+        sys.stdout.write(render(report, args.format))
+    else:
+        path = write_report(report, args.format, args.out)
+        print(f"Wrote {args.format} report to {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------
+# scenario run
+
+
+def _report_targets(args: argparse.Namespace) -> List[Tuple[str, Path]]:
+    formats: List[str] = list(args.report)
+    outs: List[str] = list(args.out)
+    if not formats and not outs:
+        return []
+    if not formats:
+        for out in outs:
+            fmt = _REPORT_SUFFIXES.get(Path(out).suffix.lower())
+            if fmt is None:
+                raise UsageError(f"--out {out}: cannot tell the report format from the extension; add --report html|json|junit")
+            formats.append(fmt)
+    if not outs:
+        outs = [f"scenario-report.{'xml' if f == 'junit' else f}" for f in formats]
+    if len(formats) != len(outs):
+        raise UsageError(
+            f"{len(formats)} --report but {len(outs)} --out: give one --out per --report, in the same order"
+        )
+    return [(fmt, Path(out)) for fmt, out in zip(formats, outs)]
+
+
+def run_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .store import ResultStore, StoreError
+    from .suite import Overrides, SuiteError, check_agent, load_suite
+
+    out = sys.stdout
+    err = sys.stderr
+    targets = _report_targets(args)
+    overrides = Overrides(
+        runs=args.runs,
+        max_concurrency=args.max_concurrency,
+        adaptive=args.adaptive,
+        executor=args.executor,
+        model=args.model,
+        api_base=args.api_base,
+        min_pass_rate=args.min_pass_rate,
+        retries=args.retries,
+        timeout=args.timeout,
+        scenarios=args.scenario,
+        variants=args.variant,
+    )
+    try:
+        suite = load_suite(args.suite, overrides)
+    except SuiteError as exc:
+        print(str(exc), file=err)
+        return EXIT_USAGE
+    problems = []
+    for name, factory in suite.variants.items():
+        problem = check_agent(factory)
+        if problem:
+            key = "agent" if name == "default" else f"variants.{name}"
+            problems.append(f"  {suite.path}: {key}: {problem}")
+    if problems:
+        print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} with the agents of {suite.path}:", file=err)
+        print("\n".join(problems), file=err)
+        return EXIT_USAGE
+    needs_model = any(_needs_model(s) for s in suite.scenarios)
+    if needs_model and suite.model is None and not args.mock and not any(s.model for s in suite.scenarios):
+        raise UsageError(
+            f"{suite.path}: no model for the user simulator and judge. Add 'defaults: {{model: openai/gpt-4o-mini}}' "
+            "to the suite, pass --model, or use --mock for the offline mock model"
+        )
+
+    store_path = Path(args.store or _DEFAULT_STORE)
+    if args.resume and not store_path.exists():
+        raise UsageError(f"--resume: the store {store_path} does not exist; nothing to resume (check --store)")
+    try:
+        store = ResultStore(store_path)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+
+    with store:
+        return _run_with_store(args, argv, suite, store, targets, needs_model, out, err)
+
+
+def _needs_model(scenario: Any) -> bool:
+    if scenario.criteria:
+        return True
+    steps = scenario.steps or []
+    return any(step.kind == "proceed" or (step.kind == "user" and step.content is None) for step in steps)
+
+
+def _suite_info(suite: Any) -> Dict[str, Any]:
+    return {
+        "description": suite.description,
+        "path": str(suite.path),
+        "thresholds": suite.thresholds(),
+        "scenario_order": [s.name for s in suite.scenarios],
+        "variants": {name: {"agent": f.path, "args": f.args} for name, f in suite.variants.items()},
+        "scenarios": [
+            {"name": s.name, "description": s.description, "criteria": s.criteria, "runs": s.runs,
+             "max_turns": s.max_turns, "min_pass_rate": s.min_pass_rate, "variants": s.variants}
+            for s in suite.scenarios
+        ],
+    }
+
+
+def _planned_ids(suite: Any) -> List[str]:
+    """Every run id of the suite, in suite order (scenario, then variant, then index)."""
+    from .records import run_id
+
+    return [
+        run_id(suite.name, scenario.name, variant, index)
+        for scenario in suite.scenarios
+        for variant in scenario.variants
+        for index in range(scenario.runs)
+    ]
+
+
+def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO, err: TextIO) -> int:
+    from .store import StoreError
+
+    try:
+        if args.fresh and not args.dry_run:
+            removed = store.delete_suite(suite.name)
+            if removed:
+                print(f"--fresh: forgot {removed} stored runs of suite {suite.name!r}.", file=err)
+        planned = _planned_ids(suite)
+        planned_set = set(planned)
+        done = store.finished_ids(suite.name) & planned_set
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    remaining = len(planned) - len(done)
+
+    if args.dry_run:
+        print(f"Suite {suite.name!r} ({suite.path}) is valid: {len(suite.scenarios)} scenarios, "
+              f"{len(suite.variants)} variant(s), {len(planned)} runs; {len(done)} already in {store.path}, "
+              f"{remaining} to run.", file=out)
+        for scenario in suite.scenarios:
+            print(f"  {scenario.name}: {scenario.runs} run(s) x {', '.join(scenario.variants)}; "
+                  f"max_turns {scenario.max_turns}, min pass rate {scenario.min_pass_rate:.0%}", file=out)
+        return EXIT_OK
+
+    store.save_suite_info(suite.name, _suite_info(suite))
+    if done and remaining:
+        print(f"{len(done)} of {len(planned)} runs already finished in {store.path}; running the other {remaining} "
+              "(--fresh runs everything again).", file=err)
+    elif done:
+        print(f"All {len(planned)} runs already finished in {store.path}; nothing to run (--fresh runs everything "
+              "again).", file=err)
+
+    interrupted: Optional[str] = None
+    started = time.monotonic()
+    if remaining:
+        from .progress import BatchProgress
+
+        done_passed = sum(1 for o in store.outcomes(suite.name) if o.id in done and o.status == "passed")
+        from contextlib import ExitStack
+
+        with ExitStack() as stack:
+            mock_url = None
+            if args.mock:
+                from .testing.mock_llm import MockLLMServer
+
+                server = stack.enter_context(MockLLMServer(latency=args.mock_latency))
+                mock_url = server.base_url
+                print(f"Using the built-in mock model at {mock_url} (offline).", file=err)
+            _configure_models(suite, mock_url)
+            strategy = _strategy(suite)
+            progress = BatchProgress(
+                len(planned), skipped=len(done), skipped_passed=done_passed, mode=args.progress, stream=err,
+                strategy=strategy, title=suite.name,
+            )
+            try:
+                interrupted = _execute(args, suite, store, done, strategy, progress)
+            finally:
+                progress.stop()
+    elapsed = time.monotonic() - started
+
+    if interrupted:
+        stored = len(store.finished_ids(suite.name) & planned_set)
+        print(f"\nInterrupted ({interrupted}): {stored} of {len(planned)} runs are finished and stored in {store.path}.",
+              file=err)
+        print(f"Resume with:\n  {_resume_command(argv)}", file=err)
+        return EXIT_INTERRUPTED
+    return _finish(suite, store, planned, targets, elapsed, out, err)
+
+
+def _configure_models(suite: Any, mock_url: Optional[str]) -> None:
+    import scenario
+
+    from .suite import ResolvedModel
+
+    if mock_url is not None:
+        for resolved in [suite.model] + [s.model for s in suite.scenarios]:
+            if resolved is not None:
+                resolved.api_base, resolved.api_key = mock_url, "mock"
+                if not resolved.name.startswith("openai/"):  # the mock speaks the OpenAI protocol only
+                    resolved.name = "openai/gpt-4o-mini"
+        if suite.model is None:
+            suite.model = ResolvedModel(name="openai/gpt-4o-mini", api_base=mock_url, api_key="mock")
+            for s in suite.scenarios:
+                if s.model is None:
+                    s.model = suite.model
+    if suite.model is not None:
+        scenario.configure(default_model=suite.model.to_config())
+
+
+def _strategy(suite: Any) -> Any:
+    from .concurrency import Adaptive, SlidingWindow
+
+    if suite.adaptive:
+        cap = suite.max_concurrency or 200
+        return Adaptive(initial=min(10, cap), min=1, max=cap)
+    from .batch import DEFAULT_MAX_CONCURRENCY
+
+    # Always our own strategy object (never run_batch's implicit one): the progress display reads
+    # its in-flight count and 429 counter.
+    return SlidingWindow(suite.max_concurrency or DEFAULT_MAX_CONCURRENCY)
+
+
+def _batch_scenarios(suite: Any) -> List[Any]:
+    from .agents import JudgeAgent, UserSimulatorAgent
+    from .batch import Scenario
+
+    scenarios = []
+    for s in suite.scenarios:
+        model_kwargs: Dict[str, Any] = {}
+        if s.model is not None and s.model is not suite.model:
+            config = s.model.to_config()
+            model_kwargs = {k: v for k, v in config.model_dump().items() if v is not None}
+        agents: List[Any] = [UserSimulatorAgent(**model_kwargs)]
+        if s.criteria:
+            agents.append(JudgeAgent(criteria=list(s.criteria), **model_kwargs))
+        scenarios.append(Scenario(
+            name=s.name,
+            description=s.description,
+            agents=agents,
+            script=s.build_script(),
+            max_turns=s.max_turns,
+            metadata=dict(s.metadata),
+            timeout=s.timeout,
+            runs=s.runs,
+            min_pass_rate=s.min_pass_rate,
+            variants=list(s.variants),
+        ))
+    return scenarios
+
+
+def _execute(args, suite, store, done, strategy, progress) -> Optional[str]:
+    """Run the batch; returns why it was interrupted, or None when it ran to the end."""
+    import asyncio
+    import signal
+
+    from .batch import run_batch
+
+    scenarios = _batch_scenarios(suite)
+    variants = {name: factory for name, factory in suite.variants.items()}
+
+    def on_run_finished(record: Any) -> None:
+        if record.status == "cancelled":
+            return  # stopped from outside: not a result, it runs again on resume
+        store.put(record)
+        progress.run_finished(record)
+
+    received: Dict[str, str] = {}
+
+    async def batch() -> Any:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_sigterm() -> None:
+            received["signal"] = "SIGTERM"
+            if task is not None:
+                task.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+            pass
+        progress.start()
+        return await run_batch(
+            scenarios,
+            suite=suite.name,
+            variants=variants,
+            executor=suite.executor,
+            concurrency=strategy,
+            retries=suite.retries,
+            on_error="fail_fast" if args.fail_fast else "continue",
+            on_run_finished=on_run_finished,
+            skip=done,
+        )
+
+    try:
+        result = asyncio.run(batch())
+    except KeyboardInterrupt:
+        return "Ctrl-C"
+    except asyncio.CancelledError:
+        return received.get("signal", "cancelled")
+    if "signal" in received:
+        return received["signal"]
+    if result.cancelled and not (result.reason or "").startswith("fail_fast"):
+        return result.reason or "cancelled"
+    return None
+
+
+def _resume_command(argv: Sequence[str]) -> str:
+    words = [w for w in argv if w != "--fresh"]
+    if "--resume" not in words:
+        words.append("--resume")
+    return "scenario " + shlex.join(words)
+
+
+def _finish(suite, store, planned, targets, elapsed: float, out: TextIO, err: TextIO) -> int:
+    from .reports import report_from_records, summarize, write_report
+
+    order = {run: position for position, run in enumerate(planned)}
+    outcomes = sorted((o for o in store.outcomes(suite.name) if o.id in order), key=lambda o: order[o.id])
+    thresholds = {(suite.name, s.name): s.min_pass_rate for s in suite.scenarios}
+    groups = summarize(outcomes, thresholds)
+    missing = len(planned) - len(outcomes)
+
+    cost = sum(o.cost_usd for o in outcomes)
+    passed_runs = sum(1 for o in outcomes if o.status == "passed")
+    print(f"\nSuite {suite.name}: {passed_runs}/{len(outcomes)} runs passed, cost ${cost:.4f}, "
+          f"{elapsed:.1f}s", file=out)
+    width = max([len("scenario")] + [len(g.scenario) for g in groups])
+    vwidth = max([len("variant")] + [len(g.variant) for g in groups])
+    print(f"  {'scenario':<{width}}  {'variant':<{vwidth}}  {'passed':>7}  {'rate':>5}  {'needs':>5}  verdict", file=out)
+    for g in groups:
+        verdict = "ok" if g.met else "MISSED"
+        extra = f" ({g.errors} errored)" if g.errors else ""
+        print(f"  {g.scenario:<{width}}  {g.variant:<{vwidth}}  {f'{g.passed}/{g.runs}':>7}  {g.pass_rate:>5.0%}  "
+              f"{g.threshold:>5.0%}  {verdict}{extra}", file=out)
+    missed = [g for g in groups if not g.met]
+
+    if targets:
+        records = store.records(suite=suite.name, ids=planned)
+        report = report_from_records(records, suite_info={suite.name: store.suite_info(suite.name)}, source=str(store.path))
+        for fmt, path in targets:
+            written = write_report(report, fmt, path)
+            print(f"Wrote {fmt} report to {written}", file=err)
+
+    print(f"Results in {store.path} (scenario report {shlex.quote(str(store.path))} --format html --out report.html)",
+          file=err)
+    if missing:
+        print(f"FAILED: {missing} of {len(planned)} runs did not finish (stopped early); run again to complete them.",
+              file=out)
+        return EXIT_FAILED
+    if missed:
+        print(f"FAILED: {len(missed)} of {len(groups)} scenario/variant pairs missed their pass-rate threshold.", file=out)
+        return EXIT_FAILED
+    print(f"PASSED: all {len(groups)} scenario/variant pairs met their pass-rate threshold.", file=out)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
