@@ -131,6 +131,10 @@ class ScenarioPytestPlugin:
         self.is_worker = hasattr(config, "workerinput")
         self.group_loop = GroupLoop()
         self.rows: List[Dict[str, Any]] = []
+        if self.is_worker and config.pluginmanager.has_plugin("asyncio-concurrent"):
+            from ._xdist import XdistGroupRunner
+
+            config.pluginmanager.register(XdistGroupRunner(config), "scenario-xdist-groups")
 
     # -- collection ---------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
