@@ -1,0 +1,142 @@
+"""Shared pieces of the batch and core benchmarks: the mock server process, a bare-litellm
+ceiling, a local agent under test, and timing helpers.
+
+The mock model runs in its own process (``python -m scenario.testing.mock_llm``) so the client
+side measured here does not share a GIL or an event loop with the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, List, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+# Before litellm is imported anywhere: its bundled price list, no network.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+MODEL = "openai/gpt-4o-mini"
+
+
+@contextlib.contextmanager
+def mock_server(latency: float = 0.0, rate_limit_above: Optional[int] = None, retry_after: Optional[float] = None,
+                judge_turns: int = 2) -> Iterator[str]:
+    """Start the mock model in a separate process; yield its base URL; stop it after."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "scenario.testing.mock_llm", "--port", "0", "--latency", str(latency),
+           "--judge-turns", str(judge_turns)]
+    if rate_limit_above is not None:
+        cmd += ["--rate-limit-above", str(rate_limit_above)]
+    if retry_after is not None:
+        cmd += ["--retry-after", str(retry_after)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=str(REPO))
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            raise SystemExit(f"mock server did not start: {line!r}")
+        yield line.removeprefix("listening on ")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def configure_library(base_url: str, timeout: float = 30.0) -> None:
+    import scenario
+
+    scenario.configure(default_model=scenario.ModelConfig(model=MODEL, api_base=base_url, api_key="mock",
+                                                          timeout=timeout))
+
+
+@dataclass
+class Measure:
+    wall: float
+    cpu: float
+
+    def __str__(self) -> str:
+        return f"wall {self.wall:.2f}s, cpu {self.cpu:.2f}s"
+
+
+@contextlib.contextmanager
+def measured() -> Iterator[Measure]:
+    """Wall and process CPU (all threads) of the block."""
+    m = Measure(0.0, 0.0)
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield m
+    m.wall = time.perf_counter() - wall
+    m.cpu = time.process_time() - cpu
+
+
+_USER_PROMPT = "You are a user simulator testing an AI agent. You play the user described below.\n<scenario>\nbench\n</scenario>"
+
+
+async def bare_litellm(base_url: str, calls: int, concurrency: int) -> Measure:
+    """The ceiling: ``litellm.acompletion`` on one loop, ``concurrency`` workers, no library code.
+
+    It runs on the library's model loop, the one loop that drives litellm in this process:
+    litellm's logging worker and client cache are bound to one loop, and driving it from a second
+    loop in the same process (this benchmark's own) makes both measurements worse.
+    """
+    from scenario.models import model_loop
+
+    return await asyncio.wrap_future(model_loop.submit(_bare_litellm(base_url, calls, concurrency)))
+
+
+async def _bare_litellm(base_url: str, calls: int, concurrency: int) -> Measure:
+    from scenario.models import litellm_module
+
+    litellm = litellm_module()
+    remaining = iter(range(calls))
+
+    async def worker() -> None:
+        for _ in remaining:
+            await litellm.acompletion(model=MODEL, api_base=base_url, api_key="mock", timeout=30, max_retries=0,
+                                      messages=[{"role": "system", "content": _USER_PROMPT},
+                                                {"role": "user", "content": "Write your first message."}])
+
+    with measured() as m:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return m
+
+
+async def warm_up(base_url: str) -> None:
+    """Import litellm and open a connection, so no measurement pays for start-up."""
+    import scenario
+
+    configure_library(base_url)
+    await scenario.arun(name="warm-up", description="warm up", agents=agents_for_autopilot())
+    await bare_litellm(base_url, 20, 10)
+
+
+class EchoAgent:
+    """The agent under test: answers locally, so every model call is the simulator's or judge's."""
+
+    def __new__(cls) -> Any:  # built lazily so importing this module stays cheap
+        import scenario
+
+        class _Echo(scenario.AgentAdapter):
+            async def call(self, input: scenario.AgentInput) -> str:
+                return "You said: " + input.last_new_user_message_str()
+
+        return _Echo()
+
+
+def agents_for_autopilot() -> List[Any]:
+    import scenario
+
+    return [EchoAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=["The agent answers"])]
+
+
+def ratio_line(label: str, value: float, goal: str, ok: bool) -> str:
+    return f"{label}: {value:.3f} (goal {goal}) {'OK' if ok else 'MISSED'}"

@@ -1,0 +1,32 @@
+"""Batches: run scenarios many times, with several agents, under a concurrency limit.
+
+::
+
+    specs = [scenario.Scenario(name="refund", description="...", agents=[MyAgent, scenario.UserSimulatorAgent(),
+                                                                     scenario.JudgeAgent(criteria=[...])])]
+    result = await scenario.run_batch(specs, runs=10, max_concurrency=20)
+    print(result.summary())
+    assert result.passed
+
+See docs/batch.md.
+"""
+
+from __future__ import annotations
+
+from ..records import BatchResult, GroupStats, RunRecord, RunStatus, run_id
+from .runner import DEFAULT_MAX_CONCURRENCY, BatchRunner, prepare_batch, run_batch
+from .spec import AgentFactory, Scenario
+
+__all__ = [
+    "AgentFactory",
+    "BatchResult",
+    "BatchRunner",
+    "DEFAULT_MAX_CONCURRENCY",
+    "GroupStats",
+    "RunRecord",
+    "RunStatus",
+    "Scenario",
+    "prepare_batch",
+    "run_batch",
+    "run_id",
+]
