@@ -28,7 +28,8 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report 128 + SIGINT
+EXIT_TERMINATED = 143  # SIGTERM (a CI job cancelled)
 
 _PASSTHROUGH = {
     "demo": ("scenario.demo", "run the quick-start demo suite (offline against the mock model by default)"),
@@ -156,6 +157,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the ``scenario`` command; returns the exit code (the console script exits with it)."""
+    code = _main(argv)
+    if argv is None:  # the program itself (console script or python -m), not a caller in-process
+        _exit_quickly(code)
+    return code
+
+
+def _exit_quickly(code: int) -> None:
+    """End the process without the interpreter's final teardown when litellm is loaded.
+
+    Tearing down litellm's module graph takes seconds after the work is done. Everything that
+    should happen at exit still does: the worker pool is shut down, atexit handlers (span
+    exporters, the model loop) run, and output is flushed. Threads of the user's own (non-daemon)
+    are respected: with any alive, the interpreter exits the normal way.
+    """
+    if "litellm" not in sys.modules:
+        return
+    import atexit
+    import threading
+
+    from . import worker_pool
+
+    worker_pool.shutdown(wait=True)
+    if any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+        return
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in _PASSTHROUGH:
         import importlib
@@ -380,6 +415,11 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
                 mock_url = server.base_url
                 print(f"Using the built-in mock model at {mock_url} (offline).", file=err)
             _configure_models(suite, mock_url)
+            if needs_model:
+                # Import litellm (seconds) before the clock starts, so progress and ETA measure runs.
+                from .models import litellm_module
+
+                litellm_module()
             strategy = _strategy(suite)
             progress = BatchProgress(
                 len(planned), skipped=len(done), skipped_passed=done_passed, mode=args.progress, stream=err,
@@ -396,7 +436,7 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
         print(f"\nInterrupted ({interrupted}): {stored} of {len(planned)} runs are finished and stored in {store.path}.",
               file=err)
         print(f"Resume with:\n  {_resume_command(argv)}", file=err)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if interrupted == "SIGTERM" else EXIT_INTERRUPTED
     return _finish(suite, store, planned, targets, elapsed, out, err)
 
 
@@ -483,15 +523,26 @@ def _execute(args, suite, store, done, strategy, progress) -> Optional[str]:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
 
-        def on_sigterm() -> None:
-            received["signal"] = "SIGTERM"
+        def stop(name: str) -> None:
+            if "signal" in received:  # the second one: the user does not want to wait
+                print(f"\n{name} again: quitting now; finished runs are stored.", file=sys.stderr, flush=True)
+                os._exit(EXIT_INTERRUPTED)
+            received["signal"] = name
+            print(f"\n{name}: stopping, cancelling the runs in flight ({name} again to quit at once).",
+                  file=sys.stderr, flush=True)
             if task is not None:
                 task.cancel()
 
-        try:
-            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
-            pass
+        # Our own handlers rather than asyncio.run's: run_batch turns cancellation into a partial
+        # result, so this is where we learn which signal stopped it. A SIGINT ignored by the parent
+        # (nohup, background jobs of a script) stays ignored.
+        for signum, name in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")):
+            if signum == signal.SIGINT and signal.getsignal(signum) == signal.SIG_IGN:
+                continue
+            try:
+                loop.add_signal_handler(signum, stop, name)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+                pass
         progress.start()
         return await run_batch(
             scenarios,

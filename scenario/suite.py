@@ -446,7 +446,7 @@ def build_suite(
             except ScenarioConfigError as exc:
                 problems.append(SuiteProblem(shown, _format_loc(loc), str(exc), _line_for(loc, lines)))
                 continue
-            name = "default" if loc == ("agent",) else str(loc[1])
+            name = "default" if loc[0] == "agent" else str(loc[1])
             factories[name] = AgentFactory(import_path, target, dict(args) if isinstance(args, dict) else {})
 
     if problems:
