@@ -86,7 +86,7 @@ class BatchProgress:
         self.started_runs = 0
         self._finished_here = 0
         self._started_at: Optional[float] = None
-        self._last_line = 0.0
+        self._last_line = float("-inf")
         self._live: Any = None
         self._bar: Any = None
         self._task: Any = None
@@ -119,6 +119,13 @@ class BatchProgress:
             self.rate_limited += int(getattr(record, "rate_limited", 0) or 0)
             self.cost_usd += record.usage.cost_usd
         if self.mode == "rich":
+            if record.status != "passed" and self._live is not None:
+                from rich.markup import escape
+
+                colour = "red" if record.status == "failed" else "yellow"
+                self._live.console.print(
+                    f"[{colour}]{record.status.upper()}[/] {escape(_run_label(record))}: {escape(_short(record.reasoning))}"
+                )
             self._update_rich()
         elif self.mode == "plain":
             if record.status != "passed":
@@ -194,38 +201,53 @@ class BatchProgress:
             pass
 
     def _start_rich(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.console import Console, Group
+        from rich.live import Live
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
         console = Console(file=self.stream)
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=None),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
             console=console,
             auto_refresh=False,
-            transient=False,
+            expand=True,
         )
-        self._task = self._bar.add_task(self.title or "runs", total=self.total, completed=self.done, stats="")
-        from rich.live import Live
-
-        self._live = Live(self._bar, console=console, refresh_per_second=4, transient=False)
+        self._task = self._bar.add_task(self.title or "runs", total=self.total, completed=self.done)
+        # The counters go on their own line: on a narrow terminal they would squeeze the bar.
+        self._live = Live(Group(self._bar, _Stats(self)), console=console, refresh_per_second=4, transient=False)
         self._live.start()
         self._update_rich()
+
+    def rich_stats(self) -> str:
+        rate = self.pass_rate
+        return (
+            f"in flight {self.in_flight}  pass {'-' if rate is None else f'{rate:.0%}'}  "
+            f"[red]errors {self.errors}[/]  retries {self.retries}  429s {self.rate_limited_total}  "
+            f"cost ${self.cost_usd:.4f}  ETA {format_duration(self.eta)}"
+        )
 
     def _update_rich(self) -> None:
         if self._bar is None:
             return
-        rate = self.pass_rate
-        stats = (
-            f"in flight {self.in_flight}  pass {'-' if rate is None else f'{rate:.0%}'}  "
-            f"[red]errors {self.errors}[/]  retries {self.retries}  429s {self.rate_limited_total}  "
-            f"${self.cost_usd:.4f}  ETA {format_duration(self.eta)}"
-        )
-        self._bar.update(self._task, completed=self.done, stats=stats)
+        self._bar.update(self._task, completed=self.done)
         if self._live is not None:
             self._live.refresh()
+
+
+class _Stats:
+    """The counter line under the bar, re-read on every refresh."""
+
+    def __init__(self, progress: BatchProgress):
+        self.progress = progress
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        return Text.from_markup(self.progress.rich_stats())
 
 
 def _run_label(record: RunRecord) -> str:
