@@ -124,7 +124,8 @@ class BatchProgress:
 
                 colour = "red" if record.status == "failed" else "yellow"
                 self._live.console.print(
-                    f"[{colour}]{record.status.upper()}[/] {escape(_run_label(record))}: {escape(_short(record.reasoning))}"
+                    f"[{colour}]{record.status.upper()}[/] {escape(_run_label(record))}: {escape(_short(record.reasoning))}",
+                    highlight=False,
                 )
             self._update_rich()
         elif self.mode == "plain":
