@@ -364,6 +364,9 @@ class ScenarioEngine:
         except Exception as exc:
             telemetry.end_span(span, exc)
             raise _StepFailed(where, exc) from exc
+        except BaseException as exc:  # cancelled (run timeout, caller gave up): still close the span
+            telemetry.end_span(span, exc)
+            raise
         finally:
             if role is AgentRole.AGENT:
                 self._agent_time += time.perf_counter() - started
@@ -427,7 +430,7 @@ class ScenarioEngine:
         attributes: Dict[str, Any] = {
             "scenario.success": result.success,
             "scenario.verdict": "success" if result.success else "failure",
-            "scenario.reasoning": result.reasoning,
+            "scenario.reasoning": result.reasoning if telemetry.trace_content() else None,
             "scenario.turns": self.state.current_turn + (1 if self.state.messages else 0),
             "scenario.passed_criteria": result.passed_criteria,
             "scenario.failed_criteria": result.failed_criteria,

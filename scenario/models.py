@@ -260,7 +260,7 @@ async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tu
         },
     )
     if span is not None and settings().trace_content:
-        span.set_attribute("gen_ai.input.messages", json.dumps(messages, default=str, ensure_ascii=False))
+        telemetry.set_attributes(span, {"gen_ai.input.messages": json.dumps(messages, default=str, ensure_ascii=False)})
 
     def on_retry(event: Any) -> None:
         if run is not None:
@@ -269,8 +269,7 @@ async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tu
             if run is not None:
                 run.rate_limited += 1
             notify_rate_limited(retry_after_seconds(event.exception))
-        if span is not None:
-            span.add_event("retry", {"attempt": event.attempt, "error": f"{type(event.exception).__name__}: {event.exception}"[:500]})
+        telemetry.add_event(span, "retry", {"attempt": event.attempt, "error": f"{type(event.exception).__name__}: {event.exception}"[:500]})
 
     policy = settings().retry or RetryPolicy()
     started = time.perf_counter()
@@ -292,6 +291,9 @@ async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tu
             original=exc,
             attempts=attempts,
         ) from exc
+    except BaseException as exc:  # cancelled (run timeout, caller gave up): still close the span
+        telemetry.end_span(span, exc)
+        raise
     notify_success()
     if run is not None:
         run.model_attempts += attempts

@@ -1,99 +1,292 @@
 """OpenTelemetry: where spans come from, what they are called, and what they carry.
 
-Policy: use the tracer provider the application installed; install none globally. With no SDK
-provider installed (or ``configure(tracing="off")``) no span objects are created at all, so
-tracing costs nothing when nobody is looking. ``configure(tracing="otlp")`` builds a private
-provider exporting over OTLP/HTTP for users with no set-up of their own.
+Policy:
+
+* Use the tracer provider the application installed (``opentelemetry.trace.set_tracer_provider``);
+  install none globally, ever.
+* With no provider installed, ``configure(tracing="otlp")`` or the standard
+  ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` variables give a private
+  provider (ours alone, never made global) exporting over OTLP/HTTP.
+* Otherwise — nothing installed, or ``configure(tracing="off")`` — no span objects are created at
+  all: every helper here takes and returns ``None``, so tracing costs nothing when nobody looks.
+* Telemetry never fails a scenario: a span processor or exporter that raises, or an exporter that
+  is missing or cannot reach its endpoint, drops spans with one warning per process.
+
+Span names and attributes are documented in docs/observability.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 logger = logging.getLogger("scenario.telemetry")
 
 TRACER_NAME = "scenario"
 
-# Span names: low-cardinality, stable, documented in docs/observability.md.
+# Span names: low-cardinality, stable, documented in docs/observability.md. Agent spans are
+# "invoke_agent {adapter}" and model-call spans "chat {model}", as the GenAI conventions name them.
 SPAN_RUN = "scenario.run"
 SPAN_TURN = "scenario.turn"
 SPAN_AGENT = "scenario.agent"
 SPAN_STEP = "scenario.step"
+AGENT_SPAN_PREFIX = "invoke_agent "
+MODEL_SPAN_PREFIX = "chat "
 
-# Attribute for the money a model call cost: GenAI conventions define no cost attribute yet.
+# The money a model call cost, in US dollars. The GenAI conventions define no cost attribute yet;
+# this one sits beside their gen_ai.usage.* token counts.
 ATTR_COST = "gen_ai.usage.cost_usd"
 
+# Variables that, with no provider installed, switch on our private OTLP/HTTP export.
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
 _lock = threading.Lock()
-_mode = "auto"
 _private_provider: Any = None
+_private_provider_failed = False
 _cached_provider: Any = None
 _cached_tracer: Any = None
+_warned: set = set()
 
 
+# -- which provider ----------------------------------------------------------------------------
 def apply_tracing_setting(mode: str) -> None:
-    """Switch tracing mode (called by ``configure(tracing=...)``)."""
-    global _mode, _private_provider, _cached_provider, _cached_tracer
+    """Called by ``configure(tracing=...)``: set up the private exporter early, so a missing
+    package is reported when configuring rather than at the first run."""
+    global _cached_provider, _cached_tracer
     with _lock:
-        _mode = mode
         _cached_provider = _cached_tracer = None
-        if mode == "otlp" and _private_provider is None:
-            _private_provider = _build_otlp_provider()
+    if mode == "otlp" and _app_provider() is None:
+        _get_private_provider()
 
 
-def _build_otlp_provider() -> Any:
-    """A provider of our own exporting over OTLP/HTTP, honouring the standard OTEL_EXPORTER_OTLP_*
-    variables. Not installed globally: the application's own provider, if any, stays in charge."""
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise ImportError(
-            "configure(tracing='otlp') needs the OTLP exporter: pip install 'scenario[otlp]' "
-            "(opentelemetry-exporter-otlp-proto-http)."
-        ) from exc
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+def _mode() -> str:
+    from .config import settings
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "scenario"}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return settings().tracing or "auto"
+
+
+def _app_provider() -> Any:
+    """The provider the application installed, or None if it installed none."""
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    # The API's defaults: a proxy waiting for set_tracer_provider, or an explicit no-op.
+    if type(provider).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
+        return None
     return provider
+
+
+def _otlp_requested_by_environment() -> bool:
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return any(os.environ.get(name) for name in OTLP_ENDPOINT_VARIABLES)
 
 
 def get_tracer() -> Any:
     """The tracer to use now, or None when spans would go nowhere (then create none)."""
     global _cached_provider, _cached_tracer
-    if _mode == "off":
+    mode = _mode()
+    if mode == "off":
         return None
-    if _mode == "otlp" and _private_provider is not None:
-        provider = _private_provider
-    else:
-        from opentelemetry import trace
-
-        provider = trace.get_tracer_provider()
-        # The API's default is a proxy/no-op provider: nobody installed an SDK, nothing records.
-        if type(provider).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
+    provider = _app_provider()
+    if provider is None:
+        if mode == "otlp" or _otlp_requested_by_environment():
+            provider = _get_private_provider()
+        if provider is None:
             return None
     if provider is _cached_provider:
         return _cached_tracer
     from . import __version__
 
-    tracer = provider.get_tracer(TRACER_NAME, __version__)
+    try:
+        tracer = provider.get_tracer(TRACER_NAME, __version__)
+    except Exception as exc:  # a third-party provider misbehaving must not fail a run
+        warn_once("get_tracer", f"scenario: the tracer provider failed ({type(exc).__name__}: {exc}); no spans.")
+        return None
+    from .telemetry_usage import attach_usage_processor
+
+    attach_usage_processor(provider)
     with _lock:
         _cached_provider, _cached_tracer = provider, tracer
     return tracer
 
 
+def _get_private_provider() -> Any:
+    global _private_provider, _private_provider_failed
+    if _private_provider is not None or _private_provider_failed:
+        return _private_provider
+    with _lock:
+        if _private_provider is None and not _private_provider_failed:
+            try:
+                _private_provider = _build_otlp_provider()
+            except ImportError:
+                _private_provider_failed = True
+                warn_once(
+                    "otlp-missing",
+                    "scenario: OTLP export was asked for (configure(tracing='otlp') or OTEL_EXPORTER_OTLP_* "
+                    "variables) but opentelemetry-exporter-otlp-proto-http is not installed; spans are dropped. "
+                    "Install it with: pip install 'scenario[otlp]'.",
+                )
+    return _private_provider
+
+
+def _build_otlp_provider() -> Any:
+    """A provider of our own exporting over OTLP/HTTP, honouring the standard OTEL_EXPORTER_OTLP_*
+    variables. Not installed globally: an application provider installed later takes over."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    attributes = {}
+    if not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        attributes[SERVICE_NAME] = "scenario"
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(BatchSpanProcessor(DroppingExporter(OTLPSpanExporter())))
+    return provider
+
+
+def shutdown_private_provider() -> None:
+    """Flush and close the private OTLP provider, if one was made (tests, and long-lived apps
+    that want to flush before the interpreter exits; it is also flushed at exit)."""
+    global _private_provider, _private_provider_failed, _cached_provider, _cached_tracer
+    with _lock:
+        provider, _private_provider = _private_provider, None
+        _private_provider_failed = False
+        if provider is not None and provider is _cached_provider:
+            _cached_provider = _cached_tracer = None
+    if provider is not None:
+        provider.shutdown()
+
+
+def force_flush(timeout_millis: int = 30000) -> bool:
+    """Export the spans buffered by the provider in use (ours or the application's)."""
+    provider = _app_provider() or _private_provider
+    flush = getattr(provider, "force_flush", None)
+    if flush is None:
+        return True
+    try:
+        return bool(flush(timeout_millis))
+    except Exception as exc:
+        warn_once("flush", f"scenario: flushing spans failed ({type(exc).__name__}: {exc}).")
+        return False
+
+
+# -- exporting without failing or flooding the log ---------------------------------------------
+_quiet = threading.local()
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http",
+    "opentelemetry.exporter.otlp.common.http",
+)
+
+
+class _QuietDuringOurExport(logging.Filter):
+    """Drops the exporter's own per-attempt log lines while *our* exporter runs on this thread
+    (we report failures ourselves, once); other exporters' lines pass untouched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_quiet, "active", False)
+
+
+_filter = _QuietDuringOurExport()
+
+
+def _install_log_filter() -> None:
+    for name in _EXPORTER_LOGGERS:
+        log = logging.getLogger(name)
+        if _filter not in log.filters:
+            log.addFilter(_filter)
+
+
+class DroppingExporter:
+    """Wraps a span exporter so failures drop spans with one warning instead of raising or logging
+    every batch. After a failure, batches are dropped at once for ``cooldown`` seconds (no network
+    wait), so a dead endpoint neither fills the queue nor delays interpreter exit."""
+
+    def __init__(self, inner: Any, cooldown: float = 30.0) -> None:
+        self._inner = inner
+        self._cooldown = cooldown
+        self._failed_at: Optional[float] = None
+        self.dropped = 0
+        _install_log_filter()
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        import time
+
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        if self._failed_at is not None and time.monotonic() - self._failed_at < self._cooldown:
+            self.dropped += len(spans)
+            return SpanExportResult.FAILURE
+        _quiet.active = True
+        error: Optional[str] = None
+        try:
+            result = self._inner.export(spans)
+        except Exception as exc:
+            result, error = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
+        finally:
+            _quiet.active = False
+        if result == SpanExportResult.SUCCESS:
+            self._failed_at = None
+            return result
+        self._failed_at = time.monotonic()
+        self.dropped += len(spans)
+        endpoint = getattr(self._inner, "_endpoint", None) or "the configured endpoint"
+        warn_once(
+            "export",
+            f"scenario: could not export spans over OTLP/HTTP to {endpoint}"
+            f"{' (' + error + ')' if error else ''}; spans are being dropped. Scenarios are not affected. "
+            "Check OTEL_EXPORTER_OTLP_ENDPOINT and that the collector is running.",
+        )
+        return result
+
+    def shutdown(self) -> None:
+        _quiet.active = True
+        try:
+            self._inner.shutdown()
+        except Exception:
+            pass
+        finally:
+            _quiet.active = False
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        try:
+            return bool(self._inner.force_flush(timeout_millis))
+        except Exception:
+            return False
+
+
+def warn_once(key: str, message: str) -> None:
+    """Log ``message`` as a warning the first time ``key`` is seen in this process."""
+    with _lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    logger.warning(message)
+
+
+# -- spans ---------------------------------------------------------------------------------------
 def start_span(tracer: Any, name: str, attributes: Optional[Mapping[str, Any]] = None, parent: Any = None) -> Any:
-    """Start a span (not made current). ``parent`` is a span to nest under, else the current context."""
+    """Start a span (not made current). ``parent`` is a span to nest under, else the current context.
+
+    Returns None when ``tracer`` is None, or when the provider raised (warned once).
+    """
     if tracer is None:
         return None
     from opentelemetry import trace
 
-    context = trace.set_span_in_context(parent) if parent is not None else None
-    return tracer.start_span(name, context=context, attributes=clean_attributes(attributes or {}))
+    try:
+        context = trace.set_span_in_context(parent) if parent is not None else None
+        return tracer.start_span(name, context=context, attributes=clean_attributes(attributes or {}))
+    except Exception as exc:
+        _span_failure(exc)
+        return None
 
 
 @contextlib.contextmanager
@@ -109,25 +302,65 @@ def use_span(span: Any) -> Iterator[Any]:
 
 
 def end_span(span: Any, error: Optional[BaseException] = None, attributes: Optional[Mapping[str, Any]] = None) -> None:
-    """Set final attributes, mark errors, end. Safe on None."""
+    """Set final attributes, mark errors, end. Safe on None; never raises."""
     if span is None:
         return
-    if attributes:
+    try:
+        if attributes:
+            span.set_attributes(clean_attributes(attributes))
+        if error is not None:
+            record_error(span, error)
+        span.end()
+    except Exception as exc:
+        _span_failure(exc)
+
+
+def set_attributes(span: Any, attributes: Mapping[str, Any]) -> None:
+    """Add attributes to a live span. Safe on None; never raises."""
+    if span is None:
+        return
+    try:
         span.set_attributes(clean_attributes(attributes))
-    if error is not None:
-        record_error(span, error)
-    span.end()
+    except Exception as exc:
+        _span_failure(exc)
+
+
+def add_event(span: Any, name: str, attributes: Optional[Mapping[str, Any]] = None) -> None:
+    """Add an event to a live span. Safe on None; never raises."""
+    if span is None:
+        return
+    try:
+        span.add_event(name, clean_attributes(attributes or {}))
+    except Exception as exc:
+        _span_failure(exc)
 
 
 def record_error(span: Any, error: BaseException) -> None:
+    """An ``exception`` event plus ERROR status with the exception's type and message."""
     if span is None:
         return
     from opentelemetry.trace import Status, StatusCode
 
     span.record_exception(error)
-    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:1000]))
 
 
+def _span_failure(exc: BaseException) -> None:
+    warn_once(
+        "span",
+        f"scenario: the tracer provider raised while recording a span ({type(exc).__name__}: {exc}); "
+        "the span is dropped and the scenario goes on. Check the application's span processors/exporters.",
+    )
+
+
+def trace_content() -> bool:
+    """Whether message content may go on spans (``configure(trace_content=...)``)."""
+    from .config import settings
+
+    return settings().trace_content
+
+
+# -- attribute helpers --------------------------------------------------------------------------
 def clean_attributes(attributes: Mapping[str, Any]) -> Dict[str, Any]:
     """OTel accepts only primitives and lists of them; drop None and stringify the rest."""
     cleaned: Dict[str, Any] = {}
@@ -151,15 +384,20 @@ def provider_name(model: str) -> str:
 
 
 def usage_attributes(usage: Any) -> Dict[str, Any]:
-    """Flatten a :class:`scenario.types.Usage` rollup onto a span."""
+    """Flatten a :class:`scenario.types.Usage` rollup onto a span (see docs/observability.md)."""
     attrs: Dict[str, Any] = {
         "scenario.usage.calls": usage.calls,
         "gen_ai.usage.input_tokens": usage.input_tokens,
         "gen_ai.usage.output_tokens": usage.output_tokens,
         ATTR_COST: round(usage.cost_usd, 12),
         "scenario.usage.unpriced_calls": usage.unpriced_calls,
+        "scenario.usage.cached_calls": usage.cached_calls,
     }
-    for role, totals in usage.by_role.items():
+    for role, totals in sorted(usage.by_role.items()):
         attrs[f"scenario.usage.{role}.calls"] = totals.calls
+        attrs[f"scenario.usage.{role}.input_tokens"] = totals.input_tokens
+        attrs[f"scenario.usage.{role}.output_tokens"] = totals.output_tokens
         attrs[f"scenario.usage.{role}.cost_usd"] = round(totals.cost_usd, 12)
+    if usage.by_model:
+        attrs["scenario.usage.models"] = sorted(usage.by_model)
     return attrs
