@@ -8,6 +8,7 @@ conftest.
 from __future__ import annotations
 
 import json
+import pathlib
 import xml.etree.ElementTree as ET
 from typing import Any, Dict
 
@@ -664,6 +665,17 @@ def test_xdist_spreads_tests_over_workers_and_merges_the_summary(suite: pytest.P
     assert len(document["tests"]) == 11
     assert {row["worker"] for row in document["tests"]} == {"gw0", "gw1"}
     assert document["total"]["scenarios"] == 5
+
+
+# -- the shipped example ------------------------------------------------------------------------------
+def test_the_pytest_example_passes_offline(pytester: pytest.Pytester) -> None:
+    example = pathlib.Path(__file__).resolve().parent.parent / "examples" / "test_with_pytest.py"
+    pytester.makeini(INI)
+    pytester.makepyfile(test_with_pytest=example.read_text())
+    result = run(pytester, "--scenario-report=report.json")
+    no_internal_error(result)
+    result.assert_outcomes(passed=5)
+    assert report(pytester)["total"]["runs"] == 9
 
 
 # -- attribution (the engine's hook) -----------------------------------------------------------------
