@@ -1,0 +1,455 @@
+"""Retrying model calls: which errors are transient, how long to wait, how often.
+
+Classification is deliberately conservative: only failures that can succeed on
+a second try are retried (rate limits, timeouts, connection problems, server
+errors). Client errors (400/401/403/404/422, context window exceeded, content
+policy, ...) never are: the same request would fail the same way and a retry
+only burns quota and time. ``asyncio.CancelledError`` is never retried either,
+cancellation must propagate at once.
+
+litellm is *not* imported here: ``import scenario`` must stay fast and litellm
+takes seconds to import. Its exceptions are recognised through duck typing
+(``status_code`` attributes and class names along the MRO, which also covers
+the openai / httpx / aiohttp exceptions litellm wraps) and, when litellm has
+already been imported by someone else, through ``isinstance`` as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import errno
+import logging
+import random
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+__all__ = [
+    "ErrorKind",
+    "RetryEvent",
+    "RetryPolicy",
+    "call_with_retries",
+    "classify_error",
+    "is_retryable",
+    "retry_after_seconds",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ErrorKind = Literal["rate_limit", "timeout", "connection", "server", "client", "other"]
+
+RETRYABLE_KINDS: frozenset[str] = frozenset({"rate_limit", "timeout", "connection", "server"})
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How to retry a transient failure.
+
+    Attempt ``n`` (1-based) that fails waits ``min(max_backoff, initial_backoff *
+    multiplier ** (n - 1))`` scaled down by a random factor in ``[1 - jitter, 1]``
+    (jitter de-synchronises many scenarios hitting the same limit). When the
+    error carries a Retry-After and ``respect_retry_after`` is set, the wait is
+    ``max(lower bound of the backoff, retry_after)``, capped at ``max_retry_after``.
+
+    ``sleep`` replaces ``asyncio.sleep`` (tests use it to observe waits without
+    spending them).
+    """
+
+    max_attempts: int = 4
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+    respect_retry_after: bool = True
+    max_retry_after: float = 60.0
+    sleep: Callable[[float], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ValueError(f"RetryPolicy: max_attempts={self.max_attempts!r} is not allowed; it must be an int >= 1")
+        for name in ("initial_backoff", "max_backoff", "max_retry_after"):
+            value = getattr(self, name)
+            if not _is_number(value) or not (0 <= value < float("inf")):
+                raise ValueError(f"RetryPolicy: {name}={value!r} is not allowed; it must be a finite number >= 0")
+        if not _is_number(self.multiplier) or not (1 <= self.multiplier < float("inf")):
+            raise ValueError(f"RetryPolicy: multiplier={self.multiplier!r} is not allowed; it must be >= 1")
+        if not _is_number(self.jitter) or not (0 <= self.jitter <= 1):
+            raise ValueError(f"RetryPolicy: jitter={self.jitter!r} is not allowed; it must be within [0, 1]")
+        if self.max_backoff < self.initial_backoff:
+            raise ValueError(
+                f"RetryPolicy: max_backoff={self.max_backoff!r} is less than initial_backoff="
+                f"{self.initial_backoff!r}; max_backoff must be >= initial_backoff"
+            )
+
+    def backoff_bounds(self, attempt: int) -> tuple[float, float]:
+        """(lower, upper) wait after failed attempt number ``attempt`` (1-based), before Retry-After."""
+        upper = min(self.max_backoff, self.initial_backoff * self.multiplier ** max(0, attempt - 1))
+        return upper * (1.0 - self.jitter), upper
+
+    def compute_sleep(self, attempt: int, retry_after: float | None = None) -> float:
+        """The wait after failed attempt ``attempt`` given an optional server Retry-After."""
+        lower, upper = self.backoff_bounds(attempt)
+        wait = lower + (upper - lower) * random.random()
+        if retry_after is not None and self.respect_retry_after:
+            # The server knows when capacity comes back; waiting less just earns
+            # another 429. The cap protects against absurd header values.
+            wait = min(max(lower, retry_after), self.max_retry_after)
+        return wait
+
+
+@dataclass(frozen=True)
+class RetryEvent:
+    """Passed to ``on_retry`` before each sleep."""
+
+    attempt: int  # the attempt that just failed (1-based)
+    exception: BaseException
+    classification: ErrorKind
+    sleep: float  # seconds about to be slept before attempt + 1
+    retry_after: float | None = None  # server hint, if any
+
+
+# ---------------------------------------------------------------------------
+# Classification
+# ---------------------------------------------------------------------------
+
+# Class names (anywhere in the MRO) from litellm, openai, httpx, aiohttp,
+# anthropic, ... Matching by name avoids importing any of them.
+_TIMEOUT_NAMES = frozenset(
+    {
+        "Timeout",  # litellm.Timeout
+        "APITimeoutError",  # openai
+        "TimeoutException",  # httpx base
+        "ReadTimeout",
+        "ConnectTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "ServerTimeoutError",  # aiohttp
+        "ConnectionTimeoutError",
+        "SocketTimeoutError",
+    }
+)
+_CONNECTION_NAMES = frozenset(
+    {
+        "APIConnectionError",  # litellm / openai
+        "ConnectError",  # httpx
+        "NetworkError",
+        "RemoteProtocolError",
+        "ReadError",
+        "WriteError",
+        "ClientConnectionError",  # aiohttp
+        "ClientConnectorError",
+        "ServerDisconnectedError",
+        "ClientOSError",
+        "ClientPayloadError",
+    }
+)
+_RATE_LIMIT_NAMES = frozenset({"RateLimitError", "TooManyRequests", "ThrottlingException"})
+_SERVER_NAMES = frozenset(
+    {
+        "InternalServerError",
+        "ServiceUnavailableError",
+        "BadGatewayError",
+        "OverloadedError",  # anthropic 529
+        "GatewayTimeout",
+    }
+)
+# OSError errnos that mean "the network hiccupped" rather than "this will never work".
+_NETWORK_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNRESET",
+        "ECONNREFUSED",
+        "ECONNABORTED",
+        "EPIPE",
+        "ENETDOWN",
+        "ENETUNREACH",
+        "ENETRESET",
+        "EHOSTDOWN",
+        "EHOSTUNREACH",
+        "ETIMEDOUT",
+        "EAGAIN",
+    )
+    if hasattr(errno, name)
+)
+
+
+def _mro_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _status_code(exc: BaseException) -> int | None:
+    for candidate in (
+        getattr(exc, "status_code", None),
+        getattr(getattr(exc, "response", None), "status_code", None),
+        # aiohttp.ClientResponseError and similar use `.status`.
+        getattr(exc, "status", None) if "ClientResponseError" in _mro_names(exc) else None,
+    ):
+        try:
+            code = int(candidate)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if 100 <= code <= 599:
+            return code
+    return None
+
+
+def _classify_status(code: int) -> ErrorKind:
+    if code == 429:
+        return "rate_limit"
+    if code == 408:
+        return "timeout"
+    # 409: providers use it for transient conflicts (e.g. OpenAI's lock timeouts;
+    # its own SDK retries it). 5xx (incl. Anthropic's 529 "overloaded"): server side.
+    if code == 409 or code >= 500:
+        return "server"
+    if 400 <= code < 500:
+        return "client"
+    return "other"
+
+
+def _classify_litellm(exc: BaseException) -> ErrorKind | None:
+    litellm = sys.modules.get("litellm")  # never import it ourselves
+    if litellm is None:
+        return None
+    checks: tuple[tuple[str, ErrorKind], ...] = (
+        ("Timeout", "timeout"),
+        ("RateLimitError", "rate_limit"),
+        ("APIConnectionError", "connection"),
+        ("ContextWindowExceededError", "client"),
+        ("ContentPolicyViolationError", "client"),
+        ("BadRequestError", "client"),
+        ("AuthenticationError", "client"),
+        ("PermissionDeniedError", "client"),
+        ("NotFoundError", "client"),
+        ("UnprocessableEntityError", "client"),
+        ("ServiceUnavailableError", "server"),
+        ("BadGatewayError", "server"),
+        ("InternalServerError", "server"),
+    )
+    for name, kind in checks:
+        cls = getattr(litellm, name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return kind
+    return None
+
+
+def _classify_one(exc: BaseException) -> ErrorKind:
+    if isinstance(exc, asyncio.CancelledError):
+        return "other"
+    kind = _classify_litellm(exc)
+    if kind is not None:
+        return kind
+    names = _mro_names(exc)
+    # Class checks come before status codes on purpose: litellm gives
+    # APIConnectionError status_code=500 and Timeout 408, which would otherwise
+    # be mislabelled.
+    if names & _TIMEOUT_NAMES or isinstance(exc, (TimeoutError, asyncio.TimeoutError, socket.timeout)):
+        return "timeout"
+    if names & _CONNECTION_NAMES:
+        return "connection"
+    if names & _RATE_LIMIT_NAMES:
+        return "rate_limit"
+    code = _status_code(exc)
+    if code is not None:
+        return _classify_status(code)
+    if names & _SERVER_NAMES:
+        return "server"
+    if isinstance(exc, (ConnectionError, socket.gaierror)):
+        return "connection"
+    if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
+        return "connection"
+    # Other OSErrors (FileNotFoundError, PermissionError, ...) are not transient.
+    return "other"
+
+
+def classify_error(exc: BaseException) -> ErrorKind:
+    """One of ``rate_limit``, ``timeout``, ``connection``, ``server``, ``client``, ``other``.
+
+    If the exception itself says nothing, its explicit cause (``raise X from Y``)
+    is examined, so an agent adapter that wraps a 429 in its own error is still
+    seen as rate limited.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 8:
+        seen.add(id(current))
+        kind = _classify_one(current)
+        if kind != "other" or isinstance(current, asyncio.CancelledError):
+            return kind
+        current = current.__cause__
+    return "other"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for rate limits, timeouts, connection failures and server errors; never
+    for client errors (4xx other than 408/409/429) or cancellation."""
+    if isinstance(exc, asyncio.CancelledError) or not isinstance(exc, Exception):
+        return False  # CancelledError, KeyboardInterrupt, SystemExit: propagate at once
+    return classify_error(exc) in RETRYABLE_KINDS
+
+
+# ---------------------------------------------------------------------------
+# Retry-After
+# ---------------------------------------------------------------------------
+
+
+def _header_lookup(headers: Any, name: str) -> str | None:
+    if headers is None:
+        return None
+    try:
+        value = headers.get(name)  # httpx.Headers is case-insensitive
+        if value is not None:
+            return str(value)
+        if isinstance(headers, Mapping) or hasattr(headers, "items"):
+            for key, val in headers.items():  # plain dicts are not
+                if isinstance(key, str) and key.lower() == name:
+                    return str(val)
+    except Exception:  # odd header containers: ignore rather than fail the retry
+        return None
+    return None
+
+
+def _parse_retry_after(value: str) -> float | None:
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds or seconds == float("inf"):  # NaN / inf
+        return None
+    return max(0.0, seconds)
+
+
+def _retry_after_one(exc: BaseException) -> float | None:
+    sources = (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(exc, "headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    )
+    for headers in sources:
+        ms = _header_lookup(headers, "retry-after-ms")
+        if ms is not None:
+            parsed = _parse_retry_after(ms)
+            if parsed is not None:
+                return parsed / 1000.0
+        raw = _header_lookup(headers, "retry-after")
+        if raw is not None:
+            parsed = _parse_retry_after(raw)
+            if parsed is not None:
+                return parsed
+    return None
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms`` or ``Retry-After``
+    as seconds or an HTTP date), looking at litellm's ``litellm_response_headers``,
+    an exception's ``headers`` and ``response.headers``; ``None`` when absent."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 8:
+        seen.add(id(current))
+        value = _retry_after_one(current)
+        if value is not None:
+            return value
+        current = current.__cause__
+    return None
+
+
+# ---------------------------------------------------------------------------
+# The retry loop
+# ---------------------------------------------------------------------------
+
+
+async def call_with_retries(
+    fn: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    on_retry: Callable[[RetryEvent], None] | None = None,
+    report_rate_limits: bool = False,
+) -> tuple[T, int]:
+    """Await ``fn()`` until it succeeds, a non-retryable error occurs or
+    ``policy.max_attempts`` is reached. Returns ``(value, attempts)``.
+
+    On final failure the *original* exception is re-raised (not
+    ``tenacity.RetryError``) with ``scenario_attempts`` set to the number of
+    attempts made.
+
+    With ``report_rate_limits=True`` every rate-limited attempt is also reported
+    to the current concurrency strategy (``scenario.concurrency.notify_rate_limited``).
+    It is off by default because callers that already report from ``on_retry``
+    (as ``scenario.models`` does) would otherwise count every 429 twice.
+    """
+    # Imported here, not at module import: keeps `import scenario` light.
+    from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+    from scenario.concurrency import notify_rate_limited
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        retry_after = retry_after_seconds(exc) if exc is not None else None
+        return policy.compute_sleep(state.attempt_number, retry_after)
+
+    def before_sleep(state: RetryCallState) -> None:
+        if on_retry is None or state.outcome is None:
+            return
+        exc = state.outcome.exception()
+        if exc is None:
+            return
+        event = RetryEvent(
+            attempt=state.attempt_number,
+            exception=exc,
+            classification=classify_error(exc),
+            sleep=state.next_action.sleep if state.next_action is not None else 0.0,
+            retry_after=retry_after_seconds(exc),
+        )
+        try:
+            on_retry(event)
+        except Exception:  # an observer must not change the outcome of the call
+            logger.exception("on_retry callback failed")
+
+    retrying = AsyncRetrying(
+        sleep=policy.sleep or asyncio.sleep,
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=wait,
+        retry=retry_if_exception(is_retryable),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+    attempts = 0
+
+    async def attempt_once() -> T:
+        nonlocal attempts
+        attempts += 1
+        try:
+            return await fn()
+        except Exception as exc:
+            if report_rate_limits and classify_error(exc) == "rate_limit":
+                notify_rate_limited(retry_after_seconds(exc))
+            raise
+
+    try:
+        value = await retrying(attempt_once)
+    except BaseException as exc:
+        try:
+            setattr(exc, "scenario_attempts", attempts)
+        except Exception:  # e.g. exceptions with __slots__ or read-only attributes
+            pass
+        raise
+    return value, attempts
