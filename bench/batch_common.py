@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -78,11 +78,35 @@ def measured() -> Iterator[Measure]:
     m.cpu = time.process_time() - cpu
 
 
-_USER_PROMPT = "You are a user simulator testing an AI agent. You play the user described below.\n<scenario>\nbench\n</scenario>"
+_CAPTURED: List[Dict[str, Any]] = []
+
+
+async def capture_requests(base_url: str) -> List[Dict[str, Any]]:
+    """The exact litellm arguments of one autopilot run (simulator and judge calls, judge tools
+    included), so the bare-litellm ceiling sends the same requests the batch sends."""
+    import scenario
+    from scenario import models
+
+    configure_library(base_url)
+    original = models._attempt
+    captured: List[Dict[str, Any]] = []
+
+    async def spy(kwargs: Dict[str, Any], timeout: float) -> Any:
+        captured.append(dict(kwargs))
+        return await original(kwargs, timeout)
+
+    models._attempt = spy
+    try:
+        await scenario.arun(name="capture", description="A customer asks about a parcel.", agents=agents_for_autopilot())
+    finally:
+        models._attempt = original
+    _CAPTURED[:] = captured
+    return captured
 
 
 async def bare_litellm(base_url: str, calls: int, concurrency: int) -> Measure:
-    """The ceiling: ``litellm.acompletion`` on one loop, ``concurrency`` workers, no library code.
+    """The ceiling: ``litellm.acompletion`` on one loop, ``concurrency`` workers, no library code,
+    replaying the requests of one autopilot run (see :func:`capture_requests`).
 
     It runs on the library's model loop, the one loop that drives litellm in this process:
     litellm's logging worker and client cache are bound to one loop, and driving it from a second
@@ -90,20 +114,20 @@ async def bare_litellm(base_url: str, calls: int, concurrency: int) -> Measure:
     """
     from scenario.models import model_loop
 
-    return await asyncio.wrap_future(model_loop.submit(_bare_litellm(base_url, calls, concurrency)))
+    if not _CAPTURED:
+        await capture_requests(base_url)
+    return await asyncio.wrap_future(model_loop.submit(_bare_litellm(list(_CAPTURED), calls, concurrency)))
 
 
-async def _bare_litellm(base_url: str, calls: int, concurrency: int) -> Measure:
+async def _bare_litellm(requests: List[Dict[str, Any]], calls: int, concurrency: int) -> Measure:
     from scenario.models import litellm_module
 
     litellm = litellm_module()
     remaining = iter(range(calls))
 
     async def worker() -> None:
-        for _ in remaining:
-            await litellm.acompletion(model=MODEL, api_base=base_url, api_key="mock", timeout=30, max_retries=0,
-                                      messages=[{"role": "system", "content": _USER_PROMPT},
-                                                {"role": "user", "content": "Write your first message."}])
+        for n in remaining:
+            await litellm.acompletion(**requests[n % len(requests)])
 
     with measured() as m:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -116,20 +140,26 @@ async def warm_up(base_url: str) -> None:
 
     configure_library(base_url)
     await scenario.arun(name="warm-up", description="warm up", agents=agents_for_autopilot())
+    await capture_requests(base_url)
     await bare_litellm(base_url, 20, 10)
 
 
-class EchoAgent:
-    """The agent under test: answers locally, so every model call is the simulator's or judge's."""
+_ECHO_CLASS: Any = None
 
-    def __new__(cls) -> Any:  # built lazily so importing this module stays cheap
+
+def EchoAgent() -> Any:  # noqa: N802 - used like a class (a factory of adapters)
+    """The agent under test: answers locally, so every model call is the simulator's or judge's.
+    The class is made on first use so importing this module stays cheap."""
+    global _ECHO_CLASS
+    if _ECHO_CLASS is None:
         import scenario
 
-        class _Echo(scenario.AgentAdapter):
+        class Echo(scenario.AgentAdapter):
             async def call(self, input: scenario.AgentInput) -> str:
                 return "You said: " + input.last_new_user_message_str()
 
-        return _Echo()
+        _ECHO_CLASS = Echo
+    return _ECHO_CLASS()
 
 
 def agents_for_autopilot() -> List[Any]:

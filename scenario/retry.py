@@ -395,10 +395,27 @@ async def call_with_retries(
     It is off by default because callers that already report from ``on_retry``
     (as ``scenario.models`` does) would otherwise count every 429 twice.
     """
+    from scenario.concurrency import notify_rate_limited
+
+    # Fast path: nearly every call succeeds at once, and setting up tenacity costs more CPU
+    # than the rest of our per-call bookkeeping, so only a failure pays for it. That failure
+    # is replayed to tenacity as attempt 1, so waits, events and counts are unchanged.
+    first_failure: BaseException | None = None
+    try:
+        return await fn(), 1
+    except Exception as exc:
+        if report_rate_limits and classify_error(exc) == "rate_limit":
+            notify_rate_limited(retry_after_seconds(exc))
+        if policy.max_attempts <= 1 or not is_retryable(exc):
+            try:
+                setattr(exc, "scenario_attempts", 1)
+            except Exception:
+                pass
+            raise
+        first_failure = exc
+
     # Imported here, not at module import: keeps `import scenario` light.
     from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-
-    from scenario.concurrency import notify_rate_limited
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -432,10 +449,13 @@ async def call_with_retries(
         reraise=True,
     )
 
-    attempts = 0
+    attempts = 1
 
     async def attempt_once() -> T:
-        nonlocal attempts
+        nonlocal attempts, first_failure
+        if first_failure is not None:
+            failed, first_failure = first_failure, None
+            raise failed
         attempts += 1
         try:
             return await fn()
