@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to write the report (format inferred from .html/.json/.xml when --report is omitted)")
     run.add_argument("--min-pass-rate", type=_rate, metavar="R",
                      help="pass rate every scenario must reach, 0..1 or a percentage (overrides the file)")
-    run.add_argument("--retries", type=_non_negative_int, metavar="N", help="re-run a run that errored up to N times")
+    run.add_argument("--retries", type=_non_negative_int, metavar="N", help="re-run a run that ended on a transient error (429, 5xx, timeout, connection) up to N times")
     run.add_argument("--timeout", type=_seconds, metavar="S", help="seconds per run before it counts as timed out")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first run that errors or times out")
     run.add_argument("--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)")

@@ -687,13 +687,15 @@ def check_agent(factory: AgentFactory) -> Optional[str]:
             return f"agent factory {factory.path!r} returned an awaitable; it must return an agent adapter directly"
     except Exception as exc:
         return f"calling agent factory {factory.path!r} raised {type(exc).__name__}: {exc}"
-    if isinstance(agent, type):
-        return f"agent factory {factory.path!r} returned the class {agent.__name__}; return an instance"
-    if not callable(getattr(agent, "call", None)) or not isinstance(getattr(agent, "role", None), AgentRole):
-        return (
-            f"agent factory {factory.path!r} returned a {type(agent).__name__}, not an agent adapter "
-            "(subclass scenario.AgentAdapter and implement call(input))"
-        )
+    # A list is allowed: the variant may bring its own simulator or judge along with the agent.
+    for item in agent if isinstance(agent, (list, tuple)) and agent else [agent]:
+        if isinstance(item, type):
+            return f"agent factory {factory.path!r} returned the class {item.__name__}; return an instance"
+        if not callable(getattr(item, "call", None)) or not isinstance(getattr(item, "role", None), AgentRole):
+            return (
+                f"agent factory {factory.path!r} returned a {type(item).__name__}, not an agent adapter "
+                "(subclass scenario.AgentAdapter and implement call(input))"
+            )
     return None
 
 
