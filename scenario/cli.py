@@ -292,6 +292,7 @@ def run_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
         executor=args.executor,
         model=args.model,
         api_base=args.api_base,
+        api_key="mock" if args.mock else None,  # the mock takes any key: don't require api_key_env's variable
         min_pass_rate=args.min_pass_rate,
         retries=args.retries,
         timeout=args.timeout,
@@ -367,6 +368,7 @@ def _planned_ids(suite: Any) -> List[str]:
 
 
 def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO, err: TextIO) -> int:
+    from .errors import ScenarioConfigError
     from .store import StoreError
 
     try:
@@ -427,6 +429,14 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
             )
             try:
                 interrupted = _execute(args, suite, store, done, strategy, progress)
+            except StoreError as exc:
+                progress.stop()
+                print(f"\nStopped: {exc}\nRuns finished before this are stored. Fix the problem, then resume with:\n"
+                      f"  {_resume_command(argv)}", file=err)
+                return EXIT_USAGE
+            except ScenarioConfigError as exc:
+                progress.stop()
+                raise UsageError(str(exc)) from None
             finally:
                 progress.stop()
     elapsed = time.monotonic() - started

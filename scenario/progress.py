@@ -88,6 +88,7 @@ class BatchProgress:
         self._started_at: Optional[float] = None
         self._last_line = float("-inf")
         self._live: Any = None
+        self._stopped = False
         self._bar: Any = None
         self._task: Any = None
 
@@ -137,6 +138,10 @@ class BatchProgress:
                 self._write(self.status_line())
 
     def stop(self) -> None:
+        """End the display (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._live is not None:
             self._update_rich()
             self._live.stop()

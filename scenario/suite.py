@@ -542,7 +542,7 @@ def _resolve_model(section: Optional[ModelSection], o: Overrides) -> Optional[Re
     if section is None:
         section = ModelSection(name=o.model or "")
     api_key = None
-    if section.api_key_env:
+    if section.api_key_env and o.api_key is None:
         api_key = os.environ.get(section.api_key_env)
         if api_key is None:
             raise ScenarioConfigError(

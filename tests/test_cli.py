@@ -291,6 +291,51 @@ def test_dry_run_checks_and_runs_nothing(in_tmp, capsys):
     assert rows(in_tmp / "r.db") == []
 
 
+def test_example_suite_runs_offline_against_the_mock(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    example = REPO / "examples" / "suite.yaml"
+    code, out, err = run_cli(["run", str(example), "--mock", "--store", "r.db", "--report", "html", "--out", "r.html"],
+                             capsys)
+    assert code == 0, out + err
+    assert "PASSED: all 9 scenario/variant pairs met" in out
+    assert "known gap" in out  # the scenario that fails on purpose, with a 0% threshold
+    assert len(rows(tmp_path / "r.db")) == 25
+    assert (tmp_path / "r.html").exists()
+
+
+def test_mock_needs_no_api_key_variable(in_tmp, capsys, monkeypatch):
+    monkeypatch.delenv("SCENARIO_TEST_UNSET_KEY", raising=False)
+    suite = write_suite(in_tmp, SUITE.replace(
+        "  model: openai/gpt-4o-mini\n",
+        "  model: {name: openai/gpt-4o-mini, api_key_env: SCENARIO_TEST_UNSET_KEY}\n",
+    ))
+    code, _, err = run_cli(["run", str(suite), "--store", "r.db"], capsys)
+    assert code == 2 and "SCENARIO_TEST_UNSET_KEY is not set" in err
+    code, _, err = run_cli(["run", str(suite), "--store", "r.db", "--mock"], capsys)
+    assert code == 0, err
+
+
+def test_store_write_failure_stops_with_a_resume_hint(in_tmp, capsys, monkeypatch):
+    from scenario.store import StoreError
+
+    suite = write_suite(in_tmp, SUITE)
+    calls = {"n": 0}
+    original = ResultStore.put
+
+    def flaky_put(self, record):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise StoreError("writing to result store r.db failed: database or disk is full")
+        return original(self, record)
+
+    monkeypatch.setattr(ResultStore, "put", flaky_put)
+    code, _, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--max-concurrency", "1"], capsys)
+    assert code == 2
+    assert "Stopped: writing to result store r.db failed: database or disk is full" in err
+    assert "then resume with:\n  scenario run" in err and err.rstrip().endswith("--resume")
+    assert len(rows(in_tmp / "r.db")) == 2
+
+
 # ----------------------------------------------------------------------------------------------
 # scenario run: usage errors (exit 2, nothing run)
 
