@@ -449,7 +449,18 @@ class BatchRunner:
             task = loop.create_task(self._run_unit(unit))
             self._in_flight[task] = unit
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: "asyncio.Task[Any]") -> None:
+        self._tasks.discard(task)
+        unit = self._in_flight.pop(task, None)
+        if task.cancelled() and unit is not None:
+            # Cancelled before its first step: the run's own clean-up never ran, so give its slot
+            # back and record it here.
+            self.strategy.release()
+            record = self._record(unit, None, 0, time.time(), 0.0, None, cancelled=True)
+            self._positions[record.id] = unit.position
+            self._records.append(record)
 
     # -- one run ------------------------------------------------------------------------------
     async def _run_unit(self, unit: RunUnit) -> None:
