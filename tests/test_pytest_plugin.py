@@ -82,7 +82,7 @@ def no_internal_error(result: pytest.RunResult) -> None:
 # -- the marker --------------------------------------------------------------------------------------
 def test_marker_runs_an_async_body_n_times_and_passes_at_the_threshold(suite: pytest.Pytester) -> None:
     suite.makepyfile(
-        test_repeat="""
+        test_pp_repeat="""
         import itertools
         import pytest
         import scenario
@@ -112,7 +112,7 @@ def test_marker_runs_an_async_body_n_times_and_passes_at_the_threshold(suite: py
 
 def test_failure_lists_failed_runs_with_reasoning_and_other_exceptions(suite: pytest.Pytester) -> None:
     suite.makepyfile(
-        test_failing="""
+        test_pp_failing="""
         import itertools
         import pytest
         import scenario
@@ -146,10 +146,10 @@ def test_failure_lists_failed_runs_with_reasoning_and_other_exceptions(suite: py
         [
             "*1 of 4 runs passed (25%); this test needs at least 75% (min_pass_rate=0.75).*",
             "Failed runs:",
-            "  run 1/4: AssertionError: the refund scenario failed (test_failing.py:*)",
+            "  run 1/4: AssertionError: the refund scenario failed (test_pp_failing.py:*)",
             "*scenario failed: Mock judge verdict*1 failed*",
             "  run 2/4: AssertionError: the refund scenario failed*",
-            "  run 3/4: RuntimeError: database unavailable (test_failing.py:*)",
+            "  run 3/4: RuntimeError: database unavailable (test_pp_failing.py:*)",
         ]
     )
     # One run: pytest's own assertion report, not a pass-rate summary.
@@ -158,7 +158,7 @@ def test_failure_lists_failed_runs_with_reasoning_and_other_exceptions(suite: py
 
 def test_sync_test_runs_repeat_on_threads(suite: pytest.Pytester) -> None:
     suite.makepyfile(
-        test_sync="""
+        test_pp_sync="""
         import asyncio
         import threading
         import pytest
@@ -186,7 +186,7 @@ def test_sync_test_runs_repeat_on_threads(suite: pytest.Pytester) -> None:
 
 def test_runs_are_concurrent_and_max_concurrency_bounds_them(suite: pytest.Pytester) -> None:
     suite.makepyfile(
-        test_concurrency="""
+        test_pp_concurrency="""
         import asyncio
         import pytest
 
@@ -219,7 +219,7 @@ def test_runs_are_concurrent_and_max_concurrency_bounds_them(suite: pytest.Pytes
 
 def test_async_test_with_only_the_scenario_marker_runs(suite: pytest.Pytester) -> None:
     suite.makepyfile(
-        test_bare="""
+        test_pp_bare="""
         import pytest
         import scenario
         from scenario_helpers import agents
@@ -235,7 +235,7 @@ def test_async_test_with_only_the_scenario_marker_runs(suite: pytest.Pytester) -
 
 def test_skip_inside_the_runs_skips_the_test(suite: pytest.Pytester) -> None:
     suite.makepyfile(
-        test_skip="""
+        test_pp_skip="""
         import pytest
 
         @pytest.mark.scenario(runs=3)
@@ -289,7 +289,7 @@ def test_runs_default_comes_from_command_line_then_ini_and_the_marker_wins(
     pytester: pytest.Pytester, ini: str, args: list, expected_runs: int
 ) -> None:
     pytester.makeini(INI + ini + "\n")
-    pytester.makepyfile(test_precedence=PRECEDENCE_MODULE)
+    pytester.makepyfile(test_pp_precedence=PRECEDENCE_MODULE)
     result = run(pytester, "--scenario-report=report.json", *args)
     result.assert_outcomes(passed=4)
     rows = rows_by_test(report(pytester))
@@ -303,7 +303,7 @@ def test_runs_default_comes_from_command_line_then_ini_and_the_marker_wins(
 def test_min_pass_rate_and_max_concurrency_options(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI + "scenario_min_pass_rate = 1.0\nscenario_max_concurrency = 3\n")
     pytester.makepyfile(
-        test_rates="""
+        test_pp_rates="""
         import itertools
         import threading
         import time
@@ -351,7 +351,7 @@ def test_min_pass_rate_and_max_concurrency_options(pytester: pytest.Pytester) ->
 def test_bad_marker_values_are_collection_errors(pytester: pytest.Pytester, marker: str, message: str) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(
-        test_bad=f"""
+        test_pp_bad=f"""
         import pytest
 
         @pytest.mark.scenario({marker})
@@ -364,7 +364,7 @@ def test_bad_marker_values_are_collection_errors(pytester: pytest.Pytester, mark
     )
     result = run(pytester)
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*ERROR collecting test_bad.py*", f"*test_bad.py::test_marked: *{message}*"])
+    result.stdout.fnmatch_lines(["*ERROR collecting test_pp_bad.py*", f"*test_pp_bad.py::test_marked: *{message}*"])
 
 
 @pytest.mark.parametrize(
@@ -383,10 +383,10 @@ def test_bad_marker_values_are_collection_errors(pytester: pytest.Pytester, mark
 )
 def test_marker_on_a_non_test_is_a_collection_error(pytester: pytest.Pytester, source: str, message: str) -> None:
     pytester.makeini(INI)
-    pytester.makepyfile(test_misplaced="import pytest\n\n" + source + "\ndef test_real():\n    pass\n")
+    pytester.makepyfile(test_pp_misplaced="import pytest\n\n" + source + "\ndef test_real():\n    pass\n")
     result = run(pytester)
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*ERROR collecting test_misplaced.py*", f"*{message}*"])
+    result.stdout.fnmatch_lines(["*ERROR collecting test_pp_misplaced.py*", f"*{message}*"])
 
 
 def test_marker_added_late_by_a_hook_fails_that_test_clearly(pytester: pytest.Pytester) -> None:
@@ -400,10 +400,10 @@ def test_marker_added_late_by_a_hook_fails_that_test_clearly(pytester: pytest.Py
                 item.add_marker(pytest.mark.scenario(min_pass_rate=3))
         """
     )
-    pytester.makepyfile(test_late="def test_x():\n    pass\n")
+    pytester.makepyfile(test_pp_late="def test_x():\n    pass\n")
     result = run(pytester)
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*test_late.py::test_x: min_pass_rate=3 is not allowed*"])
+    result.stdout.fnmatch_lines(["*test_pp_late.py::test_x: min_pass_rate=3 is not allowed*"])
 
 
 @pytest.mark.parametrize(
@@ -418,7 +418,7 @@ def test_marker_added_late_by_a_hook_fails_that_test_clearly(pytester: pytest.Py
 )
 def test_bad_option_values_are_usage_errors(pytester: pytest.Pytester, ini: str, args: list, message: str) -> None:
     pytester.makeini(INI + ini + "\n")
-    pytester.makepyfile(test_any="def test_x():\n    pass\n")
+    pytester.makepyfile(test_pp_any="def test_x():\n    pass\n")
     result = run(pytester, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{message}*"])
@@ -517,7 +517,7 @@ async def test_pytest_asyncio_last(asyncio_fixture_agent):
 
 @pytest.mark.parametrize("executor", ["run", "arun"])
 def test_pytest_asyncio_and_concurrent_groups_share_a_session(suite: pytest.Pytester, executor: str) -> None:
-    suite.makepyfile(test_mixed=MIXED_MODULE.format(executor=executor))
+    suite.makepyfile(test_pp_mixed=MIXED_MODULE.format(executor=executor))
     result = run(suite, "--scenario-report=report.json", "-W", "error::pytest.PytestRemovedIn10Warning")
     no_internal_error(result)
     result.assert_outcomes(passed=5)
@@ -553,15 +553,15 @@ def test_no_scenario_here():
 
 
 def test_session_summary_and_json_report(suite: pytest.Pytester) -> None:
-    suite.makepyfile(test_summary=SUMMARY_MODULE)
+    suite.makepyfile(test_pp_summary=SUMMARY_MODULE)
     result = run(suite, "--scenario-report=out/scenario.json")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
             "*= scenario summary =*",
             "runs  passed  rate   min   time*cost  test",
-            "   3       3  100%  100%  *s  $0.0*  test_summary.py::test_marked",
-            "   1       1  100%     -  *s  $0.0*  test_summary.py::test_unmarked_but_runs_a_scenario",
+            "   3       3  100%  100%  *s  $0.0*  test_pp_summary.py::test_marked",
+            "   1       1  100%     -  *s  $0.0*  test_pp_summary.py::test_unmarked_but_runs_a_scenario",
             "2 scenario test(s), 4 of 4 runs passed, 4 scenario run(s), 16 model call(s); session cost $0.0*",
             "scenario report written to *out*scenario.json",
         ]
@@ -581,14 +581,14 @@ def test_session_summary_and_json_report(suite: pytest.Pytester) -> None:
 
 def test_report_path_from_ini(suite: pytest.Pytester) -> None:
     suite.makeini(INI + "scenario_report = reports/from-ini.json\n")
-    suite.makepyfile(test_summary=SUMMARY_MODULE)
+    suite.makepyfile(test_pp_summary=SUMMARY_MODULE)
     run(suite).assert_outcomes(passed=3)
     assert report(suite, "reports/from-ini.json")["total"]["tests"] == 2
 
 
 def test_nothing_is_added_to_a_session_without_scenario_tests(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
-    pytester.makepyfile(test_plain="def test_x():\n    pass\n")
+    pytester.makepyfile(test_pp_plain="def test_x():\n    pass\n")
     result = run(pytester)
     result.assert_outcomes(passed=1)
     assert "scenario summary" not in result.stdout.str()
@@ -596,7 +596,7 @@ def test_nothing_is_added_to_a_session_without_scenario_tests(pytester: pytest.P
 
 
 def test_junit_xml_gets_the_figures_as_properties(suite: pytest.Pytester) -> None:
-    suite.makepyfile(test_summary=SUMMARY_MODULE)
+    suite.makepyfile(test_pp_summary=SUMMARY_MODULE)
     run(suite, "--junitxml=junit.xml").assert_outcomes(passed=3)
     cases = {case.get("name"): case for case in ET.parse(suite.path / "junit.xml").iter("testcase")}
     properties = {p.get("name"): p.get("value") for p in cases["test_marked"].iter("property")}
@@ -609,7 +609,7 @@ def test_junit_xml_gets_the_figures_as_properties(suite: pytest.Pytester) -> Non
 
 def test_passing_test_with_failed_runs_shows_them_in_a_report_section(suite: pytest.Pytester) -> None:
     suite.makepyfile(
-        test_section="""
+        test_pp_section="""
         import itertools
         import pytest
 
@@ -629,7 +629,7 @@ def test_passing_test_with_failed_runs_shows_them_in_a_report_section(suite: pyt
 # -- pytest-xdist ------------------------------------------------------------------------------------
 def test_xdist_spreads_tests_over_workers_and_merges_the_summary(suite: pytest.Pytester) -> None:
     suite.makepyfile(
-        test_spread="""
+        test_pp_spread="""
         import pytest
         import scenario
         from scenario_helpers import agents
@@ -645,7 +645,7 @@ def test_xdist_spreads_tests_over_workers_and_merges_the_summary(suite: pytest.P
             result = await scenario.arun(name="p", description="A question.", agents=agents())
             assert result.success
         """,
-        test_group="""
+        test_pp_group="""
         import pytest
         import scenario
         from scenario_helpers import agents
@@ -671,7 +671,7 @@ def test_xdist_spreads_tests_over_workers_and_merges_the_summary(suite: pytest.P
 def test_the_pytest_example_passes_offline(pytester: pytest.Pytester) -> None:
     example = pathlib.Path(__file__).resolve().parent.parent / "examples" / "test_with_pytest.py"
     pytester.makeini(INI)
-    pytester.makepyfile(test_with_pytest=example.read_text())
+    pytester.makepyfile(test_pp_with_pytest=example.read_text())
     result = run(pytester, "--scenario-report=report.json")
     no_internal_error(result)
     result.assert_outcomes(passed=5)

@@ -35,7 +35,9 @@ import pytest
 
 def _peek_current_loop() -> Optional[asyncio.AbstractEventLoop]:
     """The thread's current loop without creating one as a side effect."""
-    policy = asyncio.get_event_loop_policy()
+    with warnings.catch_warnings():  # the policy API is deprecated from Python 3.14 on
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
     local = getattr(policy, "_local", None)
     if local is not None and hasattr(local, "_loop"):
         return local._loop
