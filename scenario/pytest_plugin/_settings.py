@@ -50,9 +50,13 @@ class RepeatSettings:
         return {"runs": self.runs, "min_pass_rate": self.min_pass_rate, "max_concurrency": self.max_concurrency}
 
 
+def _at(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
 def check_runs(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SettingError(f"{where}: runs={value!r} is not allowed; runs must be a whole number >= 1 (e.g. runs=5).")
+        raise SettingError(f"{_at(where)}runs={value!r} is not allowed; runs must be a whole number >= 1 (e.g. runs=5).")
     return value
 
 
@@ -60,7 +64,7 @@ def check_min_pass_rate(value: Any, where: str) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not 0.0 <= value <= 1.0:
         raise SettingError(
-            f"{where}: min_pass_rate={value!r} is not allowed; it is a fraction between 0 and 1 "
+            f"{_at(where)}min_pass_rate={value!r} is not allowed; it is a fraction between 0 and 1 "
             "(0.8 means at least 80% of runs must pass)."
         )
     return float(value)
@@ -71,7 +75,7 @@ def check_max_concurrency(value: Any, where: str) -> Optional[int]:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SettingError(
-            f"{where}: max_concurrency={value!r} is not allowed; it must be a whole number >= 1, "
+            f"{_at(where)}max_concurrency={value!r} is not allowed; it must be a whole number >= 1, "
             "or None for all runs at once."
         )
     return value
@@ -90,7 +94,7 @@ def _parse_text(key: str, text: str, where: str) -> Any:
         value: Any = float(raw) if key == "min_pass_rate" else int(raw)
     except ValueError:
         kind = "a number between 0 and 1" if key == "min_pass_rate" else "a whole number"
-        raise SettingError(f"{where}: {raw!r} is not {kind}.") from None
+        raise SettingError(f"{_at(where)}{raw!r} is not {kind}.") from None
     return _CHECKS[key](value, where)
 
 
@@ -99,7 +103,7 @@ def argparse_type(key: str):
 
     def convert(text: str) -> Any:
         try:
-            return _parse_text(key, text, OPTION_NAMES[key][0])
+            return _parse_text(key, text, "")  # argparse already names the option
         except SettingError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -138,7 +142,7 @@ def check_marker(mark: pytest.Mark, where: str) -> Dict[str, Any]:
     """The keys one ``scenario`` marker sets, checked. Raises SettingError."""
     if mark.args:
         raise SettingError(
-            f"{where}: @pytest.mark.scenario takes keyword arguments only, got positional {mark.args!r}; "
+            f"{_at(where)}@pytest.mark.scenario takes keyword arguments only, got positional {mark.args!r}; "
             "write e.g. @pytest.mark.scenario(runs=5, min_pass_rate=0.8)."
         )
     for key in mark.kwargs:
@@ -146,7 +150,7 @@ def check_marker(mark: pytest.Mark, where: str) -> Dict[str, Any]:
             close = difflib.get_close_matches(key, MARKER_KEYS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise SettingError(
-                f"{where}: @pytest.mark.scenario got an unknown argument {key!r}.{hint} "
+                f"{_at(where)}@pytest.mark.scenario got an unknown argument {key!r}.{hint} "
                 f"It accepts {', '.join(MARKER_KEYS)}."
             )
     return {key: _CHECKS[key](value, where) for key, value in mark.kwargs.items()}

@@ -12,6 +12,8 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from _pytest.outcomes import Skipped, XFailed
+
 from ..collector import ResultCollector
 from ._repeat import RunOutcome, describe_error
 from ._settings import RepeatSettings
@@ -31,8 +33,6 @@ def build_row(
     test_file: Optional[str] = None,
 ) -> Dict[str, Any]:
     """One summary row (JSON-ready) for a test that was marked or ran scenarios."""
-    from _pytest.outcomes import Skipped, XFailed
-
     results = collector.results
     usage = collector.usage()
     if outcomes:
