@@ -90,8 +90,24 @@ def scale_rate_limits(parts: int) -> None:
         set_rate_limits(scaled)
 
 
+#: Objects a forked worker inherited from the parent and must never finalize (see below).
+_INHERITED: List[Any] = []
+
+
 def _reset_after_fork() -> None:
-    """A forked worker has only the forking thread: forget the parent's threads and loops."""
+    """A forked worker has only the forking thread: forget the parent's threads and loops
+    without touching them.
+
+    The worker shares the parent's epoll instances (fork duplicates the descriptors, not the
+    kernel objects behind them). Closing one of the parent's loops or HTTP connections here
+    would unregister its sockets from that shared epoll, and the *parent* would stop hearing
+    about them. So every inherited loop and client is kept alive, unused, until the worker exits
+    with ``os._exit`` (which closes nothing but descriptors), and the cyclic GC is told to leave
+    everything that existed at fork time alone.
+    """
+    import gc
+
+    gc.freeze()
     # The parent's loop may have set a wakeup fd (shared with the parent after fork) and signal
     # handlers that poke the parent's loop objects: neither may fire here.
     try:
@@ -102,19 +118,30 @@ def _reset_after_fork() -> None:
         signal.signal(signum, signal.SIG_DFL)
     from . import models, worker_pool
 
-    old_loop = models.model_loop._loop  # noqa: SLF001 - the parent's, dead here
+    old = models.model_loop
+    _INHERITED.append(old)
+    old_loop = old._loop  # noqa: SLF001 - the parent's, dead here
     if old_loop is not None:
         # Tasks of the parent's model loop (litellm's logging worker) can never run here; when
         # litellm drops them they would each log "Task was destroyed but it is pending!".
         for task in asyncio.all_tasks(old_loop):
             task._log_destroy_pending = False  # noqa: SLF001
     models.model_loop = models.ModelLoop()
-    worker_pool.shutdown(wait=False)
+    if models._litellm is not None:  # noqa: SLF001
+        # Clients bound to the parent's model loop: moved out of litellm's cache so it neither
+        # hands them out nor closes them on eviction.
+        cache = getattr(models._litellm, "in_memory_llm_clients_cache", None)  # noqa: SLF001
+        for name in ("cache_dict", "ttl_dict"):
+            store = getattr(cache, name, None)
+            if isinstance(store, dict):
+                _INHERITED.append(dict(store))
+                store.clear()
+    _INHERITED.append(worker_pool._pool)  # noqa: SLF001 - its threads do not exist here
+    worker_pool._pool = None  # noqa: SLF001
 
 
 def _child_main(config: "BatchConfig", units: list, which: int, parts: int, conn: Any) -> None:
     """Body of one worker process: run its runs, stream records back, report, exit."""
-    from . import models
     from .batch.runner import BatchRunner
 
     _reset_after_fork()
@@ -146,11 +173,9 @@ def _child_main(config: "BatchConfig", units: list, which: int, parts: int, conn
         except Exception:  # pragma: no cover - the pipe is gone
             pass
     finally:
-        try:
-            models.model_loop.close()
-        finally:
-            loop.close()
-            conn.close()
+        # No model_loop.close(): it would close litellm's clients, and the worker exits with
+        # os._exit right after this anyway (multiprocessing's fork start method does).
+        conn.close()
 
 
 def _dump(record: RunRecord) -> str:
