@@ -139,6 +139,11 @@ async def warm_up(base_url: str) -> None:
     import scenario
 
     configure_library(base_url)
+    # litellm prints a "Give Feedback / Get Help" banner for every exception it maps; a bench
+    # that provokes thousands of 429s would drown its own output in them.
+    from scenario.models import litellm_module
+
+    litellm_module().suppress_debug_info = True
     await scenario.arun(name="warm-up", description="warm up", agents=agents_for_autopilot())
     await capture_requests(base_url)
     await bare_litellm(base_url, 20, 10)

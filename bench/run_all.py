@@ -59,7 +59,7 @@ def run(script: Path) -> Tuple[int, List[str], float]:
 
 def is_result(line: str) -> bool:
     return ("(goal" in line and (line.endswith("OK") or line.endswith("MISSED"))) or "(reference)" in line \
-        or "(reported)" in line or "requests/s" in line
+        or "(reported)" in line or "requests/s" in line or line.lstrip().startswith("ratio ")
 
 
 def main() -> int:

@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import sys
 import threading
 import traceback
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, TypeVar
@@ -116,6 +117,7 @@ def _reset_after_fork() -> None:
         pass
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)
+    _die_with_parent()
     from . import models, worker_pool
 
     old = models.model_loop
@@ -138,6 +140,21 @@ def _reset_after_fork() -> None:
                 store.clear()
     _INHERITED.append(worker_pool._pool)  # noqa: SLF001 - its threads do not exist here
     worker_pool._pool = None  # noqa: SLF001
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel send this worker SIGTERM if the batch process dies (killed, not
+    just interrupted), so no worker goes on spending model calls for nobody."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except Exception:  # pragma: no cover - best effort
+        pass
 
 
 def _child_main(config: "BatchConfig", units: list, which: int, parts: int, conn: Any) -> None:

@@ -406,7 +406,7 @@ async def test_fail_fast_cancels_runs_in_flight_and_returns_the_partial_result(e
     cancelled = [r for r in result.runs if r.status == "cancelled"]
     assert cancelled and all(r.error_type == "CancelledError" for r in cancelled)
     assert Slow.unwound <= len(cancelled)  # a run cancelled before its agent started has nothing to unwind
-    assert [r.id for r in finished] == [r.id for r in result.runs if r.status != "cancelled"]
+    assert sorted(r.id for r in finished) == sorted(r.id for r in result.runs if r.status != "cancelled")
     assert result.metadata["concurrency"]["in_flight"] == 0
     assert "CANCELLED" in result.summary().splitlines()[0]
 
@@ -425,7 +425,7 @@ async def test_cancelling_the_batch_mid_way_keeps_finished_runs_and_unwinds_the_
     result = await task  # a cancelled batch returns what it has rather than raising
     assert result.cancelled and result.reason.startswith("interrupted")
     done = [r for r in result.runs if r.status != "cancelled"]
-    assert len(done) >= 3 and [r.id for r in finished] == [r.id for r in done]
+    assert len(done) >= 3 and sorted(r.id for r in finished) == sorted(r.id for r in done)
     in_flight = [r for r in result.runs if r.status == "cancelled"]
     assert in_flight and Slow.unwound <= len(in_flight)
     assert result.metadata["concurrency"]["in_flight"] == 0
@@ -537,7 +537,10 @@ async def test_shards_partition_the_plan_and_skip_leaves_out_finished_ids():
 
 
 @pytest.mark.asyncio
-async def test_processes_spread_runs_and_stream_records_back_to_the_hook():
+async def test_processes_spread_runs_and_stream_records_back_to_the_hook(configured):
+    # Worker threads keep idle loops between batch runs; the forked workers inherit them and must
+    # leave them (and the model loop) working for the parent.
+    assert (await run_batch([autopilot("before")], runs=4, executor="thread")).passed
     finished: List[RunRecord] = []
     specs = [scripted("a"), scripted("b", agents=Raising)]
     result = await run_batch(specs, runs=6, executor="loop", processes=2, on_run_finished=finished.append)
@@ -545,6 +548,9 @@ async def test_processes_spread_runs_and_stream_records_back_to_the_hook():
     assert len(finished) == 12 and result.metadata["processes"] == 2
     assert [r.index for r in result.runs if r.scenario == "a"] == list(range(6))
     assert all(r.error_message == "database unavailable" for r in result.runs if r.scenario == "b")
+    after = await run_batch([autopilot("after")], runs=4, executor="thread", timeout=8)
+    assert after.passed, after.summary()
+    assert max(r.duration for r in after.runs) < 5
 
 
 @pytest.mark.asyncio
@@ -579,3 +585,71 @@ async def test_batch_and_run_spans_carry_status_and_attempts(configured):
     assert all(s.attributes["scenario.attempts"] == 1 and s.attributes["scenario.status"] == "passed" for s in runs)
     engine_runs = [s for s in spans if s.name == "scenario.run"]
     assert {s.parent.span_id for s in engine_runs} == {s.context.span_id for s in runs}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("executor", EXECUTORS)
+async def test_rate_limits_pace_the_model_calls_of_every_run(configured, executor):
+    from scenario.rate_limits import get_rate_limiter, set_rate_limits
+
+    set_rate_limits({"openai/*": scenario.RateLimit(requests_per_minute=600)})
+    try:
+        result = await run_batch([autopilot("paced")], runs=3, executor=executor)
+        limiter = get_rate_limiter("openai/gpt-4o-mini")
+        assert result.passed and limiter is not None
+        # 12 requests were taken from the shared bucket (it refills at 10/s).
+        assert limiter.snapshot()["requests_available"] < 600
+    finally:
+        set_rate_limits(None)
+
+
+CTRL_C_SCRIPT = r"""
+import asyncio, sys
+import scenario
+
+class Slow(scenario.AgentAdapter):
+    async def call(self, input):
+        if "slow" in input.scenario_state.name:
+            await asyncio.sleep(30)
+        return "ok"
+
+def finished(record):
+    print("finished", record.scenario, record.index, flush=True)
+
+async def main():
+    specs = [scenario.Scenario(name=n, description="d", agents=[Slow],
+                               script=[scenario.user("hi"), scenario.agent(), scenario.succeed()])
+             for n in ("quick", "slow")]
+    result = await scenario.run_batch(specs, runs=3, executor=sys.argv[1], max_concurrency=6,
+                                      on_run_finished=finished)
+    print("RESULT", result.cancelled, result.total, result.cancelled_runs, flush=True)
+    print(result.summary().splitlines()[0], flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_ctrl_c_returns_the_partial_result_with_every_finished_run(tmp_path, executor):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "batch_ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), executor], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"))
+    lines: List[str] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while sum(1 for line in lines if line.startswith("finished")) < 3 and time.monotonic() < deadline:
+        lines.append(proc.stdout.readline().strip())
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    lines += out.splitlines()
+    result_line = next(line for line in lines if line.startswith("RESULT"))
+    assert result_line == "RESULT True 3 3", (lines, err)
+    assert any(line.startswith("FAILED, CANCELLED (100% pass rate, 3 runs") for line in lines), lines
+    assert proc.returncode == 0, err
