@@ -193,7 +193,10 @@ def _parse_response(response: Any, requested_model: str) -> ModelResponse:
     input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
     output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
     cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-    if cost is None and usage is not None:
+    if input_tokens == 0 and output_tokens == 0:
+        # The provider reported no usage (litellm fills in zeros): the cost is unknown, not $0.
+        cost = None
+    elif cost is None and usage is not None:
         try:
             cost = litellm.completion_cost(completion_response=response)
         except Exception:

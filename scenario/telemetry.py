@@ -49,6 +49,7 @@ _private_provider_failed = False
 _cached_provider: Any = None
 _cached_tracer: Any = None
 _warned: set = set()
+_warn_lock = threading.Lock()  # separate: warnings are issued while _lock is held
 
 
 # -- which provider ----------------------------------------------------------------------------
@@ -264,7 +265,7 @@ class DroppingExporter:
 
 def warn_once(key: str, message: str) -> None:
     """Log ``message`` as a warning the first time ``key`` is seen in this process."""
-    with _lock:
+    with _warn_lock:
         if key in _warned:
             return
         _warned.add(key)
