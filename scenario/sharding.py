@@ -142,6 +142,21 @@ def _reset_after_fork() -> None:
     worker_pool._pool = None  # noqa: SLF001
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _block_stop_signals() -> set:
+    """Block SIGINT/SIGTERM in this thread; return the previous mask (empty where unsupported)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return set()
+    return set(signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS))
+
+
+def _restore_signal_mask(previous: set) -> None:
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _die_with_parent() -> None:
     """Linux: have the kernel send this worker SIGTERM if the batch process dies (killed, not
     just interrupted), so no worker goes on spending model calls for nobody."""
@@ -180,6 +195,7 @@ def _child_main(config: "BatchConfig", units: list, which: int, parts: int, conn
         task = loop.create_task(BatchRunner(sub).execute())
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, task.cancel)
+        _restore_signal_mask(set())
         result = loop.run_until_complete(task)
         cancelled = [_dump(r) for r in result.runs if r.status == "cancelled"]
         send(("done", {"cancelled": cancelled, "reason": result.reason,
@@ -217,8 +233,18 @@ async def run_in_processes(config: "BatchConfig") -> BatchResult:
         )
     from .models import litellm_module
 
-    # Imported once here, so workers share it copy-on-write instead of importing it N times.
-    litellm_module()
+    # Imported once here, so workers share it copy-on-write instead of importing it N times
+    # (in a thread: it takes seconds, and the caller's loop should keep running meanwhile).
+    try:
+        await asyncio.to_thread(litellm_module)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if getattr(task, "uncancel", None) is not None:
+            task.uncancel()  # type: ignore[union-attr]
+        return BatchResult.from_records(
+            [], planned=len(config.units), cancelled=True, reason="interrupted: the batch was cancelled",
+            metadata={"executor": config.executor, "processes": 0, "workers": []},
+        )
     ctx = multiprocessing.get_context("fork")
     parts = min(config.processes, len(config.units))
     started = time.perf_counter()
@@ -234,7 +260,14 @@ async def run_in_processes(config: "BatchConfig") -> BatchResult:
             target=_child_main, args=(config, config.units[which::parts], which, parts, sender),
             name=f"scenario-batch-{which}", daemon=True,
         )
-        process.start()
+        # The worker starts with SIGINT/SIGTERM blocked (the mask is inherited) and unblocks them
+        # once its own handlers are in place: a Ctrl-C landing in between is held, not lost to the
+        # parent's inherited handler and not fatal.
+        blocked = _block_stop_signals()
+        try:
+            process.start()
+        finally:
+            _restore_signal_mask(blocked)
         sender.close()
         children.append(process)
         reader = threading.Thread(target=_read, args=(receiver, which, loop, inbox), daemon=True,
@@ -285,7 +318,7 @@ async def run_in_processes(config: "BatchConfig") -> BatchResult:
                     f"{record.status} ({record.error_type})"
                 )
         elif kind == "done":
-            reports[which] = payload
+            reports[which] = {k: v for k, v in payload.items() if k != "cancelled"}
             records.extend(RunRecord.model_validate_json(item) for item in payload.get("cancelled", []))
             open_children.discard(which)
         elif kind == "error":

@@ -554,6 +554,24 @@ async def test_processes_spread_runs_and_stream_records_back_to_the_hook(configu
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("executor", EXECUTORS)
+async def test_cancelling_a_multi_process_batch_stops_the_workers_and_keeps_finished_runs(executor):
+    finished: List[RunRecord] = []
+    specs = [scripted("fast one"), scripted("slow", agents=Hangs)]
+    task = asyncio.ensure_future(run_batch(specs, runs=4, executor=executor, processes=2, max_concurrency=8,
+                                           on_run_finished=finished.append))
+    while len(finished) < 4:
+        await asyncio.sleep(0.02)
+    task.cancel()
+    result = await asyncio.wait_for(task, 20)
+    assert result.cancelled and result.reason.startswith("interrupted")
+    assert result.total == 4 and result.cancelled_runs == 4
+    assert all(r.status == "cancelled" for r in result.runs if r.scenario == "slow")
+    # A worker that had finished its share reports no reason; the other was interrupted.
+    assert {w.get("reason") for w in result.metadata["workers"]} <= {None, "interrupted: the batch was cancelled"}
+
+
+@pytest.mark.asyncio
 async def test_a_scenario_spec_runs_once_like_run_and_arun(configured):
     spec = autopilot("once")
     assert (await spec.run()).success
