@@ -23,6 +23,8 @@ import os
 import threading
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
+from .config import settings
+
 logger = logging.getLogger("scenario.telemetry")
 
 TRACER_NAME = "scenario"
@@ -64,8 +66,6 @@ def apply_tracing_setting(mode: str) -> None:
 
 
 def _mode() -> str:
-    from .config import settings
-
     return settings().tracing or "auto"
 
 
@@ -356,8 +356,6 @@ def _span_failure(exc: BaseException) -> None:
 
 def trace_content() -> bool:
     """Whether message content may go on spans (``configure(trace_content=...)``)."""
-    from .config import settings
-
     return settings().trace_content
 
 

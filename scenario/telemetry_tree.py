@@ -140,3 +140,91 @@ def render_tree(roots: Sequence[SpanNode], shown: Sequence[str] = DEFAULT_SHOWN,
     for root in roots:
         walk(root, "", True, True)
     return "\n".join(lines)
+
+
+def _read_phoenix_spans(base_url: str, project: str = "default") -> List[Dict[str, Any]]:
+    import json
+    import urllib.request
+
+    records: List[Dict[str, Any]] = []
+    cursor = None
+    while True:
+        url = f"{base_url}/v1/projects/{project}/spans?limit=1000" + (f"&cursor={cursor}" if cursor else "")
+        with urllib.request.urlopen(url, timeout=10) as response:
+            page = json.load(response)
+        records.extend(page["data"])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return records
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run a demo scenario against the mock model, export its spans, print the tree.
+
+    With ``--phoenix URL`` the spans go over OTLP/HTTP to that Arize Phoenix server and the tree is
+    drawn from what it stores (read back over its REST API); otherwise from an in-memory exporter.
+    """
+    import argparse
+    import asyncio
+    import os
+    import time
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    parser = argparse.ArgumentParser(prog="python -m scenario.telemetry_tree", description=main.__doc__.splitlines()[0])
+    parser.add_argument("--phoenix", help="base URL of a Phoenix server, e.g. http://127.0.0.1:6006")
+    args = parser.parse_args(argv)
+
+    import scenario
+    from scenario import telemetry
+    from scenario.testing import MockLLMServer
+
+    class SupportAgent(scenario.AgentAdapter):
+        async def call(self, input: scenario.AgentInput) -> str:
+            return f"Happy to help with: {input.last_new_user_message_str()}"
+
+    memory = None
+    if args.phoenix:
+        os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = args.phoenix.rstrip("/") + "/v1/traces"
+        scenario.configure(tracing="otlp")
+    else:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        trace.set_tracer_provider(provider)
+
+    from scenario.models import litellm_module
+
+    litellm_module()  # imported up front, so the first model span times the call, not the import
+    with MockLLMServer(latency=0.2) as server:
+        scenario.configure(default_model=scenario.ModelConfig(
+            model="openai/gpt-4o-mini", api_base=server.base_url, api_key="mock", timeout=10))
+        result = asyncio.run(scenario.run(
+            name="refund request",
+            description="A customer asks for a refund for a parcel that arrived damaged.",
+            agents=[SupportAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=["offers a refund"])],
+        ))
+    if memory is not None:
+        records: List[Any] = list(memory.get_finished_spans())
+    else:
+        telemetry.shutdown_private_provider()
+        deadline = time.monotonic() + 30
+        while True:
+            records = [r for r in _read_phoenix_spans(args.phoenix.rstrip("/"))
+                       if (r.get("attributes") or {}).get("scenario.thread_id") == result.thread_id
+                       or r["name"] != "scenario.run"]
+            roots = [n for n in build_forest(records) if n.attributes.get("scenario.thread_id") == result.thread_id]
+            if roots and len(list(roots[0].walk())) >= 13 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    roots = [n for n in build_forest(records) if n.attributes.get("scenario.thread_id") == result.thread_id]
+    print(render_tree(roots))
+    return 0 if roots else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

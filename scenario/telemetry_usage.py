@@ -100,6 +100,8 @@ class AgentUsageProcessor(SpanProcessor):
         name = span.name or ""
         attributes = span.attributes or {}
         parent_key = (span.parent.trace_id, span.parent.span_id) if span.parent is not None else None
+        if not (ours and name == SPAN_RUN) and parent_key not in self._entries and current_run.get() is None:
+            return  # not in any scenario (most of an application's spans): no lock taken
         with self._lock:
             if ours and name == SPAN_RUN:
                 run = current_run.get()
