@@ -671,3 +671,13 @@ def test_ctrl_c_returns_the_partial_result_with_every_finished_run(tmp_path, exe
     assert result_line == "RESULT True 3 3", (lines, err)
     assert any(line.startswith("FAILED, CANCELLED (100% pass rate, 3 runs") for line in lines), lines
     assert proc.returncode == 0, err
+
+
+@pytest.mark.asyncio
+async def test_a_strategy_that_fails_to_acquire_surfaces_instead_of_a_short_batch():
+    class Broken(scenario.SlidingWindow):
+        async def acquire(self) -> None:
+            raise RuntimeError("strategy backend down")
+
+    with pytest.raises(RuntimeError, match="strategy backend down"):
+        await run_batch([scripted("s")], runs=3, executor="loop", concurrency=Broken(2))

@@ -388,6 +388,10 @@ class BatchRunner:
                 pending.add(self._dispatcher)
             if pending:
                 await asyncio.wait(pending)
+            dispatcher = self._dispatcher
+            if dispatcher is not None and not dispatcher.cancelled() and dispatcher.exception() is not None:
+                # A broken strategy (a custom acquire that raises) must not pass for a short batch.
+                self._fatal = self._fatal or dispatcher.exception()
         finally:
             current_strategy.reset(token)
         result = self._result(time.perf_counter() - started)
