@@ -207,36 +207,58 @@ def _install_log_filter() -> None:
 
 class DroppingExporter:
     """Wraps a span exporter so failures drop spans with one warning instead of raising or logging
-    every batch. After a failure, batches are dropped at once for ``cooldown`` seconds (no network
-    wait), so a dead endpoint neither fills the queue nor delays interpreter exit."""
+    every batch. Before exporting to an endpoint not known to be up, it tries a plain TCP connect
+    (1 s): an endpoint nobody listens on fails at once instead of after the exporter's retries.
+    After a failure, batches are dropped at once for ``cooldown`` seconds (no network wait), so a
+    dead endpoint neither fills the queue nor delays interpreter exit."""
 
     def __init__(self, inner: Any, cooldown: float = 30.0) -> None:
         self._inner = inner
         self._cooldown = cooldown
         self._failed_at: Optional[float] = None
+        self._ok_at: Optional[float] = None
         self.dropped = 0
         _install_log_filter()
+
+    def _unreachable(self) -> Optional[str]:
+        import socket
+        from urllib.parse import urlsplit
+
+        endpoint = getattr(self._inner, "_endpoint", None)
+        if not endpoint:
+            return None
+        parts = urlsplit(endpoint)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname or "localhost", port), timeout=1.0).close()
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def export(self, spans: Sequence[Any]) -> Any:
         import time
 
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        if self._failed_at is not None and time.monotonic() - self._failed_at < self._cooldown:
+        now = time.monotonic()
+        if self._failed_at is not None and now - self._failed_at < self._cooldown:
             self.dropped += len(spans)
             return SpanExportResult.FAILURE
-        _quiet.active = True
-        error: Optional[str] = None
-        try:
-            result = self._inner.export(spans)
-        except Exception as exc:
-            result, error = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
-        finally:
-            _quiet.active = False
+        error = None if self._ok_at is not None and now - self._ok_at < self._cooldown else self._unreachable()
+        if error is None:
+            _quiet.active = True
+            try:
+                result = self._inner.export(spans)
+            except Exception as exc:
+                result, error = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
+            finally:
+                _quiet.active = False
+        else:
+            result = SpanExportResult.FAILURE
         if result == SpanExportResult.SUCCESS:
-            self._failed_at = None
+            self._failed_at, self._ok_at = None, time.monotonic()
             return result
-        self._failed_at = time.monotonic()
+        self._failed_at, self._ok_at = time.monotonic(), None
         self.dropped += len(spans)
         endpoint = getattr(self._inner, "_endpoint", None) or "the configured endpoint"
         warn_once(

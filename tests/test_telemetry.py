@@ -461,13 +461,45 @@ async def test_a_raising_span_processor_never_fails_a_scenario(configured, app_p
     assert len(warnings_logged) == 1 and "processor on fire" in warnings_logged[0].getMessage()
 
 
-@pytest.mark.asyncio
-async def test_otlp_to_a_dead_endpoint_drops_spans_with_one_warning(configured, no_provider, monkeypatch, caplog):
+@pytest.fixture(params=["nobody listening", "answers 404"])
+def broken_endpoint(request):
+    """An OTLP endpoint that cannot take spans: a closed port, or a server that is not a collector."""
+    import http.server
     import socket
+    import threading
 
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    if request.param == "nobody listening":
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            yield sock.getsockname()[1]
+        return
+
+    class NotACollector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotACollector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.asyncio
+async def test_otlp_to_a_broken_endpoint_drops_spans_with_one_warning(
+    configured, no_provider, broken_endpoint, monkeypatch, caplog
+):
+    port = broken_endpoint
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{port}/v1/traces")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")
     caplog.set_level(logging.DEBUG)
