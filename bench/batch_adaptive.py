@@ -3,7 +3,8 @@
 600 autopilot runs (4 model calls each) against the mock model with
 ``--rate-limit-above 30`` (Retry-After 0.5 s). Compared, in one process run:
 
-* ``Adaptive(initial=10, max=100, increase=2, decrease_factor=0.75)`` -- has to find the server's limit by itself (AIMD);
+* ``Adaptive(initial=10, max=100)`` (defaults otherwise) -- has to find the server's limit by itself
+  (slow start, then AIMD);
 * ``SlidingWindow(30)``             -- the oracle, told the right number;
 * ``SlidingWindow(100)``            -- set too high: must still finish every run (retries).
 
@@ -44,7 +45,7 @@ async def main(args: argparse.Namespace) -> int:
             retry=scenario.RetryPolicy(max_attempts=8, initial_backoff=0.2, max_backoff=5.0),
         )
         strategies = {
-            "Adaptive(initial=10, max=100, increase=2, decrease_factor=0.75)": scenario.Adaptive(initial=10, min=1, max=100, increase=2, decrease_factor=0.75),
+            "Adaptive(initial=10, max=100)": scenario.Adaptive(initial=10, max=100),
             "SlidingWindow(30)": scenario.SlidingWindow(30),
             "SlidingWindow(100)": scenario.SlidingWindow(100),
         }

@@ -370,6 +370,9 @@ class SlidingWindow(ConcurrencyStrategy):
 class Adaptive(ConcurrencyStrategy):
     """AIMD (additive increase, multiplicative decrease) concurrency limit.
 
+    * Slow start: until the first rate-limit signal, each full round *doubles* the
+      limit (like TCP's slow start), so a limit far below the provider's capacity is
+      found in a few rounds rather than one step per round. The first 429 ends it.
     * Increase: once ``limit`` successes have completed while the window was at
       (or near) full load -- roughly once per "round" of the window -- the limit
       grows by ``increase``. Successes at light load do not count: if demand never
@@ -392,8 +395,9 @@ class Adaptive(ConcurrencyStrategy):
         min: int = 1,  # noqa: A002 - public parameter name
         max: int = 200,  # noqa: A002 - public parameter name
         increase: int = 1,
-        decrease_factor: float = 0.5,
+        decrease_factor: float = 0.8,
         cooldown: float = 1.0,
+        slow_start: bool = True,
     ) -> None:
         _check_int("Adaptive", "min", min, 1)
         _check_int("Adaptive", "max", max, 1)
@@ -432,6 +436,7 @@ class Adaptive(ConcurrencyStrategy):
         self._last_decrease: float | None = None
         self._after_decrease = initial  # the limit right after the last multiplicative decrease
         self._hold_until = 0.0
+        self._slow_start = bool(slow_start)  # until the first rate-limit signal
 
     @property
     def min(self) -> int:
@@ -468,19 +473,21 @@ class Adaptive(ConcurrencyStrategy):
             if self._round_successes < self._limit:
                 return
             self._round_successes = 0
-            new = self._clamp(self._limit + self._increase)
+            step = self._limit if self._slow_start else self._increase
+            new = self._clamp(self._limit + step)
             if new == self._limit:
                 return
             old, self._limit = self._limit, new
             self._increases += 1
             grants = self._grant_locked()
-        logger.debug("Adaptive concurrency: limit %d -> %d (additive increase)", old, new)
+        logger.debug("Adaptive concurrency: limit %d -> %d (%s)", old, new, "slow start" if step != self._increase else "additive increase")
         self._dispatch(grants)
 
     def on_rate_limited(self, retry_after: float | None = None) -> None:
         with self._lock:
             self._rate_limited += 1
             self._round_successes = 0
+            self._slow_start = False
             now = time.monotonic()
             if retry_after is not None and retry_after > 0:
                 self._hold_until = max(self._hold_until, now + min(float(retry_after), _MAX_HOLD_SECONDS))

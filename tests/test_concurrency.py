@@ -508,7 +508,7 @@ async def test_stress_resize_rate_limits_and_cancellation_across_threads():
 
 @pytest.mark.asyncio
 async def test_adaptive_increases_once_per_round_at_full_load():
-    a = Adaptive(initial=4, max=10, increase=2)
+    a = Adaptive(initial=4, max=10, increase=2, slow_start=False)
     for _ in range(4):
         await a.acquire()  # full load
     for _ in range(3):
@@ -518,6 +518,26 @@ async def test_adaptive_increases_once_per_round_at_full_load():
     assert a.limit == 6
     assert a.snapshot()["increases"] == 1
     for _ in range(4):
+        a.release()
+
+
+@pytest.mark.asyncio
+async def test_adaptive_slow_start_doubles_per_round_until_first_rate_limit():
+    a = Adaptive(initial=4, max=100, increase=1, decrease_factor=0.5, cooldown=0)
+    held = [await a.acquire() for _ in range(4)]
+    for _ in range(4):
+        a.on_success()  # one full round of 4
+    assert a.limit == 8  # doubled, not +1
+    held += [await a.acquire() for _ in range(4)]
+    for _ in range(8):
+        a.on_success()
+    assert a.limit == 16
+    a.on_rate_limited()  # the provider pushed back: halve and leave slow start
+    assert a.limit == 8
+    for _ in range(8):
+        a.on_success()  # 8 in flight = full load at the new limit
+    assert a.limit == 9  # additive from now on
+    for _ in held:
         a.release()
 
 
@@ -564,7 +584,7 @@ def test_adaptive_multiplicative_decrease_with_cooldown_and_min():
 
 @pytest.mark.asyncio
 async def test_adaptive_undoes_a_probe_step_that_overshoots_during_cooldown():
-    a = Adaptive(initial=8, max=20, increase=1, cooldown=10.0)
+    a = Adaptive(initial=8, max=20, increase=1, decrease_factor=0.5, cooldown=10.0, slow_start=False)
     a.on_rate_limited()
     assert a.limit == 4
     a.on_rate_limited()  # same burst: nothing more
@@ -634,9 +654,10 @@ class _FakeServer:
 
 
 @pytest.mark.asyncio
-async def test_adaptive_converges_near_server_capacity():
+@pytest.mark.parametrize("slow_start", [True, False], ids=["slow-start", "additive-only"])
+async def test_adaptive_converges_near_server_capacity(slow_start):
     server = _FakeServer(capacity=30, latency=0.02)
-    a = Adaptive(initial=5, max=200)
+    a = Adaptive(initial=5, max=200, slow_start=slow_start)
     samples: list[tuple[float, int]] = []
     finished = asyncio.Event()
 
@@ -674,7 +695,12 @@ async def test_adaptive_converges_near_server_capacity():
     mean = weighted / (second[-1][0] - second[0][0])
     assert 15 <= mean <= 45, (mean, a.snapshot())
     snap = a.snapshot()
-    assert snap["decreases"] >= 1 and snap["increases"] >= 20
+    assert snap["decreases"] >= 1
+    assert max(limit for _, limit in samples) >= 30  # it found the capacity
+    if slow_start:
+        assert snap["increases"] <= 10  # doubling: a handful of steps from 5 past 30
+    else:
+        assert snap["increases"] >= 20  # one step per round all the way from 5
     assert max(limit for _, limit in samples) < 60
 
 
@@ -692,7 +718,7 @@ def test_notify_without_strategy_is_a_no_op():
 
 @pytest.mark.asyncio
 async def test_notify_reaches_current_strategy_also_from_worker_threads():
-    a = Adaptive(initial=8, cooldown=0)
+    a = Adaptive(initial=8, decrease_factor=0.5, cooldown=0)
     with use_strategy(a):
         assert notify_rate_limited(retry_after=0.01) is True
         assert a.limit == 4
