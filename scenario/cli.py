@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retries", type=_non_negative_int, metavar="N", help="re-run a run that ended on a transient error (429, 5xx, timeout, connection) up to N times")
     run.add_argument("--timeout", type=_seconds, metavar="S", help="seconds per run before it counts as timed out")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first run that errors or times out")
+    run.add_argument("--processes", type=_positive_int, default=1, metavar="N",
+                     help="spread the runs over N worker processes (past one core; results stream back and are "
+                          "stored by this process as they finish)")
     run.add_argument("--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)")
     run.add_argument("--variant", action="append", metavar="NAME", help="run only this variant (repeatable)")
     run.add_argument("--mock", action="store_true",
@@ -567,6 +570,7 @@ def _execute(args, suite, store, done, strategy, progress) -> Optional[str]:
             on_error="fail_fast" if args.fail_fast else "continue",
             on_run_finished=on_run_finished,
             skip=done,
+            processes=args.processes,
         )
 
     try:

@@ -221,6 +221,16 @@ def test_scenario_threshold_in_file_is_honoured(in_tmp, capsys):
     assert code == 0, out
 
 
+def test_processes_spread_runs_and_the_parent_stores_every_one(in_tmp, capsys):
+    suite = write_suite(in_tmp, SUITE)
+    code, out, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--runs", "3", "--processes", "2"], capsys)
+    assert code == 0, err
+    stored = rows(in_tmp / "r.db")
+    assert len(stored) == 6 and {r[4] for r in stored} == {"passed"}
+    assert len({r[0] for r in stored}) == 6
+    assert {r[6] for r in stored} == {stored[0][6]}  # one writer: this process, not the workers
+
+
 def test_more_runs_later_only_runs_the_new_ones(in_tmp, capsys):
     suite = write_suite(in_tmp, SUITE)
     assert run_cli(["run", str(suite), "--mock", "--store", "r.db"], capsys)[0] == 0
