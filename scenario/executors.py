@@ -16,6 +16,7 @@ import threading
 from typing import Any, Awaitable, Callable, Dict, List, Optional, TypeVar
 
 from .engine import ScenarioEngine, build_spec
+from .event_loops import drain
 from .types import ScenarioResult
 from .worker_pool import get_pool
 
@@ -208,13 +209,7 @@ def _is_pristine(loop: asyncio.AbstractEventLoop) -> bool:
 def _shutdown_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Close a worker loop for good: stray tasks, async generators, default executor, then close."""
     try:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
+        drain(loop)
     finally:
         asyncio.set_event_loop(None)
         loop.close()

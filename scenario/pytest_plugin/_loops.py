@@ -32,6 +32,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
+from ..event_loops import drain
+
 
 def _peek_current_loop() -> Optional[asyncio.AbstractEventLoop]:
     """The thread's current loop without creating one as a side effect."""
@@ -83,13 +85,7 @@ class GroupLoop:
         if loop is None or loop.is_closed():
             return
         try:
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
+            drain(loop)
         finally:
             if _peek_current_loop() is loop:
                 asyncio.set_event_loop(None)

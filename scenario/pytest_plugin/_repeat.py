@@ -27,6 +27,7 @@ import pytest
 from _pytest.outcomes import Exit, Skipped, XFailed
 
 from ..collector import ResultCollector, collecting, current_collector
+from ..event_loops import drain
 from ._settings import RepeatSettings
 
 # How much of a failed run's error and of a scenario's reasoning the failure message shows.
@@ -184,13 +185,7 @@ def make_own_loop_wrapper(async_wrapper: Callable[..., Any]) -> Callable[..., An
             loop.run_until_complete(async_wrapper(**kwargs))
         finally:
             try:
-                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
+                drain(loop)
             finally:
                 loop.close()
 

@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
+from scenario.event_loops import drain
 from scenario.testing.mock_behavior import (
     ROLES,
     BadRequest,
@@ -373,12 +374,7 @@ class MockLLMServer:
             loop.run_forever()
         finally:
             try:
-                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
+                drain(loop)
             finally:
                 self._loop = None
                 loop.close()
