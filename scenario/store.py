@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -150,44 +151,68 @@ class ResultStore:
             raise StoreError(f"result store {shown} is empty; no runs were stored in it")
 
     def _open(self) -> sqlite3.Connection:
+        """Connect and check the file; a lock held by another process is waited out, not mistaken
+        for corruption (two jobs starting on one new store race to create it and switch it to WAL,
+        and SQLite answers "database is locked" to the loser of that race at once)."""
         shown = str(self.path)
+        deadline = time.monotonic() + _BUSY_TIMEOUT_SECONDS
+        while True:
+            conn = self._connect()
+            try:
+                self._prepare(conn)
+                return conn
+            except StoreError:
+                conn.close()
+                raise
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if not _is_lock_error(exc):
+                    raise self._unreadable(exc) from None
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"result store {shown} stayed locked by another process for {_BUSY_TIMEOUT_SECONDS:.0f}s "
+                        f"({exc}); wait for the other job to finish or pass another --store path"
+                    ) from None
+                time.sleep(0.02 + random.random() * 0.08)
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise self._unreadable(exc) from None
+
+    def _connect(self) -> sqlite3.Connection:
         try:
             if self.readonly:
                 uri = f"file:{self.path.resolve()}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_SECONDS, check_same_thread=False,
+                return sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_SECONDS, check_same_thread=False,
                                        isolation_level=None)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(str(self.path), timeout=_BUSY_TIMEOUT_SECONDS, check_same_thread=False,
-                                       isolation_level=None)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return sqlite3.connect(str(self.path), timeout=_BUSY_TIMEOUT_SECONDS, check_same_thread=False,
+                                   isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open result store {shown}: {exc}") from None
-        try:
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if tables and _META_TABLE not in tables:
-                raise StoreError(
-                    f"{shown} is an SQLite database but not a scenario result store (tables: "
-                    f"{', '.join(sorted(tables)[:5])}). It was left untouched: pass another --store path"
-                )
-            if _META_TABLE in tables:
-                self._check_version(conn)
-            if not self.readonly:
-                conn.execute("PRAGMA journal_mode = WAL")
-                # NORMAL in WAL mode: a commit is in the log (the OS's page cache) when put() returns,
-                # which survives a killed process; only a power cut can lose the last commits.
-                conn.execute("PRAGMA synchronous = NORMAL")
-                if not tables:
-                    self._create(conn)
-        except StoreError:
-            conn.close()
-            raise
-        except sqlite3.DatabaseError as exc:
-            conn.close()
+            raise StoreError(f"cannot open result store {self.path}: {exc}") from None
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        shown = str(self.path)
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and _META_TABLE not in tables:
             raise StoreError(
-                f"result store {shown} is corrupted or unreadable ({exc}). It was left untouched: pass another "
-                "--store path; 'sqlite3 FILE .recover' may rescue its rows"
-            ) from None
-        return conn
+                f"{shown} is an SQLite database but not a scenario result store (tables: "
+                f"{', '.join(sorted(tables)[:5])}). It was left untouched: pass another --store path"
+            )
+        if _META_TABLE in tables:
+            self._check_version(conn)
+        if not self.readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode: a commit is in the log (the OS's page cache) when put() returns,
+            # which survives a killed process; only a power cut can lose the last commits.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if not tables:
+                self._create(conn)  # idempotent: another process may have created it meanwhile
+
+    def _unreadable(self, exc: BaseException) -> StoreError:
+        return StoreError(
+            f"result store {self.path} is corrupted or unreadable ({exc}). It was left untouched: pass another "
+            "--store path; 'sqlite3 FILE .recover' may rescue its rows"
+        )
 
     def _create(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -357,3 +382,9 @@ class ResultStore:
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.path)!r})"
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+

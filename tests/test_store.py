@@ -222,3 +222,32 @@ def test_record_with_unserialisable_message_content_is_still_stored(tmp_path):
         store.put(record)
         [loaded] = store.records()
     assert loaded.result.messages[-1]["content"].startswith("<object object")
+
+
+def _open_store_at_barrier(path, barrier, results):
+    from scenario.store import ResultStore, StoreError
+
+    barrier.wait()
+    try:
+        ResultStore(path).count()
+        results.put("ok")
+    except StoreError as exc:
+        results.put(str(exc))
+
+
+def test_processes_creating_one_new_store_at_the_same_moment_all_succeed(tmp_path):
+    """Racing to create a store and switch it to WAL gets 'database is locked' at once for the
+    losers; that must be waited out, never reported as a corrupted store."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for round_index in range(12):
+        path = str(tmp_path / f"race{round_index}.db")
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        workers = [ctx.Process(target=_open_store_at_barrier, args=(path, barrier, results)) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=60)
+        assert outcomes == ["ok"] * 4, outcomes
