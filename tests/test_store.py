@@ -251,3 +251,23 @@ def test_processes_creating_one_new_store_at_the_same_moment_all_succeed(tmp_pat
         for worker in workers:
             worker.join(timeout=60)
         assert outcomes == ["ok"] * 4, outcomes
+
+
+def test_store_locked_past_the_busy_timeout_says_so(tmp_path, monkeypatch):
+    import sqlite3
+
+    from scenario import store as store_module
+    from scenario.store import ResultStore, StoreError
+
+    path = tmp_path / "held.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of a write, for too long
+    monkeypatch.setattr(store_module, "_BUSY_TIMEOUT_SECONDS", 0.3)
+    try:
+        with pytest.raises(StoreError, match="stayed locked by another process") as info:
+            ResultStore(path)
+        assert "corrupted" not in str(info.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    ResultStore(path).count()  # usable once the other writer is done
