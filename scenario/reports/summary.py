@@ -6,12 +6,12 @@ reaches its threshold; the command's exit code and the reports use this one defi
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..records import RunRecord
+from ..records import percentile as sorted_percentile
 
 DEFAULT_THRESHOLD = 1.0
 
@@ -80,16 +80,8 @@ class GroupSummary:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (0 for no values)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = (len(ordered) - 1) * q / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    """Linear-interpolated percentile of unsorted values (0 for no values)."""
+    return sorted_percentile(sorted(values), q)
 
 
 def summarize(
