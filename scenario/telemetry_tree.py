@@ -142,7 +142,8 @@ def render_tree(roots: Sequence[SpanNode], shown: Sequence[str] = DEFAULT_SHOWN,
     return "\n".join(lines)
 
 
-def _read_phoenix_spans(base_url: str, project: str = "default") -> List[Dict[str, Any]]:
+def read_phoenix_spans(base_url: str, project: str = "default") -> List[Dict[str, Any]]:
+    """Every span Phoenix stores for ``project``, following its REST API's pagination."""
     import json
     import urllib.request
 
@@ -214,7 +215,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         telemetry.shutdown_private_provider()
         deadline = time.monotonic() + 30
         while True:
-            records = [r for r in _read_phoenix_spans(args.phoenix.rstrip("/"))
+            records = [r for r in read_phoenix_spans(args.phoenix.rstrip("/"))
                        if (r.get("attributes") or {}).get("scenario.thread_id") == result.thread_id
                        or r["name"] != "scenario.run"]
             roots = [n for n in build_forest(records) if n.attributes.get("scenario.thread_id") == result.thread_id]

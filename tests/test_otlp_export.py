@@ -10,7 +10,6 @@ it (a bare ``pytest`` on a machine without Phoenix) the test is skipped with thi
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Dict, Iterator, List
+from typing import Any, Iterator
 
 import pytest
 from opentelemetry import trace
@@ -27,7 +26,7 @@ from opentelemetry.util._once import Once
 
 import scenario
 from scenario import telemetry
-from scenario.telemetry_tree import SpanNode, build_forest, render_tree
+from scenario.telemetry_tree import SpanNode, build_forest, read_phoenix_spans, render_tree
 
 from agents_for_tests import EchoAgent
 
@@ -108,19 +107,6 @@ def phoenix() -> Iterator[str]:
                 process.wait(timeout=10)
 
 
-def _read_spans(base_url: str) -> List[Dict[str, Any]]:
-    records: List[Dict[str, Any]] = []
-    cursor = None
-    while True:
-        url = f"{base_url}/v1/projects/default/spans?limit=1000" + (f"&cursor={cursor}" if cursor else "")
-        with urllib.request.urlopen(url, timeout=10) as response:
-            page = json.load(response)
-        records.extend(page["data"])
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return records
-
-
 @pytest.fixture
 def no_app_provider() -> Iterator[None]:
     saved = (trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE)
@@ -161,7 +147,7 @@ async def test_spans_exported_over_otlp_http_read_back_from_phoenix(phoenix, con
     expected = 2 * (13 + 5)  # wait until the back-end has stored every span
     deadline = time.monotonic() + 30
     while True:
-        records = _read_spans(phoenix)
+        records = read_phoenix_spans(phoenix)
         if len(records) >= expected or time.monotonic() > deadline:
             break
         time.sleep(0.5)
