@@ -13,7 +13,7 @@ import inspect
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from . import telemetry
 from .agents.adapter import adapter_name, invoke, normalize_return

@@ -7,12 +7,9 @@ validation and editor completion for free.
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .state import ScenarioState
 
 Message = Dict[str, Any]
 """A chat message in OpenAI format: ``{"role": "user", "content": "hi"}``."""

@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from typing import List
 
 import pytest

@@ -21,7 +21,7 @@ from opentelemetry.util._once import Once
 import scenario
 from scenario import telemetry
 from scenario.telemetry_tree import SpanNode, build_forest, render_tree
-from scenario.testing import MockBehavior, MockLLMServer
+from scenario.testing import MockLLMServer
 
 from agents_for_tests import EXECUTORS, EchoAgent, RaisingAgent, SyncEchoAgent
 

@@ -30,8 +30,6 @@ import inspect
 import warnings
 from typing import Any, Callable, Iterator, Optional
 
-import pytest
-
 from ..event_loops import drain
 
 
