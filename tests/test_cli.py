@@ -620,3 +620,33 @@ def test_two_jobs_writing_one_store_at_once(in_tmp):
             ids = [o.id for o in opened.outcomes(batch_id=batch.id)]
             assert len(ids) == len(set(ids)) == batch.planned
         assert {o.status for o in opened.outcomes()} == {"passed", "failed"}
+
+
+def test_report_format_comes_from_the_extension_and_html_never_goes_to_a_terminal(in_tmp, capsys, monkeypatch):
+    suite = write_suite(in_tmp, FAILING_SUITE)
+    assert run_cli(["run", str(suite), "--mock", "--store", "r.db"], capsys)[0] == 1
+    code, _, err = run_cli(["report", "r.db", "--out", "r.xml"], capsys)
+    assert code == 0 and "Wrote junit report" in err
+    assert ET.parse(in_tmp / "r.xml").getroot().tag == "testsuites"
+    code, _, err = run_cli(["report", "r.db", "--out", "r.json"], capsys)
+    assert code == 0 and json.loads((in_tmp / "r.json").read_text())["format"] == "scenario-report"
+    code, _, err = run_cli(["report", "r.db", "--out", "r.txt"], capsys)
+    assert code == 2 and "cannot tell the report format from the extension" in err
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, out, err = run_cli(["report", "r.db"], capsys)
+    assert code == 2 and "not for a terminal" in err and "--out report.html" in err and out == ""
+    code, out, _ = run_cli(["report", "r.db", "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)["passed"] is False
+
+
+def test_report_of_an_older_batch_by_id(in_tmp, capsys):
+    suite = write_suite(in_tmp, FAILING_SUITE)
+    assert run_cli(["run", str(suite), "--mock", "--store", "r.db"], capsys)[0] == 1
+    assert run_cli(["run", str(suite), "--mock", "--store", "r.db", "--scenario", "good"], capsys)[0] == 0
+    newest, older = _batch_ids(in_tmp / "r.db")
+    code, out, _ = run_cli(["report", "r.db", "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)["totals"]["runs"] == 2  # the latest batch only
+    code, out, _ = run_cli(["report", "r.db", "--format", "json", "--batch", older], capsys)
+    assert code == 0 and json.loads(out)["totals"]["runs"] == 4
+    code, _, err = run_cli(["report", "r.db", "--batch", "nope", "--format", "json"], capsys)
+    assert code == 2 and f"--batch nope: no such batch in r.db (latest: {newest}, {older})" in err
