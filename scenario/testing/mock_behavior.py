@@ -93,6 +93,10 @@ class MockBehavior:
     seed: int = 0
     """Seed for ``error_rate``."""
 
+    context_window: Optional[int] = None
+    """When set, a request whose prompt is estimated above this many tokens gets the 400
+    ``context_length_exceeded`` error OpenAI sends (to exercise context-window handling)."""
+
     def __post_init__(self) -> None:
         # Fail at construction, not deep inside a request handler thread.
         if self.latency < 0:
@@ -105,6 +109,8 @@ class MockBehavior:
             raise ValueError("retry_after must be >= 0")
         if not 0.0 <= self.error_rate <= 1.0:
             raise ValueError("error_rate must be between 0 and 1")
+        if self.context_window is not None and self.context_window < 1:
+            raise ValueError("context_window must be >= 1 or None")
         if not self.fail_marker or not self.inconclusive_marker:
             raise ValueError("fail_marker and inconclusive_marker must be non-empty")
         self.failing_criteria = list(self.failing_criteria)
