@@ -110,6 +110,17 @@ def build_spec(
             f"{where}: the script has a judge() step but agents has no judge. Add "
             "scenario.JudgeAgent(criteria=[...]) to agents."
         )
+    open_ended = [s for s in steps if isinstance(s, ProceedStep) and s.turns is None and s.on_turn is None
+                  and s.on_step is None]
+    if open_ended and AgentRole.JUDGE not in roles:
+        # Only a judge's verdict ends open-ended autopilot: without one it would burn every turn.
+        what = "autopilot (no script)" if script is None else "the script's proceed() without turns="
+        raise ScenarioConfigError(
+            f"{where}: {what} can only end with a judge's verdict, and agents has no judge, so it would run all "
+            f"{max_turns if max_turns is not None else settings().max_turns} turns and then fail. Add "
+            "scenario.JudgeAgent(criteria=[...]) to agents, or give the script an end: e.g. "
+            "script=[scenario.proceed(turns=3), scenario.succeed()] (or scenario.fail(...))."
+        )
     return ScenarioSpec(
         name=name,
         description=description,
