@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", choices=("auto", "rich", "plain", "off"), default="auto",
                      help="live display (auto: rich on a terminal, plain lines in CI or a pipe)")
     run.add_argument("--dry-run", action="store_true", help="check the suite, agents and store, print the plan, run nothing")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="print each conversation as it happens (lines are tagged with the scenario's name; "
+                          "use --max-concurrency 1 to read one conversation at a time)")
+    run.add_argument("--debug", action="store_true",
+                     help="also print every model request and response of the simulator and judge (keys redacted)")
 
     report = commands.add_parser(
         "report",
@@ -431,6 +436,10 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
         # A dry run plans with the mock's model settings without starting it (addresses are not
         # part of a run's fingerprint, so the plan is the one a real --mock run makes).
         _configure_models(suite, mock_url or ("http://127.0.0.1:0/v1" if args.mock else None))
+        if args.verbose or args.debug:
+            import scenario
+
+            scenario.configure(verbose=args.verbose or None, debug=args.debug or None)
         strategy = _strategy(suite)
         progress_hook: Dict[str, Any] = {}
 

@@ -130,7 +130,7 @@ def build_spec(
         cache_key=cache_key,
         set_id=set_id,
         metadata=dict(metadata or {}),
-        verbose=settings().verbose if verbose is None else verbose,
+        verbose=(settings().verbose or settings().debug) if verbose is None else verbose,
         timeout=timeout,
     )
 
