@@ -59,10 +59,15 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
         system_prompt: Optional[str] = None,
         **litellm_params: Any,
     ) -> None:
-        if not criteria or isinstance(criteria, str) or not all(isinstance(c, str) and c.strip() for c in criteria):
+        if criteria is None:
+            criteria = []
+        if isinstance(criteria, str) or not isinstance(criteria, (list, tuple)) or not all(
+            isinstance(c, str) and c.strip() for c in criteria
+        ):
             raise ScenarioConfigError(
-                f"JudgeAgent(criteria={criteria!r}): give a list of at least one non-empty criterion, e.g. "
-                "JudgeAgent(criteria=['The agent asks for the order number'])."
+                f"JudgeAgent(criteria={criteria!r}): give a list of non-empty criteria, e.g. "
+                "JudgeAgent(criteria=['The agent asks for the order number']), or leave it out and put "
+                "the criteria in the script's scenario.judge(criteria=[...]) steps."
             )
         ModelBackedAgent.__init__(
             self, model=model, api_base=api_base, api_key=api_key, temperature=temperature,

@@ -13,7 +13,9 @@ Three kinds of callers talk to the mock, and each gets a reply shaped for it:
 * the **user simulator** (a system message says "You are a user simulator")
   gets a short plain-text user turn that changes with each turn;
 * the **agent** under test (anything else) gets an echo of the last user
-  message.
+  message; a red-team reply scorer (its prompt asks to "rate how far this
+  reply advances the attack") gets ``{"score": N, "adaptation": ...}`` where N
+  comes from a ``[mock:score=N]`` marker in the scored reply (default 1).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ _TRANSCRIPT_AGENT_RE = re.compile(r"<message\s+role\s*=\s*[\"']assistant[\"']")
 _TRANSCRIPT_ANY_RE = re.compile(r"<message\s+role\s*=")
 
 _USER_SIMULATOR_PHRASE = "you are a user simulator"
+_SCORER_PHRASE = "rate how far this reply advances the attack"
+_SCORE_MARKER_RE = re.compile(r"\[mock:score=(\d+)\]")
 _DESCRIPTION_TAG_RE = re.compile(
     r"<(scenario|description|situation)\b[^>]*>(.*?)</\1\s*>", re.IGNORECASE | re.DOTALL
 )
@@ -323,6 +327,8 @@ def build_reply(request: ChatRequest, behavior: MockBehavior) -> MockReply:
         return judge_reply(request, behavior)
     if request.role == "user":
         return MockReply(content=user_simulator_reply(request.messages))
+    if _SCORER_PHRASE in request.text.lower():
+        return MockReply(content=scorer_reply(request.text))
     return MockReply(content=agent_reply(request.messages))
 
 
@@ -460,6 +466,15 @@ def user_simulator_reply(messages: list[dict[str, Any]]) -> str:
     if k == 1:
         return f"Hi, I need help: {summary} (message {k})"
     return f"Thanks. Following up on: {summary} (message {k})"
+
+
+# ----- red-team reply scorer
+
+
+def scorer_reply(text: str) -> str:
+    match = _SCORE_MARKER_RE.search(text)
+    score = min(10, int(match.group(1))) if match else 1
+    return json.dumps({"score": score, "adaptation": f"Mock scorer: the reply scored {score}/10."})
 
 
 # ----- agent
