@@ -106,5 +106,5 @@ __all__ = [
     "ErrorInfo", "JudgeAgent", "JudgmentRequest", "ModelCallError", "ModelConfig", "ScenarioConfig", "ScenarioConfigError",
     "ScenarioError", "ScenarioResult", "ScenarioState", "Usage", "UsageTotals", "UserSimulatorAgent",
     "agent", "arun", "cache", "configure", "fail", "judge", "message", "proceed", "report_usage", "run",
-    "succeed", "user", *_LAZY,
+    "succeed", "user", "default_config", *_LAZY,
 ]
