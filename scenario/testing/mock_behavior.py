@@ -13,7 +13,10 @@ Three kinds of callers talk to the mock, and each gets a reply shaped for it:
 * the **user simulator** (a system message says "You are a user simulator")
   gets a short plain-text user turn that changes with each turn;
 * the **agent** under test (anything else) gets an echo of the last user
-  message; a red-team reply scorer (its prompt asks to "rate how far this
+  message; when its request offers ``tools`` (and ``tool_choice`` is not
+  ``"none"``) and the last message is not a tool result, it gets a call to the
+  first (or the forced) tool instead, with each required string argument set
+  to the last user message, as a tool-calling model would; a red-team reply scorer (its prompt asks to "rate how far this
   reply advances the attack") gets ``{"score": N, "adaptation": ...}`` where N
   comes from a ``[mock:score=N]`` marker in the scored reply (default 1).
 """
@@ -329,6 +332,9 @@ def build_reply(request: ChatRequest, behavior: MockBehavior) -> MockReply:
         return MockReply(content=user_simulator_reply(request.messages))
     if _SCORER_PHRASE in request.text.lower():
         return MockReply(content=scorer_reply(request.text))
+    call = agent_tool_call(request)
+    if call is not None:
+        return call
     return MockReply(content=agent_reply(request.messages))
 
 
@@ -478,6 +484,35 @@ def scorer_reply(text: str) -> str:
 
 
 # ----- agent
+
+
+def agent_tool_call(request: ChatRequest) -> Optional[MockReply]:
+    """The tool call a tool-calling model would make first, or None (see module doc)."""
+    if not request.tools or request.tool_choice == "none":
+        return None
+    if request.messages and request.messages[-1].get("role") == "tool":
+        return None  # the tool answered: now reply in text
+    wanted = _forced_function(request.tool_choice)
+    for tool in request.tools:
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            continue
+        if wanted is not None and fn["name"] != wanted:
+            continue
+        params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
+        properties = params.get("properties") if isinstance(params.get("properties"), dict) else {}
+        last_user = ""
+        for message in reversed(request.messages):
+            if message.get("role") == "user":
+                last_user = _squash(content_text(message.get("content")))[:AGENT_ECHO_CHARS]
+                break
+        arguments = {
+            name: last_user
+            for name in params.get("required") or []
+            if isinstance(properties.get(name), dict) and properties[name].get("type", "string") == "string"
+        }
+        return MockReply(tool_name=fn["name"], tool_arguments=json.dumps(arguments))
+    return None
 
 
 def agent_reply(messages: list[dict[str, Any]]) -> str:
