@@ -272,7 +272,7 @@ class ScenarioEngine:
         if isinstance(step, AgentStep):
             return await self._scripted_or_generated(AgentRole.AGENT, step.content, "assistant")
         if isinstance(step, JudgeStep):
-            return await self._judge(step.criteria)
+            return await self._judge(step.criteria, step.additional_context)
         if isinstance(step, ProceedStep):
             return await self._proceed(step)
         if isinstance(step, VerdictStep):
@@ -308,7 +308,7 @@ class ScenarioEngine:
         self.add_message(message)
         return None
 
-    async def _judge(self, criteria: Optional[List[str]]) -> Optional[ScenarioResult]:
+    async def _judge(self, criteria: Optional[List[str]], additional_context: Optional[str] = None) -> Optional[ScenarioResult]:
         if not criteria and self._judges_lack_criteria():
             if self._checkpoints:
                 return self._checkpoints_passed_result("All judge() checkpoints so far passed")
@@ -319,7 +319,9 @@ class ScenarioEngine:
                     "put scenario.judge(criteria=[...]) checkpoints before it, or give JudgeAgent(criteria=[...])."
                 ),
             )
-        result = await self._call_role(AgentRole.JUDGE, JudgmentRequest(criteria=criteria))
+        result = await self._call_role(
+            AgentRole.JUDGE, JudgmentRequest(criteria=criteria, additional_context=additional_context)
+        )
         if result is None:
             return ScenarioResult(
                 success=False,

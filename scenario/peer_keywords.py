@@ -53,3 +53,20 @@ def reset_warnings() -> None:
     """Forget which keywords were warned about (tests use this)."""
     with _lock:
         _warned.clear()
+
+
+def warn_step_options(values: Dict[str, Any]) -> None:
+    """Warn once per voice option of a script step (``user(voice_style=...)``) that is set."""
+    for label, value in values.items():
+        if value is None or value == []:
+            continue
+        with _lock:
+            if label in _warned:
+                continue
+            _warned.add(label)
+        warnings.warn(
+            f"{label} has no effect in this library: voice scenarios are not supported. It is accepted so "
+            "suites written for langwatch-scenario run unchanged; see docs/migrating.md.",
+            NoEffectWarning,
+            stacklevel=4,
+        )

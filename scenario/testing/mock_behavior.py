@@ -9,7 +9,8 @@ collection time.
 Three kinds of callers talk to the mock, and each gets a reply shaped for it:
 
 * the **judge** (its request offers a ``finish_test`` tool) gets a
-  ``continue_test`` or ``finish_test`` tool call;
+  ``continue_test`` or ``finish_test`` tool call; offered ``read_messages``
+  (a condensed transcript), it first reads message 0 once;
 * the **user simulator** (a system message says "You are a user simulator")
   gets a short plain-text user turn that changes with each turn;
 * the **agent** under test (anything else) gets an echo of the last user
@@ -100,6 +101,10 @@ class MockBehavior:
     seed: int = 0
     """Seed for ``error_rate``."""
 
+    context_window: Optional[int] = None
+    """When set, a request whose prompt is estimated (4 characters a token) above this many tokens
+    gets OpenAI's 400 ``context_length_exceeded`` error, as a model with that window would."""
+
     def __post_init__(self) -> None:
         # Fail at construction, not deep inside a request handler thread.
         if self.latency < 0:
@@ -110,6 +115,8 @@ class MockBehavior:
             raise ValueError("rate_limit_above must be >= 0 or None")
         if self.retry_after < 0:
             raise ValueError("retry_after must be >= 0")
+        if self.context_window is not None and self.context_window < 1:
+            raise ValueError("context_window must be >= 1 or None")
         if not 0.0 <= self.error_rate <= 1.0:
             raise ValueError("error_rate must be between 0 and 1")
         if not self.fail_marker or not self.inconclusive_marker:
@@ -415,6 +422,9 @@ def judge_reply(request: ChatRequest, behavior: MockBehavior) -> MockReply:
     turns = request.markers.turns if request.markers.turns is not None else behavior.judge_turns
     forced = _forced_function(request.tool_choice)
 
+    if "read_messages" in names and forced is None and not any(m.get("role") == "tool" for m in request.messages):
+        # A judge reading a condensed transcript looks something up once before it rules.
+        return MockReply(tool_name="read_messages", tool_arguments=json.dumps({"indices": [0]}))
     if forced == "continue_test" and "continue_test" in names:
         finish = False
     else:
