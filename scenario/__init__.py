@@ -56,6 +56,9 @@ _LAZY = {
     "run_batch": "batch",
     "BatchResult": "batch",
     "RunRecord": "batch",
+    "ResultStore": "store",
+    "BatchInfo": "store",
+    "StoreError": "store",
     # langwatch-scenario names (docs/migrating.md)
     "RedTeamAgent": "agents.red_team",
     "RedTeamStrategy": "agents.red_team_strategies",
