@@ -150,6 +150,8 @@ def configure(
             raise ScenarioConfigError(
                 f"configure(tracing={tracing!r}): use 'otlp' (export over OTLP/HTTP), 'off' or 'auto'."
             )
+        if verbose is not None and not isinstance(verbose, bool):
+            verbose = bool(verbose)  # langwatch-scenario also takes a verbosity level
         for key, value in (
             ("verbose", verbose),
             ("cache_key", cache_key),

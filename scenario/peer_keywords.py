@@ -55,8 +55,9 @@ def reset_warnings() -> None:
         _warned.clear()
 
 
-def warn_step_options(values: Dict[str, Any]) -> None:
-    """Warn once per voice option of a script step (``user(voice_style=...)``) that is set."""
+def warn_step_options(values: Dict[str, Any], reason: str = "voice scenarios are not supported") -> None:
+    """Warn once per langwatch-scenario option of a step or agent (``user(voice_style=...)``,
+    ``JudgeAgent(include_audio=...)``) that is set to something other than None."""
     for label, value in values.items():
         if value is None or value == []:
             continue
@@ -65,7 +66,7 @@ def warn_step_options(values: Dict[str, Any]) -> None:
                 continue
             _warned.add(label)
         warnings.warn(
-            f"{label} has no effect in this library: voice scenarios are not supported. It is accepted so "
+            f"{label} has no effect in this library: {reason}. It is accepted so "
             "suites written for langwatch-scenario run unchanged; see docs/migrating.md.",
             NoEffectWarning,
             stacklevel=4,

@@ -208,3 +208,43 @@ def test_state_helpers_the_peer_has():
     assert state.first_user_message() == "hello" and state.criteria == []
     with pytest.raises(ValueError, match="index must be an integer >= 0"):
         state.rollback_messages_to(-1)
+
+
+def test_peer_only_agent_options_are_accepted_warned_and_not_sent_to_the_model():
+    with pytest.warns(NoEffectWarning, match=r"JudgeAgent\(include_audio=\.\.\.\) has no effect"):
+        judge = scenario.JudgeAgent(criteria=["ok"], include_audio=True, span_collector=None)
+    with pytest.warns(NoEffectWarning, match=r"UserSimulatorAgent\(voice=\.\.\.\) has no effect"):
+        simulator = scenario.UserSimulatorAgent(voice="alloy", interrupt_probability=0.0)
+    assert "include_audio" not in judge.litellm_params and "voice" not in simulator.litellm_params
+
+
+@pytest.mark.asyncio
+async def test_persona_reaches_the_simulator_prompt(configured, mock_server):
+    from scenario.agents.user_simulator import UserSimulatorAgent
+
+    captured = {}
+
+    class Spy(UserSimulatorAgent):
+        async def call(self, input):  # type: ignore[override]
+            from scenario import models
+
+            original = models.complete
+
+            async def complete(**kwargs):
+                captured["system"] = kwargs["messages"][0]["content"]
+                return await original(**kwargs)
+
+            models.complete = complete
+            try:
+                return await super().call(input)
+            finally:
+                models.complete = original
+
+    result = await scenario.run(name="persona", description="d", agents=[EchoAgent(), Spy(persona="An impatient retiree.")],
+                                script=[scenario.user(), scenario.succeed()])
+    assert result.success
+    assert "<persona>\nAn impatient retiree.\n</persona>" in captured["system"]
+
+
+def test_configure_takes_a_verbosity_level():
+    assert scenario.configure(verbose=2).verbose is True

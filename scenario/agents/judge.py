@@ -59,6 +59,9 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
             transcript and looks messages up with tools (default 8192; see
             ``scenario.agents.judge_transcript``).
         max_discovery_steps: lookup rounds allowed before the judge must rule (default 10).
+        span_collector, remote_trace_fetcher, include_audio, include_timeline, include_traces,
+            modality: langwatch-scenario's trace and voice options; accepted, without effect here
+            (a warning says so once).
     """
 
     role = AgentRole.JUDGE
@@ -75,8 +78,22 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
         system_prompt: Optional[str] = None,
         token_threshold: int = DEFAULT_TOKEN_THRESHOLD,
         max_discovery_steps: int = DEFAULT_MAX_DISCOVERY_STEPS,
+        span_collector: Any = None,
+        remote_trace_fetcher: Any = None,
+        include_audio: Optional[bool] = None,
+        include_timeline: Optional[bool] = None,
+        include_traces: Optional[bool] = None,
+        modality: Optional[str] = None,
         **litellm_params: Any,
     ) -> None:
+        from ..peer_keywords import warn_step_options
+
+        warn_step_options({
+            f"JudgeAgent({name}=...)": value
+            for name, value in (("span_collector", span_collector), ("remote_trace_fetcher", remote_trace_fetcher),
+                                ("include_audio", include_audio), ("include_timeline", include_timeline),
+                                ("include_traces", include_traces), ("modality", modality))
+        }, reason="it serves langwatch-scenario's voice and LangWatch trace features")
         for name, value, minimum in (("token_threshold", token_threshold, 256), ("max_discovery_steps", max_discovery_steps, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ScenarioConfigError(f"JudgeAgent({name}={value!r}): expected an integer >= {minimum}.")
