@@ -199,7 +199,7 @@ def _request_kwargs(config: ModelConfig, messages: List[Dict[str, Any]], tools: 
 
 def _cache_payload(kwargs: Dict[str, Any]) -> Dict[str, Any]:
     # Credentials and transport details do not change the answer; leave them out of the key.
-    return {k: v for k, v in kwargs.items() if k not in ("api_key", "api_base", "timeout", "max_retries", "_skip_mcp_handler")}
+    return {k: v for k, v in kwargs.items() if k not in ("api_key", "api_base", "timeout", "max_retries", "_skip_mcp_handler", "client")}
 
 
 def _parse_response(response: Any, requested_model: str) -> ModelResponse:
@@ -251,7 +251,13 @@ async def _attempt(kwargs: Dict[str, Any], timeout: float) -> Any:
     if limiter is not None:
         estimated = _estimate_tokens(kwargs)
         await limiter.acquire(estimated)
-    future = model_loop.submit(litellm.acompletion(**kwargs))
+    client = kwargs.get("client")
+    if client is not None:  # the user's own OpenAI-compatible client (scenario.custom_client)
+        from .custom_client import complete_with_client
+
+        future = model_loop.submit(complete_with_client(client, kwargs))
+    else:
+        future = model_loop.submit(litellm.acompletion(**kwargs))
     try:
         response = await asyncio.wait_for(asyncio.wrap_future(future), timeout + TIMEOUT_BACKSTOP)
     except asyncio.TimeoutError:
