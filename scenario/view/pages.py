@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from ..reports.compare import Comparison, compare
+from ..reports.stats import DEFAULT_ALPHA
 from ..reports.summary import GroupSummary, summarize
 
 
@@ -143,11 +144,11 @@ class Pages:
         return self.store.change_stamp()
 
 
-def compare_batches(store: Any, base: Any, head: Any) -> Comparison:
+def compare_batches(store: Any, base: Any, head: Any, *, alpha: float = DEFAULT_ALPHA) -> Comparison:
     """Compare two stored batches (the same computation for the page and ``scenario compare``)."""
     pages = Pages(store)
     return compare(
         store.outcomes(batch_id=base.id), store.outcomes(batch_id=head.id),
         base_id=base.id, head_id=head.id,
-        thresholds=pages.thresholds(base), head_thresholds=pages.thresholds(head),
+        thresholds=pages.thresholds(base), head_thresholds=pages.thresholds(head), alpha=alpha,
     )
