@@ -52,6 +52,13 @@ class RunRecord(BaseModel):
     error_where: Optional[str] = None
     set_id: Optional[str] = None
     metadata: Dict[str, Any] = Field(default_factory=dict)
+    # Added with batch history (optional so version-1 stores still load).
+    batch_id: Optional[str] = None
+    #: Digest of what decided this run (scenario, criteria, script, agents, models, thresholds):
+    #: a resumed batch re-runs a record whose fingerprint no longer matches (scenario.fingerprint).
+    fingerprint: Optional[str] = None
+    #: The formatted traceback of the exception that ended an error/timeout run (user frames first).
+    error_traceback: Optional[str] = None
 
     _exception: Optional[BaseException] = PrivateAttr(default=None)
 

@@ -91,6 +91,8 @@ async def run_batch(
     shard_index: Optional[int] = None,
     shard_count: Optional[int] = None,
     processes: int = 1,
+    store: Any = None,
+    resume: Union[bool, str, None] = None,
 ) -> BatchResult:
     """Run every scenario ``runs`` times (with every variant) and roll the results up.
 
@@ -124,6 +126,12 @@ async def run_batch(
         shard_index, shard_count: run only shard ``shard_index`` of ``shard_count`` (runs dealt
             round-robin in plan order), for the CLI and pytest-xdist.
         processes: spread the batch over this many worker processes (POSIX fork); see docs/batch.md.
+        store: a :class:`scenario.ResultStore` (or a path to one): the batch is recorded in it as a
+            new batch, each finished run written before ``on_run_finished`` sees it.
+        resume: with ``store``, continue a batch instead of starting one: ``True`` for the latest
+            interrupted batch of ``suite``, or a batch id. Runs it finished with a verdict and an
+            unchanged fingerprint are kept; errored, missing and changed ones run. The result then
+            covers the whole batch, kept runs included.
 
     Returns:
         A :class:`scenario.BatchResult`. If the task awaiting this is cancelled (Ctrl-C under
@@ -131,15 +139,28 @@ async def run_batch(
         with ``cancelled=True`` instead of raising.
 
     Raises:
-        scenario.ScenarioConfigError: bad arguments, or an agent factory that fails, before any
-            run starts.
+        scenario.ScenarioConfigError: bad arguments, an agent factory that fails, or a batch to
+            resume that does not exist, before any run starts.
     """
+    if resume and store is None:
+        raise ScenarioConfigError(
+            f"run_batch(resume={resume!r}): resuming needs the store holding the batch; pass store=ResultStore(path)."
+        )
     config = prepare_batch(
         scenarios, runs, variants=variants, agents=agents, executor=executor, max_concurrency=max_concurrency,
         concurrency=concurrency, retries=retries, timeout=timeout, on_error=on_error, min_pass_rate=min_pass_rate,
         on_run_finished=on_run_finished, suite=suite, skip=skip, shard_index=shard_index, shard_count=shard_count,
         processes=processes,
     )
+    if store is not None:
+        from .stored import StoredBatch
+
+        return await StoredBatch.open(store, config, resume=resume).execute()
+    return await execute_batch(config)
+
+
+async def execute_batch(config: BatchConfig) -> BatchResult:
+    """Run a prepared batch on the backend it asks for (this loop, or forked processes)."""
     if config.processes > 1 and len(config.units) > 1:
         from ..sharding import run_in_processes
 
@@ -233,7 +254,7 @@ def prepare_batch(
             )
         for variant in wanted:
             recipe = AgentRecipe(spec, named[variant], variant)
-            probe = recipe.probe()
+            probe = recipe.probe(min_pass_rate=min_pass_rate, timeout=timeout)
             try:
                 build_spec(**spec.run_kwargs(probe, timeout=timeout))
             except ScenarioConfigError as exc:
@@ -611,6 +632,7 @@ class BatchRunner:
             usage=usage if usage is not None else Usage(),
             set_id=scenario.set_id,
             metadata=scenario.metadata,
+            fingerprint=unit.recipe.fingerprint,
         )
         if cancelled:
             record.error_type = "CancelledError"
