@@ -70,6 +70,22 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE INDEX IF NOT EXISTS batches_by_suite ON batches (suite, started_at);
 """
 
+# Transcripts of runs still in flight, for the viewer's live pages (created on first use).
+_LIVE_TABLE = """
+CREATE TABLE IF NOT EXISTS live_runs (
+    batch_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    suite TEXT NOT NULL,
+    scenario TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    run_index INTEGER NOT NULL,
+    turn INTEGER NOT NULL,
+    messages TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (batch_id, id)
+)
+"""
+
 _RUNS_TABLE = """
 CREATE TABLE IF NOT EXISTS runs (
     batch_id TEXT NOT NULL,
@@ -680,6 +696,88 @@ class ResultStore:
         """Stored runs (of one suite, of one batch)."""
         where, params = _filters(suite=suite, batch_id=batch_id)
         return self._query(f"SELECT COUNT(*) FROM runs{where}", params)[0][0]
+
+    # -- for the viewer: cheap summaries and the live transcripts of running runs ---------------
+    def group_counts(self, batch_ids: Sequence[str]) -> Dict[str, List[Tuple[str, str, int, int]]]:
+        """Per batch, (scenario, variant, passed runs, stored runs) for each pair: enough to say
+        whether every threshold was met, without loading a record. One query for all batches."""
+        if not batch_ids:
+            return {}
+        rows = self._query(
+            "SELECT batch_id, scenario, variant, SUM(status = 'passed'), COUNT(*) FROM runs "
+            "WHERE batch_id IN (SELECT value FROM json_each(?)) GROUP BY batch_id, scenario, variant",
+            (json.dumps(list(batch_ids)),),
+        )
+        found: Dict[str, List[Tuple[str, str, int, int]]] = {}
+        for batch_id, scenario, variant, passed, runs in rows:
+            found.setdefault(batch_id, []).append((scenario, variant, int(passed or 0), int(runs)))
+        return found
+
+    def run_verdicts(self, batch_id: str) -> Dict[str, str]:
+        """Run id -> the judge's reasoning or the error, for every run of a batch that did not pass
+        (read inside SQLite: no record is loaded into Python)."""
+        rows = self._query(
+            "SELECT id, COALESCE(json_extract(record, '$.result.reasoning'), error_type || ': ' || error_message, '') "
+            "FROM runs WHERE batch_id = ? AND status != 'passed'",
+            (batch_id,),
+        )
+        return {run_id: text for run_id, text in rows}
+
+    def change_stamp(self) -> str:
+        """A value that changes whenever any connection commits to the store (what live pages
+        poll: one PRAGMA, no table read)."""
+        (version,) = self._query("PRAGMA data_version", ())[0]
+        (count,) = self._query("SELECT COUNT(*) FROM batches", ())[0]
+        return f"{version}.{count}.{self._conn.total_changes}"
+
+    def put_live(self, batch_id: str, run_id: str, *, suite: str, scenario: str, variant: str, index: int,
+                 turn: int, messages: Sequence[Dict[str, Any]]) -> None:
+        """The transcript so far of a run still in flight (replaced by each call; removed by
+        :meth:`drop_live` when the run's record is stored). Only viewers read it."""
+        self._require_writable()
+        payload = json.dumps(list(messages), default=str)
+        with self._write("storing a live transcript"):
+            self._conn.execute(_LIVE_TABLE)
+            self._conn.execute(
+                "INSERT INTO live_runs (batch_id, id, suite, scenario, variant, run_index, turn, messages, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(batch_id, id) DO UPDATE SET turn = excluded.turn, "
+                "messages = excluded.messages, updated_at = excluded.updated_at",
+                (batch_id, run_id, suite, scenario, variant, int(index), int(turn), payload, time.time()),
+            )
+
+    def drop_live(self, batch_id: str, run_id: Optional[str] = None) -> None:
+        """Forget the live transcript of one run (or of every run of the batch)."""
+        self._require_writable()
+        with self._write("removing a live transcript"):
+            self._conn.execute(_LIVE_TABLE)
+            if run_id is None:
+                self._conn.execute("DELETE FROM live_runs WHERE batch_id = ?", (batch_id,))
+            else:
+                self._conn.execute("DELETE FROM live_runs WHERE batch_id = ? AND id = ?", (batch_id, run_id))
+
+    def live_runs(self, batch_id: str, run_id: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Runs of a batch in flight with their transcript so far (oldest update first)."""
+        sql = ("SELECT id, suite, scenario, variant, run_index, turn, messages, updated_at FROM live_runs "
+               "WHERE batch_id = ?")
+        params: tuple = (batch_id,)
+        if run_id is not None:
+            sql += " AND id = ?"
+            params = (batch_id, run_id)
+        try:
+            rows = self._query(sql + " ORDER BY updated_at", params)
+        except StoreError as exc:
+            if "no such table" in str(exc):
+                return []  # nothing was ever live in this store
+            raise
+        runs = []
+        for run_id_, suite, scenario, variant, index, turn, messages, updated in rows:
+            try:
+                parsed = json.loads(messages)
+            except ValueError:
+                parsed = []
+            runs.append({"id": run_id_, "suite": suite, "scenario": scenario, "variant": variant, "index": index,
+                         "turn": turn, "messages": parsed, "updated_at": updated})
+        return runs
 
     def _query(self, sql: str, params: tuple) -> List[tuple]:
         with self._lock:

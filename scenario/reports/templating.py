@@ -39,6 +39,7 @@ def environment(extra_dirs: Tuple[str, ...] = ()) -> Any:
     )
     env.filters.update(
         cost=format_cost,
+        signed_cost=lambda v: ("+" if v > 0 else "-" if v < 0 else "±") + format_cost(abs(v)),
         secs=format_seconds,
         when=format_when,
         pct=format_pct,

@@ -93,6 +93,9 @@ def create_app(store_path: Any, *, allowed_hosts: Optional[Sequence[str]] = None
         batch_id, run_id = request.path_params["batch_id"], request.path_params["run_id"]
         data = pages().run(batch_id, run_id)
         if data is None:
+            live = pages().live_run(batch_id, run_id)
+            if live is not None:  # still running: show its transcript so far
+                return page("page_live_run.html", live=True, **live)
             return not_found(f"run {run_id!r} of batch {batch_id!r}")
         return page("page_run.html", live=data["batch"].status == "running", **data)
 

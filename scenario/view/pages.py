@@ -89,6 +89,8 @@ class Pages:
         shown = [g for g in groups if not failures_only or not g.met or (g.scenario, g.variant) in runs]
         return {
             "batch": info,
+            "verdicts": self.store.run_verdicts(batch_id),
+            "live_runs": self.store.live_runs(batch_id) if info.status == "running" else [],
             "groups": shown,
             "all_groups": groups,
             "runs": runs,
@@ -112,6 +114,23 @@ class Pages:
             if isinstance(scenario, dict) and scenario.get("name") == record.scenario:
                 about = scenario
         return {"batch": info, "record": record, "about": about}
+
+    def live_run(self, batch_id: str, run_id: str) -> Optional[Dict[str, Any]]:
+        """A run in flight: its transcript so far, or a pointer to its record once it finished."""
+        info = self.store.batch(batch_id)
+        if info is None:
+            return None
+        finished = self.store.record(batch_id, run_id)
+        found = self.store.live_runs(batch_id, run_id)
+        if not found and finished is None:
+            return None
+        if found:
+            live = found[0]
+        else:  # finished meanwhile: show its whole transcript, and link to its page
+            live = {"id": run_id, "suite": finished.suite, "scenario": finished.scenario, "variant": finished.variant,
+                    "index": finished.index, "turn": 0, "updated_at": None,
+                    "messages": finished.result.messages if finished.result else []}
+        return {"batch": info, "live_run": live, "finished": finished}
 
     def comparison(self, base_id: Optional[str], head_id: Optional[str],
                    suite: Optional[str] = None) -> Optional[Dict[str, Any]]:
