@@ -79,8 +79,8 @@ def create_app(store_path: Any, *, allowed_hosts: Optional[Sequence[str]] = None
         data = pages().batches(suite)
         if suite is not None and suite not in data["suites"]:
             return not_found(f"suite {suite!r}")
-        live = any(row.info.status == "running" for row in data["rows"])
-        return page("page_batches.html", live=live, **data)
+        # Always live: a batch started after this page was opened should appear on it.
+        return page("page_batches.html", live=True, **data)
 
     def batch(request: Request) -> Response:
         batch_id = request.path_params["batch_id"]
