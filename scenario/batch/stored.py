@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Set, Union
 from ..errors import ScenarioConfigError
 from ..live import LiveSink, current_sink
 from ..records import BatchResult, RunRecord
-from ..store import VERDICT_STATUSES, BatchInfo, ResultStore, StoreError
+from ..store import VERDICT_STATUSES, BatchInfo, ResultStore, StoreError, new_batch_id
 
 ResumeArg = Union[bool, str, None]
 
@@ -80,7 +80,9 @@ class StoredBatch:
         self.store = store
         self.config = config
         self.plan = plan
-        self.batch_id: Optional[str] = plan.batch.id if plan.batch is not None else None
+        #: The batch's id, known before it starts (a new batch's id is chosen here, written by execute()).
+        self.batch_id: str = plan.batch.id if plan.batch is not None else new_batch_id()
+        self._started = False
         self._own_store = own_store
         self._command = command
         self._git_dir = git_dir
@@ -116,7 +118,13 @@ class StoredBatch:
         stored._planned_units = all_units
         return stored
 
-    async def execute(self) -> BatchResult:
+    async def execute(self, *, include_kept: bool = True) -> BatchResult:
+        """Record the batch and run what the plan left to run.
+
+        Args:
+            include_kept: roll the kept runs (read back from the store) into the result, so it
+                covers the whole batch; the CLI, which reports from the store, skips that read.
+        """
         from .runner import execute_batch
 
         config, store, plan = self.config, self.store, self.plan
@@ -124,10 +132,10 @@ class StoredBatch:
             info = self._info if self._info is not None else _default_info(config)
             if plan.batch is None:
                 batch = store.start_batch(config.suite, planned=plan.planned, info=info, command=self._command,
-                                          git_dir=self._git_dir)
+                                          git_dir=self._git_dir, batch_id=self.batch_id)
             else:
                 batch = store.resume_batch(plan.batch.id, planned=plan.planned, command=self._command)
-            self.batch_id = batch.id
+            self._started = True
             store.save_fingerprint_parts({
                 unit.recipe.fingerprint: unit.recipe.fingerprint_parts
                 for unit in self._planned_units if unit.recipe.fingerprint
@@ -157,20 +165,20 @@ class StoredBatch:
                 config.on_run_finished = hook
             stopped = result.cancelled or result.not_started > 0
             self._close("interrupted" if stopped else "finished", result.reason if stopped else None)
-            return self._whole(result)
+            return self._whole(result, include_kept)
         finally:
             if self._own_store:
                 store.close()
 
     def _close(self, status: str, reason: Optional[str]) -> None:
-        if self.batch_id is None:
+        if not self._started:
             return
         try:
             self.store.finish_batch(self.batch_id, status, reason)
         except StoreError:
             pass  # the write that failed is already the error being reported
 
-    def _whole(self, result: BatchResult) -> BatchResult:
+    def _whole(self, result: BatchResult, include_kept: bool) -> BatchResult:
         """The result of the whole batch: kept runs from the store plus the runs just made."""
         config = self.config
         for record in result.runs:
@@ -178,8 +186,9 @@ class StoredBatch:
         metadata = dict(result.metadata)
         metadata.update({"batch_id": self.batch_id, "kept": len(self.plan.kept),
                          "resumed": self.plan.batch is not None})
-        if not self.plan.kept:
-            return result.model_copy(update={"metadata": metadata})
+        if not self.plan.kept or not include_kept:
+            result.metadata = metadata
+            return result
         kept = self.store.records(batch_id=self.batch_id, ids=sorted(self.plan.kept))
         position = {unit.id: unit.position for unit in self._planned_units}
         runs = sorted(kept + list(result.runs), key=lambda r: position.get(r.id, 0))
