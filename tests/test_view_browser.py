@@ -137,12 +137,68 @@ def page(browser):
     context.close()
 
 
+SUITE_YAML = """
+name: shop
+description: A support bot for an online shop.
+agent: support_agent:make_agent
+defaults: {{runs: 5, max_turns: 4, max_concurrency: 4}}
+scenarios:
+  - name: refund
+    description: A customer's mug arrived broken and they want their money back.
+    criteria: ["The agent offers a refund{marker}"]
+  - name: late parcel
+    description: A customer's parcel is late.
+    criteria: [The agent responds to the customer's concern]
+"""
+
+PYTEST_CONFTEST = """
+import pytest, scenario
+from scenario.testing import MockLLMServer
+
+@pytest.fixture(scope="session", autouse=True)
+def _mock_model():
+    with MockLLMServer() as server:
+        scenario.configure(default_model=scenario.ModelConfig(
+            model="openai/gpt-4o-mini", api_base=server.base_url, api_key="mock", timeout=30))
+        yield
+"""
+
+PYTEST_TESTS = """
+import pytest, scenario
+from support_agent import make_agent
+
+@pytest.mark.scenario(runs=3, min_pass_rate=0.6)
+async def test_refund():
+    result = await scenario.run(name="refund", description="A broken mug; wants a refund.",
+                                agents=[make_agent(), scenario.UserSimulatorAgent(),
+                                        scenario.JudgeAgent(criteria=["The agent offers a refund"])])
+    assert result.success
+"""
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return done
+
+
 @pytest.fixture(scope="module")
 def history_store(tmp_path_factory):
-    """Two real batches: all passing, then the refund criterion failing every run (a regression)."""
-    path = tmp_path_factory.mktemp("view-history") / "results.db"
-    run_shop_batch(path)
-    run_shop_batch(path, failing=("refund",))
+    """Two real `scenario run --mock` batches of one suite (the second with the refund criterion
+    failing on the mock judge: a seeded regression) and one real pytest session, in one store."""
+    work = tmp_path_factory.mktemp("view-history")
+    shutil.copy(ROOT / "examples" / "support_agent.py", work / "support_agent.py")
+    path = work / "results.db"
+    for marker in ("", " [mock:fail]"):
+        (work / "suite.yaml").write_text(SUITE_YAML.format(marker=marker))
+        done = _cli("-m", "scenario.cli", "run", "suite.yaml", "--mock", "--store", str(path), "--progress", "off",
+                    cwd=work)
+        assert done.returncode == (0 if not marker else 1), done.stdout + done.stderr
+    (work / "conftest.py").write_text(PYTEST_CONFTEST)
+    (work / "test_shop.py").write_text(PYTEST_TESTS)
+    done = _cli("-m", "pytest", "-q", "-p", "no:cacheprovider", f"--scenario-store={path}",
+                "--scenario-store-suite=shop-pytest", "test_shop.py", cwd=work)
+    assert done.returncode == 0, done.stdout + done.stderr
     return path
 
 
@@ -153,9 +209,14 @@ def test_batches_to_batch_to_failing_run_in_two_clicks(history_store, page, tmp_
     try:
         page.goto(viewer.url + "/")
         rows = page.locator("table.batches tbody tr")
-        assert rows.count() == 2
+        assert rows.count() == 3
+        assert rows.first.get_attribute("data-status") == "finished"
         shot(page, "batches", tmp_path)
-        rows.first.locator("a").first.click()  # click 1: the newest batch
+        page.select_option("#suite-filter", "shop")  # filter by suite
+        page.click("form.toolbar button")
+        page.wait_for_url(re.compile(r"suite=shop"))
+        assert rows.count() == 2
+        rows.first.locator("a").first.click()  # click 1: the newest batch of the suite
         page.wait_for_selector("table.summary")
         assert page.locator('tr[data-scenario="refund"][data-met="no"]').count() == 1
         assert page.locator("a.run-link").count() == 10
@@ -180,12 +241,28 @@ def test_batches_to_batch_to_failing_run_in_two_clicks(history_store, page, tmp_
 def test_compare_shows_the_seeded_regression(history_store, page, tmp_path):
     viewer = Viewer(history_store)
     try:
-        page.goto(viewer.url + "/compare")
+        page.goto(viewer.url + "/compare?suite=shop")
         row = page.locator('tr[data-scenario="refund"]')
         assert row.get_attribute("data-kind") == "regressed" and row.get_attribute("data-flip") == "broke"
-        assert page.locator('tr[data-scenario="greeting"]').get_attribute("data-kind") == "unchanged"
+        assert page.locator('tr[data-scenario="late parcel"]').get_attribute("data-kind") == "unchanged"
         assert "REGRESSED beyond chance: refund" in page.locator("#headline").inner_text()
         shot(page, "compare", tmp_path)
+    finally:
+        viewer.stop()
+
+
+def test_a_pytest_session_batch_is_browsable(history_store, page):
+    viewer = Viewer(history_store)
+    try:
+        page.goto(viewer.url + "/?suite=shop-pytest")
+        page.locator("table.batches tbody tr a").first.click()
+        page.wait_for_selector("table.summary")
+        row = page.locator('tr[data-scenario="test_shop.py::test_refund"]')
+        assert row.get_attribute("data-met") == "yes" and "60%" in row.inner_text()  # the marker's threshold
+        assert page.locator("a.run-link").count() == 3
+        page.locator("a.run-link").first.click()
+        page.wait_for_selector("#transcript .msg.agent")
+        assert "The agent offers a refund" in page.locator("table.criteria-table").inner_text()
     finally:
         viewer.stop()
 
