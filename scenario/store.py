@@ -86,7 +86,11 @@ CREATE TABLE IF NOT EXISTS live_runs (
 )
 """
 
-_RUNS_TABLE = """
+# Covers the per-batch counts (the batches list, the viewer's verdicts) so they read this index,
+# not the runs' rows with their transcripts: a 100,000-run store lists its batches in milliseconds.
+_BATCH_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_batch ON runs (batch_id, scenario, variant, status, cost_usd)"
+
+_RUNS_TABLE = f"""
 CREATE TABLE IF NOT EXISTS runs (
     batch_id TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -111,6 +115,7 @@ CREATE TABLE IF NOT EXISTS runs (
     PRIMARY KEY (batch_id, id)
 );
 CREATE INDEX IF NOT EXISTS runs_by_suite ON runs (suite, scenario, variant);
+{_BATCH_INDEX};
 """
 
 _SCHEMA = f"""
@@ -153,12 +158,18 @@ WHERE excluded.status IN ('passed', 'failed') OR runs.status NOT IN ('passed', '
    OR excluded.fingerprint IS NOT runs.fingerprint
 """
 
+# Batches are read in two steps: their rows, then one grouped count over the runs of exactly those
+# batches (from the covering index runs_by_batch). One LEFT JOIN ... GROUP BY b.id made SQLite sort
+# every joined run in a temporary B-tree when filtering by suite: ~0.5 s on a 100,000-run store.
 _BATCH_SELECT = """
 SELECT b.id, b.suite, b.status, b.started_at, b.finished_at, b.planned, b.git_commit, b.git_branch, b.git_dirty,
-       b.reason, b.command, b.resumes, b.info, b.writer,
-       COALESCE(SUM(r.status IN ('passed', 'failed', 'error', 'timeout')), 0), COALESCE(SUM(r.status = 'passed'), 0), COALESCE(SUM(r.status = 'failed'), 0),
-       COALESCE(SUM(r.status IN ('error', 'timeout')), 0), COALESCE(SUM(r.cost_usd), 0.0)
-FROM batches b LEFT JOIN runs r ON r.batch_id = b.id
+       b.reason, b.command, b.resumes, b.info, b.writer
+FROM batches b
+"""
+_BATCH_COUNTS = """
+SELECT batch_id, SUM(status IN ('passed', 'failed', 'error', 'timeout')), SUM(status = 'passed'),
+       SUM(status = 'failed'), SUM(status IN ('error', 'timeout')), SUM(cost_usd)
+FROM runs WHERE batch_id IN (SELECT value FROM json_each(?)) GROUP BY batch_id
 """
 
 
@@ -374,6 +385,8 @@ class ResultStore:
             self._create(conn)  # idempotent: another process may have created it meanwhile
         elif version < STORE_VERSION:
             self._migrate(conn, version)
+        else:
+            conn.execute(_BATCH_INDEX)  # a store made before this index gets it once (no-op after)
         return conn
 
     def _unreadable(self, exc: BaseException) -> StoreError:
@@ -501,13 +514,19 @@ class ResultStore:
     def batches(self, suite: Optional[str] = None) -> List[BatchInfo]:
         """Every batch (of one suite), newest first, with its run counts."""
         where, params = ("WHERE b.suite = ? ", (suite,)) if suite is not None else ("", ())
-        rows = self._query(f"{_BATCH_SELECT} {where}GROUP BY b.id ORDER BY b.started_at DESC, b.id DESC", params)
-        return [self._batch_info(row) for row in rows]
+        rows = self._query(f"{_BATCH_SELECT} {where}ORDER BY b.started_at DESC, b.id DESC", params)
+        return self._with_counts(rows)
 
     def batch(self, batch_id: str) -> Optional[BatchInfo]:
         """One batch by id (None if the store has no such batch)."""
-        rows = self._query(f"{_BATCH_SELECT} WHERE b.id = ? GROUP BY b.id", (batch_id,))
-        return self._batch_info(rows[0]) if rows else None
+        rows = self._query(f"{_BATCH_SELECT} WHERE b.id = ?", (batch_id,))
+        return self._with_counts(rows)[0] if rows else None
+
+    def _with_counts(self, rows: List[tuple]) -> List[BatchInfo]:
+        counts = {row[0]: row[1:] for row in self._query(_BATCH_COUNTS, (json.dumps([r[0] for r in rows]),))} \
+            if rows else {}
+        return [self._batch_info(row + tuple(c or 0 for c in counts.get(row[0], (0, 0, 0, 0, 0.0))))
+                for row in rows]
 
     def latest_batch(self, suite: str, status: Optional[str] = None) -> Optional[BatchInfo]:
         """The newest batch of ``suite`` (with that status, if given), or None."""
