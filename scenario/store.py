@@ -742,6 +742,15 @@ class ResultStore:
         )
         return {run_id: text for run_id, text in rows}
 
+    def previous_batch(self, batch: "BatchInfo") -> Optional["BatchInfo"]:
+        """The batch of the same suite started just before ``batch`` (None for the first)."""
+        rows = self._query(
+            "SELECT id FROM batches WHERE suite = ? AND (started_at < ? OR (started_at = ? AND id < ?)) "
+            "ORDER BY started_at DESC, id DESC LIMIT 1",
+            (batch.suite, batch.started_at, batch.started_at, batch.id),
+        )
+        return self.batch(rows[0][0]) if rows else None
+
     def change_stamp(self) -> str:
         """A value that changes whenever any connection commits to the store (what live pages
         poll: one PRAGMA, no table read)."""

@@ -99,8 +99,7 @@ class Pages:
         }
 
     def _previous(self, info: Any) -> Optional[Any]:
-        older = [b for b in self.store.batches(info.suite) if (b.started_at, b.id) < (info.started_at, info.id)]
-        return older[0] if older else None
+        return self.store.previous_batch(info)
 
     def run(self, batch_id: str, run_id: str) -> Optional[Dict[str, Any]]:
         info = self.store.batch(batch_id)
