@@ -278,3 +278,60 @@ def test_scenario_view_busy_port_is_a_clear_message(store_path, capsys):
         port = taken.getsockname()[1]
         assert main(["view", str(store_path), "--no-browser", "--port", str(port)]) == 2
     assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+
+
+def test_the_python_snippet_in_docs_view_runs(store_path):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "view.md").read_text()
+    [snippet] = re.findall(r"```python\n(.*?)```", doc, re.S)
+    namespace: dict = {}
+    exec(compile(snippet, "docs/view.md", "exec"), namespace)
+    result = namespace["latest_two"](str(store_path), SUITE)
+    assert result.regressed and [p.scenario for p in result.regressions] == ["refund"]
+
+
+def test_the_view_example_runs_offline(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(root / "examples" / "view_history.py"), str(tmp_path / "ex.db")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**__import__("os").environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "REGRESSED beyond chance: refund" in done.stdout and "scenario view" in done.stdout
+    with ResultStore(tmp_path / "ex.db", readonly=True) as store:
+        assert [b.passed for b in store.batches("shop")] == [6, 12]
+
+
+def test_scenario_view_serves_until_ctrl_c(store_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "scenario.cli", "view", str(store_path), "--no-browser",
+                                "--port", "0"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stderr.readline()
+        found = re.search(r"at (http://127\.0\.0\.1:\d+/) \(Ctrl-C to stop\)", line)
+        assert found, line
+        with urllib.request.urlopen(found.group(1), timeout=30) as response:
+            assert response.status == 200 and b"b2-shop" in response.read()
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest = process.communicate(timeout=30)[1]
+    assert process.returncode == 0 and "scenario view: stopped." in rest and "Traceback" not in rest
+
+
+def test_a_host_other_than_loopback_warns(store_path, monkeypatch, capsys):
+    from scenario.view import server
+
+    monkeypatch.setattr(server, "bind", lambda host, port: (_ for _ in ()).throw(server.ViewError("stop here")))
+    assert main(["view", str(store_path), "--no-browser", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "WARNING: serving on 0.0.0.0, reachable from other machines" in err and "stop here" in err

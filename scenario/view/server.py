@@ -80,11 +80,14 @@ def serve(
     host: str = DEFAULT_HOST,
     port: Optional[int] = None,
     open_browser: bool = True,
-    out: TextIO = sys.stderr,
+    out: Optional[TextIO] = None,
     live_interval: float = 1.5,
 ) -> int:
-    """Serve the viewer over ``store_path`` until interrupted; returns the exit code (0)."""
+    """Serve the viewer over ``store_path`` until interrupted; returns the exit code (0).
+    Messages go to ``out`` (default: standard error at call time)."""
     import uvicorn
+
+    out = out if out is not None else sys.stderr
 
     from ..store import ResultStore
 
