@@ -688,6 +688,7 @@ def _finish(suite, store, batch_id, planned: int, targets, elapsed: float, out: 
         print(f"  {g.scenario:<{width}}  {g.variant:<{vwidth}}  {f'{g.passed}/{g.runs}':>7}  {g.pass_rate:>5.0%}  "
               f"{g.threshold:>5.0%}  {verdict}{extra}", file=out)
     missed = [g for g in groups if not g.met]
+    _print_failures(store, batch_id, outcomes, missed, out)
 
     if targets:
         records = store.records(suite=suite.name, batch_id=batch_id)
@@ -707,6 +708,33 @@ def _finish(suite, store, batch_id, planned: int, targets, elapsed: float, out: 
         return EXIT_FAILED
     print(f"PASSED: all {len(groups)} scenario/variant pairs met their pass-rate threshold.", file=out)
     return EXIT_OK
+
+
+#: Runs explained in full after the table (failed criteria, error and traceback, last turns).
+MAX_EXPLAINED_FAILURES = 10
+
+
+def _print_failures(store: Any, batch_id: str, outcomes: Sequence[Any], missed: Sequence[Any], out: TextIO) -> None:
+    """Why runs failed, in full: the runs of scenarios that missed their threshold, and every
+    error or timeout (a scenario expected to fail sometimes does not hide a crash)."""
+    from .failure_text import explain_record
+
+    missed_keys = {(g.scenario, g.variant) for g in missed}
+    wanted = [o for o in outcomes
+              if o.status in ("error", "timeout") or (o.status == "failed" and (o.scenario, o.variant) in missed_keys)]
+    if not wanted:
+        return
+    shown = wanted[:MAX_EXPLAINED_FAILURES]
+    records = {r.id: r for r in store.records(batch_id=batch_id, ids=[o.id for o in shown])}
+    print(f"\nFailures ({len(wanted)}):", file=out)
+    for outcome in shown:
+        record = records.get(outcome.id)
+        if record is not None:
+            print("\n" + explain_record(record), file=out)
+    if len(wanted) > len(shown):
+        print(f"\n... and {len(wanted) - len(shown)} more: scenario report {shlex.quote(str(store.path))} --batch "
+              f"{batch_id} --out report.html", file=out)
+    print("", file=out)
 
 
 if __name__ == "__main__":

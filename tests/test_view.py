@@ -135,7 +135,7 @@ def test_run_page_shows_transcript_verdict_calls_and_traceback(client):
     assert calls == [("1", "user"), ("2", "judge")]
     assert "1&times; rate-limited (waited 1.50s)" in html
     errored = client.get(f"/batch/b2-shop/run/{outage_run_id(1)}").text
-    assert "KeyError: &#39;choices&#39;" in errored and "(at agent adapter Broken)" in errored
+    assert "Error at agent adapter Broken: KeyError: &#39;choices&#39;" in errored
     assert '<details class="traceback" open>' in errored and "my_agent.py&#34;, line 12" in errored
     assert errored.count('<span class="badge error">error</span>') >= 2  # the attempt history
 
