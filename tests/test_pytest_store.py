@@ -88,6 +88,7 @@ def test_a_session_becomes_one_batch(suite, tmp_path):
                             ("test_repeated", 2): "passed", ("test_broken_agent", 0): "error"}
         broken = store.record(batch.id, run_id(batch.suite, "test_shop.py::test_broken_agent", "default", 0))
         assert broken is not None and broken.error_type == "KeyError" and broken.result.messages
+        assert "KeyError" in (broken.error_traceback or "")  # the traceback kept, for the run page
         thresholds = store.suite_info(batch.suite)["thresholds"]
         assert thresholds == {"test_shop.py::test_repeated": 0.5}
 
