@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from . import telemetry
+from . import live, telemetry
 from .agents.adapter import adapter_name, invoke, normalize_return
 from .collector import report_result
 from .config import _check_max_turns, settings
@@ -241,6 +241,7 @@ class ScenarioEngine:
         result.total_time = time.perf_counter() - started
         result.agent_time = self._agent_time
         result.usage = run.usage
+        result.model_calls = list(run.model_calls)
         result.thread_id = self.state.thread_id
         if self._checkpoints:
             self._merge_checkpoints(result)
@@ -465,6 +466,7 @@ class ScenarioEngine:
     # -- bookkeeping --------------------------------------------------------------------------
     def add_message(self, message: Message) -> None:
         self.state.messages.append(message)
+        live.message_added(self.state.messages, self.state.current_turn)
         if self.spec.verbose:
             role = message.get("role", "?")
             print(f"[{self.spec.name}] {role}: {message_text(message)}", flush=True)
