@@ -26,6 +26,7 @@ from . import telemetry
 from .config import DEFAULT_MODEL_TIMEOUT, ModelConfig, settings
 from .errors import ModelCallError
 from .run_context import current_run
+from .types import ModelCall
 
 # Extra seconds past litellm's own timeout before we stop waiting ourselves: litellm enforces the
 # timeout, this is the backstop that guarantees nothing hangs even if it does not.
@@ -199,7 +200,7 @@ def _request_kwargs(config: ModelConfig, messages: List[Dict[str, Any]], tools: 
 
 def _cache_payload(kwargs: Dict[str, Any]) -> Dict[str, Any]:
     # Credentials and transport details do not change the answer; leave them out of the key.
-    return {k: v for k, v in kwargs.items() if k not in ("api_key", "api_base", "timeout", "max_retries", "_skip_mcp_handler")}
+    return {k: v for k, v in kwargs.items() if k not in ("api_key", "api_base", "timeout", "max_retries", "_skip_mcp_handler", "client")}
 
 
 def _parse_response(response: Any, requested_model: str) -> ModelResponse:
@@ -251,7 +252,13 @@ async def _attempt(kwargs: Dict[str, Any], timeout: float) -> Any:
     if limiter is not None:
         estimated = _estimate_tokens(kwargs)
         await limiter.acquire(estimated)
-    future = model_loop.submit(litellm.acompletion(**kwargs))
+    client = kwargs.get("client")
+    if client is not None:  # the user's own OpenAI-compatible client (scenario.custom_client)
+        from .custom_client import complete_with_client
+
+        future = model_loop.submit(complete_with_client(client, kwargs))
+    else:
+        future = model_loop.submit(litellm.acompletion(**kwargs))
     try:
         response = await asyncio.wait_for(asyncio.wrap_future(future), timeout + TIMEOUT_BACKSTOP)
     except asyncio.TimeoutError:
@@ -296,10 +303,14 @@ async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tu
     if span is not None and settings().trace_content:
         telemetry.set_attributes(span, {"gen_ai.input.messages": json.dumps(messages, default=str, ensure_ascii=False)})
 
+    waits = {"rate_limited": 0, "waited": 0.0}  # this call's own, for its ModelCall record
+
     def on_retry(event: Any) -> None:
+        waits["waited"] += float(event.sleep or 0.0)
         if run is not None:
             run.retries += 1
         if event.classification == "rate_limit":
+            waits["rate_limited"] += 1
             if run is not None:
                 run.rate_limited += 1
             notify_rate_limited(retry_after_seconds(event.exception))
@@ -326,6 +337,11 @@ async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tu
         if classify_error(exc) == "rate_limit":
             notify_rate_limited(retry_after_seconds(exc))
         telemetry.end_span(span, exc, {"scenario.attempts": attempts})
+        if run is not None:
+            run.record_call(ModelCall(
+                role=role, model=model, latency=time.perf_counter() - started, attempts=attempts,
+                rate_limited=waits["rate_limited"], waited=waits["waited"], error=f"{type(exc).__name__}: {exc}",
+            ))
         raise ModelCallError(
             explain(exc, role=role, model=model, api_base=kwargs.get("api_base") or kwargs.get("base_url"),
                     timeout=timeout, attempts=attempts, elapsed=time.perf_counter() - started),
@@ -345,6 +361,11 @@ async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tu
         run.model_attempts += attempts
         run.record_usage(role=role, model=result.model or model, input_tokens=result.input_tokens,
                          output_tokens=result.output_tokens, cost_usd=result.cost_usd)
+        run.record_call(ModelCall(
+            role=role, model=result.model or model, input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens, cost_usd=result.cost_usd, latency=time.perf_counter() - started,
+            attempts=attempts, rate_limited=waits["rate_limited"], waited=waits["waited"],
+        ))
     attributes: Dict[str, Any] = {
         "gen_ai.response.model": result.model,
         "gen_ai.usage.input_tokens": result.input_tokens,
@@ -435,6 +456,9 @@ async def complete(
             if run is not None:
                 run.record_usage(role=role, model=response.model or model, input_tokens=response.input_tokens,
                                  output_tokens=response.output_tokens, cost_usd=0.0, cached=True)
+                run.record_call(ModelCall(role=role, model=response.model or model, input_tokens=response.input_tokens,
+                                          output_tokens=response.output_tokens, cost_usd=0.0, latency=0.0,
+                                          cached=True))
             return response
 
     _raw, result = await _traced_call(role, kwargs, config.timeout)

@@ -484,8 +484,8 @@ class MockLLMServer:
                 self._count_fault("context_window")
                 return self._error(
                     400, None,
-                    f"This model's maximum context length is {behavior.context_window} tokens. However, your messages "
-                    f"resulted in {prompt_tokens} tokens. Please reduce the length of the messages.",
+                    f"This model's maximum context length is {behavior.context_window} tokens. However, your "
+                    f"messages resulted in {prompt_tokens} tokens. Please reduce the length of the messages.",
                     code="context_length_exceeded",
                 )
 
@@ -519,8 +519,9 @@ class MockLLMServer:
         with self._lock:
             self._stats.faults[kind] = self._stats.faults.get(kind, 0) + 1
 
-    def _error(self, status: int, retry_after: Optional[float], message: str,
-               code: Optional[str] = None) -> "web.Response":
+    def _error(
+        self, status: int, retry_after: Optional[float], message: str, code: Optional[str] = None
+    ) -> "web.Response":
         with self._lock:
             self._stats.errors_served[status] = self._stats.errors_served.get(status, 0) + 1
         err_type, default_code = _ERROR_KINDS.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
