@@ -689,7 +689,7 @@ def _finish(suite, store, batch_id, planned: int, targets, elapsed: float, out: 
     vwidth = max([len("variant")] + [len(g.variant) for g in groups])
     print(f"  {'scenario':<{width}}  {'variant':<{vwidth}}  {'passed':>7}  {'rate':>5}  {'needs':>5}  verdict", file=out)
     for g in groups:
-        verdict = "ok" if g.met else "MISSED"
+        verdict = "tracked" if g.tracked_only else ("ok" if g.met else "MISSED")
         extra = f" ({g.errors} errored)" if g.errors else ""
         print(f"  {g.scenario:<{width}}  {g.variant:<{vwidth}}  {f'{g.passed}/{g.runs}':>7}  {g.pass_rate:>5.0%}  "
               f"{g.threshold:>5.0%}  {verdict}{extra}", file=out)
