@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import ScenarioConfigError
 
 DEFAULT_MAX_TURNS = 10
-DEFAULT_MODEL_TIMEOUT = 60.0
+#: Seconds per model call attempt. With RetryPolicy.max_timeout_attempts = 2, a call to an
+#: endpoint that never answers gives up after ~90 s (see scenario.model_errors).
+DEFAULT_MODEL_TIMEOUT = 45.0
 
 
 class ModelConfig(BaseModel):

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from . import telemetry
+from . import live, telemetry
 from .agents.adapter import adapter_name, invoke, normalize_return
 from .collector import report_result
 from .config import _check_max_turns, settings
@@ -121,6 +121,17 @@ def build_spec(
         raise ScenarioConfigError(
             f"{where}: the script has a judge() step but agents has no judge. Add "
             "scenario.JudgeAgent(criteria=[...]) to agents."
+        )
+    open_ended = [s for s in steps if isinstance(s, ProceedStep) and s.turns is None and s.on_turn is None
+                  and s.on_step is None]
+    if open_ended and AgentRole.JUDGE not in roles:
+        # Only a judge's verdict ends open-ended autopilot: without one it would burn every turn.
+        what = "autopilot (no script)" if script is None else "the script's proceed() without turns="
+        raise ScenarioConfigError(
+            f"{where}: {what} can only end with a judge's verdict, and agents has no judge, so it would run all "
+            f"{max_turns if max_turns is not None else settings().max_turns} turns and then fail. Add "
+            "scenario.JudgeAgent(criteria=[...]) to agents, or give the script an end: e.g. "
+            "script=[scenario.proceed(turns=3), scenario.succeed()] (or scenario.fail(...))."
         )
     judges = [agent for agent in agents if agent.role is AgentRole.JUDGE]
     inline = any(isinstance(s, JudgeStep) and s.criteria for s in steps)
@@ -230,6 +241,7 @@ class ScenarioEngine:
         result.total_time = time.perf_counter() - started
         result.agent_time = self._agent_time
         result.usage = run.usage
+        result.model_calls = list(run.model_calls)
         result.thread_id = self.state.thread_id
         if self._checkpoints:
             self._merge_checkpoints(result)
@@ -454,6 +466,7 @@ class ScenarioEngine:
     # -- bookkeeping --------------------------------------------------------------------------
     def add_message(self, message: Message) -> None:
         self.state.messages.append(message)
+        live.message_added(self.state.messages, self.state.current_turn)
         if self.spec.verbose:
             role = message.get("role", "?")
             print(f"[{self.spec.name}] {role}: {message_text(message)}", flush=True)

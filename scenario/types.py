@@ -221,6 +221,28 @@ class ErrorInfo(BaseModel):
     traceback: Optional[str] = None
 
 
+class ModelCall(BaseModel):
+    """One model call made during a run, in the order made: who asked, which model, what it cost.
+
+    ``latency`` is the wall time of the whole call, retries and rate-limit waits included;
+    ``attempts`` counts tries (1 when the first succeeded); ``rate_limited`` how many of them
+    the provider answered with a rate limit. ``cost_usd`` is None when the call could not be
+    priced. ``error`` is set on a call that failed after its last attempt.
+    """
+
+    role: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Optional[float] = None
+    latency: float = 0.0
+    attempts: int = 1
+    rate_limited: int = 0
+    waited: float = 0.0
+    cached: bool = False
+    error: Optional[str] = None
+
+
 class ScenarioResult(BaseModel):
     """The outcome of one scenario run."""
 
@@ -244,6 +266,8 @@ class ScenarioResult(BaseModel):
         default_factory=list,
         description="Always empty here: langwatch-scenario fills it from its hosted evaluators.",
     )
+    #: The simulator's, judge's and ``scenario.acompletion`` model calls, in order.
+    model_calls: List[ModelCall] = Field(default_factory=list)
 
     _exception: Optional[BaseException] = PrivateAttr(default=None)
 

@@ -22,12 +22,12 @@ import sys
 import time
 from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from .. import telemetry
+from .. import live, telemetry
 from ..concurrency import ConcurrencyStrategy, SlidingWindow, current_strategy
 from ..engine import ScenarioEngine, build_spec
 from ..errors import ModelCallError, ScenarioConfigError
 from ..executors import run_on_worker_loop
-from ..records import BatchResult, RunRecord
+from ..records import AttemptInfo, BatchResult, RunRecord
 from ..types import ScenarioResult, Usage
 from .spec import AgentRecipe, RunUnit, Scenario, check_rate, check_runs, check_timeout, normalize_variants, plan_units
 
@@ -505,11 +505,18 @@ class BatchRunner:
         usage: Optional[Usage] = None
         outcome: Optional[_Outcome] = None
         released = False
+        history: List[AttemptInfo] = []
+        live.running(unit.id, config.suite, unit.scenario.name, unit.variant, unit.index)  # this task's context
         try:
             with telemetry.use_span(span):
                 while True:
                     attempts += 1
+                    attempt_started = time.perf_counter()
                     outcome = await self._attempt(unit)
+                    history.append(AttemptInfo(
+                        status=outcome.status, duration=time.perf_counter() - attempt_started,
+                        error=_error_text(outcome.exception) if outcome.exception is not None else None,
+                    ))
                     if outcome.result is not None:
                         if usage is None:
                             usage = outcome.result.usage
@@ -517,14 +524,16 @@ class BatchRunner:
                             usage = usage.model_copy(deep=True)
                             usage.merge(outcome.result.usage)
                     if self._should_retry(outcome, attempts):
-                        from ..retry import retry_after_seconds
+                        from ..retry import classify_error, retry_after_seconds, retry_board
 
                         assert outcome.exception is not None
                         wait = config.retry_policy.compute_sleep(attempts, retry_after_seconds(outcome.exception))
                         if span is not None:
                             span.add_event("retry", {"attempt": attempts, "status": outcome.status,
                                                      "error": _error_text(outcome.exception)[:500]})
-                        await asyncio.sleep(wait)
+                        history[-1].waited = wait
+                        # Listed while it waits, so the live display can say what is retrying.
+                        await retry_board.sleep(wait, classify_error(outcome.exception))
                         continue
                     break
         except asyncio.CancelledError:
@@ -543,6 +552,8 @@ class BatchRunner:
         self._in_flight.pop(task, None)  # type: ignore[arg-type]
         assert outcome is not None
         record = self._record(unit, outcome, attempts, started_at, time.perf_counter() - t0, usage)
+        if len(history) > 1:  # one attempt says nothing the record does not
+            record.attempt_history = history
         self._feedback(outcome)
         telemetry.end_span(
             span, outcome.exception if record.status in ("error", "timeout") else None,
