@@ -346,3 +346,13 @@ def test_a_plain_install_runs_users_tool_calling_litellm_code(mock_server):
                                   messages=[{"role": "user", "content": "weather in Paris?"}], tools=WEATHER_TOOLS,
                                   timeout=10)
     assert response.choices[0].message.tool_calls[0].function.name == "get_current_weather"
+
+
+def test_the_gateway_client_example_runs_offline():
+    import pathlib
+    import subprocess
+    import sys
+
+    example = pathlib.Path(__file__).resolve().parent.parent / "examples" / "gateway_client.py"
+    out = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.strip() == "success=True; 4 model calls through the gateway, headers: ['my-subscription-key']"
