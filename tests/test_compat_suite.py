@@ -356,3 +356,26 @@ def test_the_gateway_client_example_runs_offline():
     example = pathlib.Path(__file__).resolve().parent.parent / "examples" / "gateway_client.py"
     out = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=120, check=True).stdout
     assert out.strip() == "success=True; 4 model calls through the gateway, headers: ['my-subscription-key']"
+
+
+@pytest.mark.asyncio
+async def test_a_wrapper_client_set_once_with_configure_serves_every_agent(mock_server):
+    models_sent: List[str] = []
+
+    class Wrapper:
+        """A hand-written OpenAI-compatible client around the SDK (what some gateways need)."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+            self.chat = self.completions = self
+
+        async def create(self, **params: Any) -> Any:
+            models_sent.append(params["model"])
+            return await self.inner.chat.completions.create(**params)
+
+    client = Wrapper(openai.AsyncOpenAI(base_url=mock_server.base_url, api_key="mock"))
+    scenario.configure(default_model=scenario.ModelConfig(model="openai/gpt-4o-mini", client=client))
+    result = await scenario.run(name="configured client", description="d",
+                                agents=[EchoAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=["ok"])])
+    assert result.success, result.reasoning
+    assert models_sent == ["gpt-4o-mini"] * 4 and result.usage.calls == 4
