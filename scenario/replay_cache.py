@@ -70,6 +70,35 @@ def store(key: str, value: Any) -> None:
         os.replace(tmp, folder / f"{key}.json")
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as JSON data: pydantic models (litellm/OpenAI messages) become their dicts.
+    Raises TypeError for anything else that JSON cannot hold."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return _plain(dump(exclude_none=True))
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def _store_value(key: str, value: Any, namespace: str) -> None:
+    """Store a function's return value, or (not JSON data) skip it and say so once: replaying a
+    repr() string instead of the real value would silently change what the agent returns."""
+    try:
+        plain = _plain(value)
+    except TypeError as exc:
+        from .telemetry import warn_once
+
+        warn_once(f"cache:{namespace}", f"@scenario.cache: {namespace} returned {exc}; its calls are not cached. "
+                  "Return strings, dicts, lists, numbers or pydantic models.")
+        return
+    store(key, {"value": plain})
+
+
 def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
     """Decorator: replay a function's (JSON-serialisable) return value while a cache key is active.
 
@@ -79,7 +108,9 @@ def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
         async def call_llm(self, messages): ...
 
     Arguments named in ``ignore`` (``self`` always) do not enter the key. Without an active cache
-    key the function simply runs.
+    key the function simply runs. Return values are stored as JSON: pydantic models (litellm and
+    OpenAI message objects) replay as their dicts; anything JSON cannot hold is not cached
+    (warned once) rather than replayed wrongly.
     """
     ignored = set(ignore) | {"self"}
 
@@ -107,7 +138,7 @@ def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
                         return hit["value"]
                 value = await func(*args, **kwargs)
                 if key is not None:
-                    store(key, {"value": value})
+                    _store_value(key, value, namespace)
                 return value
 
             return async_wrapper  # type: ignore[return-value]
@@ -121,7 +152,7 @@ def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
                     return hit["value"]
             value = func(*args, **kwargs)
             if key is not None:
-                store(key, {"value": value})
+                _store_value(key, value, namespace)
             return value
 
         return wrapper  # type: ignore[return-value]

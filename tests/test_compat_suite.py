@@ -379,3 +379,27 @@ async def test_a_wrapper_client_set_once_with_configure_serves_every_agent(mock_
                                 agents=[EchoAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=["ok"])])
     assert result.success, result.reasoning
     assert models_sent == ["gpt-4o-mini"] * 4 and result.usage.calls == 4
+
+
+@pytest.mark.asyncio
+async def test_cached_agent_functions_replay_litellm_messages_as_messages(tmp_path, mock_server):
+    scenario.configure(cache_dir=str(tmp_path))
+    calls: List[int] = []
+
+    @scenario.cache()
+    def shopping_agent(messages: List[Dict[str, Any]]) -> List[Any]:
+        calls.append(1)
+        response = litellm.completion(model="openai/gpt-4o-mini", api_base=mock_server.base_url, api_key="mock",
+                                      messages=messages, timeout=10)
+        return [response.choices[0].message]  # a litellm Message object, as the peer's examples return
+
+    class Shop(scenario.AgentAdapter):
+        async def call(self, input: scenario.AgentInput) -> scenario.AgentReturnTypes:
+            return shopping_agent(input.messages)
+
+    runs = [await scenario.run(name="cached", description="d", agents=[Shop()], cache_key="v1",
+                               script=[scenario.user("headphones?"), scenario.agent(), scenario.succeed()])
+            for _ in range(2)]
+    assert len(calls) == 1, "the second run replays the agent's answer"
+    assert runs[0].messages == runs[1].messages
+    assert runs[1].messages[1] == {"role": "assistant", "content": "Mock agent reply to: headphones?"}
