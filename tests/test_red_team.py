@@ -209,3 +209,11 @@ def test_the_red_team_example_runs_offline_and_tells_the_two_bots_apart():
     hardened, naive = out.strip().splitlines()
     assert hardened.startswith("HardenedBot: held, 4 replies")  # two refusals backtracked out of six attacks
     assert naive.startswith("NaiveBot: LEAKED, 3 replies") and "STAFF-50-OFF" in naive
+
+
+def test_goat_warns_about_settings_it_does_not_use():
+    with pytest.warns(UserWarning, match="writes no attack plan"):
+        scenario.RedTeamAgent.goat(target="x", metaprompt_template="{target}")
+    with pytest.warns(DeprecationWarning, match="old name of encoding_techniques"):
+        agent = scenario.RedTeamAgent.goat(target="x", techniques=[ROT13Technique()])
+    assert [t.name for t in agent.techniques] == ["rot13"]

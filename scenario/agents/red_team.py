@@ -30,6 +30,7 @@ import inspect
 import json
 import random
 import re
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
@@ -199,6 +200,11 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
                 f"{where}(techniques=[]) with injection_probability > 0: give at least one AttackTechnique, "
                 "leave techniques out for the defaults, or set injection_probability=0."
             )
+        if metaprompt_template is not None and not strategy.needs_metaprompt_plan:
+            warnings.warn(
+                f"{where}(metaprompt_template=...): {type(strategy).__name__} writes no attack plan, so the "
+                "template is not used.", UserWarning, stacklevel=3,
+            )
         ModelBackedAgent.__init__(
             self, model=model, api_base=api_base, api_key=api_key, temperature=temperature,
             max_tokens=max_tokens, system_prompt=None, **litellm_params,
@@ -262,6 +268,11 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
         if techniques is not None and encoding_techniques is not None:
             raise ScenarioConfigError(
                 "RedTeamAgent.goat(): pass encoding_techniques=... or its old name techniques=..., not both."
+            )
+        if techniques is not None:
+            warnings.warn(
+                "RedTeamAgent.goat(techniques=...) is the old name of encoding_techniques=... (message disguises); "
+                "the GOAT catalogue itself is goat_techniques=...", DeprecationWarning, stacklevel=2,
             )
         return cls(
             strategy=GoatStrategy(techniques=goat_techniques), target=target, total_turns=total_turns,
