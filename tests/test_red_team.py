@@ -13,6 +13,8 @@ import pytest
 
 import scenario
 from scenario.agents.red_team import detect_refusal
+
+from test_telemetry import app_provider, spans  # noqa: F401  (fixtures)
 from scenario.agents.red_team_strategies import (
     DEFAULT_TECHNIQUES,
     Base64Technique,
@@ -217,3 +219,14 @@ def test_goat_warns_about_settings_it_does_not_use():
     with pytest.warns(DeprecationWarning, match="old name of encoding_techniques"):
         agent = scenario.RedTeamAgent.goat(target="x", techniques=[ROT13Technique()])
     assert [t.name for t in agent.techniques] == ["rot13"]
+
+
+@pytest.mark.asyncio
+async def test_each_attack_turn_is_described_on_its_span(configured, spans):  # noqa: F811
+    red_team = scenario.RedTeamAgent.crescendo(target="get the code", total_turns=3, attack_plan="plan")
+    await scenario.run(name="spans", description="Shop.", agents=[RefusingBot(), red_team, _judge()],
+                       script=red_team.marathon_script())
+    turns = [s.attributes for s in spans.get_finished_spans() if s.name == "invoke_agent RedTeamAgent"]
+    assert [t["red_team.turn"] for t in turns] == [1, 2, 3]
+    assert [t["red_team.phase"] for t in turns] == ["probing", "escalation", "pressure"]
+    assert turns[1]["red_team.last_score"] == 1 and turns[0]["red_team.strategy"] == "CrescendoStrategy"

@@ -385,6 +385,15 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
             run.history.append({"role": "system", "content": f"[INJECTED {technique.name}] the agent received your "
                                                              "message in this disguised form."})
         run.attacks = turn
+        _describe_turn_on_span({
+            "red_team.strategy": type(self.strategy).__name__,
+            "red_team.turn": turn,
+            "red_team.total_turns": self.total_turns,
+            "red_team.phase": self.strategy.get_phase_name(turn, self.total_turns),
+            "red_team.last_score": run.scores.get(turn - 1, (None, ""))[0],
+            "red_team.backtracks_left": run.backtracks_left,
+            "red_team.parse_failures": run.parse_failures,
+        })
         return {"role": "user", "content": reply}
 
     async def _take_in_reply(self, run: _Run, state: Any, messages: List[Dict[str, Any]]) -> None:
@@ -470,6 +479,17 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
             self.metaprompt_model or self.model, agent_name="RedTeamAgent",
             api_base=self.api_base, api_key=self.api_key, **{**self.litellm_params, **overrides},
         )
+
+
+def _describe_turn_on_span(attributes: Dict[str, Any]) -> None:
+    """Label the agent's invoke span (current during call) with what this attack turn was."""
+    from opentelemetry import trace
+
+    from .. import telemetry
+
+    span = trace.get_current_span()
+    if span.is_recording():
+        telemetry.set_attributes(span, attributes)
 
 
 def _check_int(value: Any, where: str, *, minimum: int, maximum: Optional[int] = None) -> None:
