@@ -70,6 +70,26 @@ def store(key: str, value: Any) -> None:
         os.replace(tmp, folder / f"{key}.json")
 
 
+def _key_part(value: Any) -> Any:
+    """What of an argument decides the answer. An ``AgentInput`` or ``ScenarioState`` (a cached
+    ``call(self, input)``) counts by its conversation and description, never by the per-run
+    thread id or trace headers: with those in the key it would never hit."""
+    from .state import ScenarioState
+    from .types import AgentInput
+
+    if isinstance(value, AgentInput):
+        request = value.judgment_request
+        return {
+            "messages": value.messages,
+            "new_messages": value.new_messages,
+            "judgment_request": request.model_dump() if request is not None else None,
+            "description": getattr(value.scenario_state, "description", None),
+        }
+    if isinstance(value, ScenarioState):
+        return {"messages": value.messages, "description": value.description}
+    return value
+
+
 def _plain(value: Any) -> Any:
     """``value`` as JSON data: pydantic models (litellm/OpenAI messages) become their dicts.
     Raises TypeError for anything else that JSON cannot hold."""
@@ -107,7 +127,9 @@ def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
         @scenario.cache()
         async def call_llm(self, messages): ...
 
-    Arguments named in ``ignore`` (``self`` always) do not enter the key. Without an active cache
+    Arguments named in ``ignore`` (``self`` always) do not enter the key; an ``AgentInput`` enters
+    by its messages, judgment request and scenario description (so ``@scenario.cache()`` on an
+    adapter's ``call`` replays across runs, as with langwatch-scenario). Without an active cache
     key the function simply runs. Return values are stored as JSON: pydantic models (litellm and
     OpenAI message objects) replay as their dicts; anything JSON cannot hold is not cached
     (warned once) rather than replayed wrongly.
@@ -124,7 +146,7 @@ def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
                 return None
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            payload = {k: v for k, v in bound.arguments.items() if k not in ignored}
+            payload = {k: _key_part(v) for k, v in bound.arguments.items() if k not in ignored}
             return make_key(namespace, cache_key, payload)
 
         if inspect.iscoroutinefunction(func):

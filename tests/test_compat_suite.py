@@ -403,3 +403,25 @@ async def test_cached_agent_functions_replay_litellm_messages_as_messages(tmp_pa
     assert len(calls) == 1, "the second run replays the agent's answer"
     assert runs[0].messages == runs[1].messages
     assert runs[1].messages[1] == {"role": "assistant", "content": "Mock agent reply to: headphones?"}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("executor", ["run", "arun"])
+async def test_cache_on_an_adapters_call_replays_across_runs(executor, tmp_path):
+    scenario.configure(cache_dir=str(tmp_path))
+    bodies: List[str] = []
+
+    class Cached(scenario.AgentAdapter):
+        @scenario.cache()
+        async def call(self, input: scenario.AgentInput) -> scenario.AgentReturnTypes:
+            bodies.append(input.last_new_user_message_str())
+            return {"role": "assistant", "content": f"fresh answer {len(bodies)}"}
+
+    async def once() -> scenario.ScenarioResult:
+        return await EXECUTORS[executor](
+            name="cached call", description="d", agents=[Cached()], cache_key="suite-v1",
+            script=[scenario.user("hi"), scenario.agent(), scenario.user("more"), scenario.agent(), scenario.succeed()])
+
+    first, second = await once(), await once()
+    assert bodies == ["hi", "more"], "the second run (new thread id, new trace) replays both answers"
+    assert first.messages == second.messages and first.thread_id != second.thread_id
