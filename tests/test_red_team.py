@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import re
-from typing import Any, List
+from typing import List
 
 import pytest
 
