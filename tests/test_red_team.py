@@ -229,3 +229,16 @@ async def test_each_attack_turn_is_described_on_its_span(configured, spans):  # 
     assert [t["red_team.turn"] for t in turns] == [1, 2, 3]
     assert [t["red_team.phase"] for t in turns] == ["probing", "escalation", "pressure"]
     assert turns[1]["red_team.last_score"] == 1 and turns[0]["red_team.strategy"] == "CrescendoStrategy"
+
+
+@pytest.mark.asyncio
+async def test_one_agent_serves_concurrent_runs_on_worker_threads(configured):
+    red_team = scenario.RedTeamAgent.goat(target="get the code", total_turns=2, success_score=None)
+    results = await asyncio.gather(*(
+        scenario.run(name=f"threads {i}", description=f"Shop number {i}.", agents=[RefusingBot(), red_team, _judge()],
+                     script=red_team.marathon_script())
+        for i in range(6)
+    ))
+    assert all(r.success for r in results)
+    for index, result in enumerate(results):
+        assert all(f"Shop number {index}" in m["content"] for m in result.messages if m["role"] == "user")

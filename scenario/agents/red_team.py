@@ -30,6 +30,7 @@ import inspect
 import json
 import random
 import re
+import threading
 import warnings
 import weakref
 from dataclasses import dataclass, field
@@ -225,6 +226,8 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
         self.metaprompt_temperature = metaprompt_temperature if metaprompt_temperature is not None else temperature
         self._random = random.Random(seed)
         self._runs: "weakref.WeakKeyDictionary[Any, _Run]" = weakref.WeakKeyDictionary()
+        # Runs under scenario.run live on different worker threads and may share this agent.
+        self._runs_lock = threading.Lock()
 
     # -- constructors ---------------------------------------------------------------------------
     @classmethod
@@ -332,7 +335,9 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
         """Like :meth:`objective_reached` from scores already computed (no model call).
 
         Without ``state`` it reads the only run this agent is taking part in."""
-        run = self._runs.get(state) if state is not None else (next(iter(self._runs.values())) if len(self._runs) == 1 else None)
+        with self._runs_lock:
+            runs = list(self._runs.values())
+            run = self._runs.get(state) if state is not None else (runs[0] if len(runs) == 1 else None)
         if self.success_score is None or run is None or run.attacks < self.success_confirm_turns:
             return False
         recent = [run.scores.get(n) for n in range(run.attacks, run.attacks - self.success_confirm_turns, -1)]
@@ -353,9 +358,10 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
     # -- one turn -------------------------------------------------------------------------------
     async def call(self, input: AgentInput) -> Dict[str, Any]:
         state = input.scenario_state
-        run = self._runs.get(state)
-        if run is None:
-            run = self._runs[state] = _Run(backtracks_left=self.max_backtracks)
+        with self._runs_lock:
+            run = self._runs.get(state)
+            if run is None:
+                run = self._runs[state] = _Run(backtracks_left=self.max_backtracks)
         description = getattr(state, "description", "")
         if self.strategy.needs_metaprompt_plan and run.plan is None:
             run.plan = self.attack_plan or await self._write_plan(description)
