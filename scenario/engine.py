@@ -389,6 +389,12 @@ class ScenarioEngine:
         return None
 
     def _turn_limit_result(self) -> ScenarioResult:
+        if self._checkpoints and self._agents[AgentRole.JUDGE] and self._judges_lack_criteria():
+            # The judge only rules on inline checkpoints, so running out of turns after they all
+            # passed is the script's natural end, not a missing verdict.
+            return self._checkpoints_passed_result(
+                f"Reached the turn limit (max_turns={self.spec.max_turns}) after the judge() checkpoints passed"
+            )
         judge_note = "" if self._agents[AgentRole.JUDGE] else " (agents has no judge, so nothing could end it earlier)"
         return ScenarioResult(
             success=False,
