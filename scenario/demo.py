@@ -120,7 +120,7 @@ def _print_rollup(label: str, results: List[scenario.ScenarioResult], elapsed: f
     return total
 
 
-async def _main_async(model: scenario.ModelConfig, mock: bool) -> int:
+async def _main_async(model: scenario.ModelConfig, mock: bool, store_path: str = ".scenario/results.db") -> int:
     specs = demo_scenarios(mock)
     scenario.configure(default_model=model)
     # litellm takes a few seconds to import; load it up front so the timings below are the runs'.
@@ -152,8 +152,31 @@ async def _main_async(model: scenario.ModelConfig, mock: bool) -> int:
     if mock and (unexpected or not same):
         print(f"demo: unexpected outcome for {sorted(set(unexpected))}", file=sys.stderr)
         return 1
+    stored = _store_results(specs, outcomes["run"], store_path)
+    if stored:
+        print(f"\nResults stored in {store_path}: browse the transcripts and verdicts with `scenario view {store_path}`.")
     print("\nNext: write your own AgentAdapter (docs/getting-started.md) and run `make test`.")
     return 0
+
+
+def _store_results(specs: List[Dict[str, Any]], results: List[scenario.ScenarioResult], store_path: str) -> bool:
+    """Keep the demo's runs as one batch of suite "demo", for `scenario view` (never fails the demo)."""
+    from scenario.records import RunRecord
+    from scenario.store import ResultStore, StoreError
+
+    try:
+        with ResultStore(store_path) as store:
+            info = {"scenario_order": [spec["name"] for spec in specs],
+                    "scenarios": [{"name": spec["name"], "description": spec["description"],
+                                   "criteria": spec.get("criteria", [])} for spec in specs]}
+            batch = store.start_batch("demo", planned=len(specs), info=info, command="scenario demo")
+            store.put_many(RunRecord.from_result(result, suite="demo", scenario=spec["name"], batch_id=batch.id)
+                           for spec, result in zip(specs, results))
+            store.finish_batch(batch.id)
+        return True
+    except StoreError as exc:
+        print(f"(not stored: {exc})", file=sys.stderr)
+        return False
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -161,20 +184,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--model", help="real litellm model to use instead of the mock, e.g. openai/gpt-4o-mini")
     parser.add_argument("--mock", action="store_true", help="force the built-in mock model even if OPENAI_API_KEY is set")
     parser.add_argument("--latency", type=float, default=0.05, help="mock model latency per call in seconds")
+    parser.add_argument("--store", default=".scenario/results.db", metavar="PATH",
+                        help="result store to keep the demo's runs in, for `scenario view` (default: %(default)s)")
     args = parser.parse_args(argv)
 
     use_real = (args.model or os.environ.get("OPENAI_API_KEY")) and not args.mock
     if use_real:
         model = scenario.ModelConfig(model=args.model or "openai/gpt-4o-mini", timeout=60)
         print(f"Using real model {model.model} (credentials from the environment).")
-        return asyncio.run(_main_async(model, mock=False))
+        return asyncio.run(_main_async(model, mock=False, store_path=args.store))
 
     from scenario.testing import MockLLMServer
 
     with MockLLMServer(latency=args.latency) as server:
         print(f"Using the built-in mock model at {server.base_url} (offline, deterministic).")
         model = scenario.ModelConfig(model="openai/gpt-4o-mini", api_base=server.base_url, api_key="mock", timeout=30)
-        return asyncio.run(_main_async(model, mock=True))
+        return asyncio.run(_main_async(model, mock=True, store_path=args.store))
 
 
 if __name__ == "__main__":  # pragma: no cover
