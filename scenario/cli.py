@@ -500,10 +500,7 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
                 # Import litellm (seconds) before the clock starts, so progress and ETA measure runs.
                 from .models import litellm_module
 
-                # This process is our program, so its output is ours to keep readable: litellm's
-                # "Give Feedback / Get Help" banner on every provider error would bury the progress.
-                # (The library itself never changes litellm's settings.)
-                litellm_module().suppress_debug_info = True
+                litellm_module()
             progress = BatchProgress(
                 plan.planned, skipped=len(plan.kept), skipped_passed=plan.kept_passed, mode=args.progress, stream=err,
                 strategy=strategy, title=suite.name,

@@ -524,7 +524,7 @@ class BatchRunner:
                             usage = usage.model_copy(deep=True)
                             usage.merge(outcome.result.usage)
                     if self._should_retry(outcome, attempts):
-                        from ..retry import retry_after_seconds
+                        from ..retry import classify_error, retry_after_seconds, retry_board
 
                         assert outcome.exception is not None
                         wait = config.retry_policy.compute_sleep(attempts, retry_after_seconds(outcome.exception))
@@ -532,7 +532,8 @@ class BatchRunner:
                             span.add_event("retry", {"attempt": attempts, "status": outcome.status,
                                                      "error": _error_text(outcome.exception)[:500]})
                         history[-1].waited = wait
-                        await asyncio.sleep(wait)
+                        # Listed while it waits, so the live display can say what is retrying.
+                        await retry_board.sleep(wait, classify_error(outcome.exception))
                         continue
                     break
         except asyncio.CancelledError:

@@ -14,6 +14,12 @@ What it adds (docs/pytest.md has the patterns):
   the end of the session shows runs, pass rate, time and cost per scenario test and the total
   cost; ``--scenario-report=PATH`` writes the same as JSON; JUnit XML gets the figures as test
   properties. Under pytest-xdist the figures ride on the test reports to the controller.
+- langwatch-scenario's ``@pytest.mark.agent_test`` marker and its ``--headless`` and
+  ``--scenario-debug`` options are registered, so suites written for it run unchanged:
+  the marker only labels a test, ``--headless`` has nothing to hide (no browser view here),
+  ``--scenario-debug`` prints each conversation as it happens.
+- With pytest-rerunfailures (installed with the ``pytest`` extra), a test rerun by
+  ``@pytest.mark.flaky(reruns=N)`` or ``--reruns`` shows its reruns in the table and report.
 - ``--scenario-store PATH`` (or the ``scenario_store`` ini key) records every scenario run of
   the session as one batch of a result store, for ``scenario view``/``report``/``compare``
   (see ``_store``).
@@ -83,11 +89,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write the scenario summary (runs, pass rate, time, cost per test) as JSON to PATH.",
     )
     parser.addini(ini, "scenario: write the scenario summary as JSON to this path.", default="")
+    # langwatch-scenario's options (docs/migrating.md).
+    group.addoption(
+        "--headless", action="store_true", default=False,
+        help="accepted for langwatch-scenario suites; this plugin opens no browser view, so it changes nothing.",
+    )
+    group.addoption(
+        "--scenario-debug", action="store_true", default=False,
+        help="print each scenario conversation as it happens (langwatch-scenario's debug flag).",
+    )
     _store.add_options(group, parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    config.addinivalue_line("markers", "agent_test: marks an agent scenario test (langwatch-scenario's marker; a label only).")
+    if config.getoption("--scenario-debug", default=False):
+        from ..config import configure
+
+        configure(verbose=True)
     config.pluginmanager.register(ScenarioPytestPlugin(config), PLUGIN_NAME)
 
 
@@ -156,6 +176,7 @@ class ScenarioPytestPlugin:
         self.is_worker = hasattr(config, "workerinput")
         self.group_loop = GroupLoop()
         self.rows: List[Dict[str, Any]] = []
+        self.reruns: Dict[str, int] = {}  # nodeid -> attempts rerun so far (pytest-rerunfailures)
         path = _store.store_path(config)
         recording = path is not None and not config.option.collectonly
         self.session_store: Optional[_store.SessionStore] = _store.SessionStore(config, path) if recording else None
@@ -292,9 +313,12 @@ class ScenarioPytestPlugin:
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.outcome == "rerun":  # a failed attempt pytest-rerunfailures will run again
+            self.reruns[report.nodeid] = self.reruns.get(report.nodeid, 0) + 1
+            return
         row = getattr(report, _summary.REPORT_ATTRIBUTE, None)
         if report.when == "call" and isinstance(row, dict):
-            self.rows.append(row)
+            self.rows.append(dict(row, reruns=self.reruns.pop(report.nodeid, 0)))
 
     # -- pytest-asyncio-concurrent groups -----------------------------------------------------
     @pytest.hookimpl(wrapper=True, tryfirst=True, optionalhook=True)
