@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, TypeVar
 from .engine import ScenarioEngine, build_spec
 from .event_loops import drain
 from .types import ScenarioResult
-from .worker_pool import get_pool
+from .worker_pool import at_thread_exit, get_pool
 
 T = TypeVar("T")
 
@@ -178,8 +178,22 @@ def _give_back_thread_loop(loop: asyncio.AbstractEventLoop) -> None:
     if _is_pristine(loop):
         asyncio.set_event_loop(None)
         _thread_loop.kept = _KeptLoop(loop)
+        if not getattr(_thread_loop, "closes_at_exit", False):
+            _thread_loop.closes_at_exit = True
+            at_thread_exit(_close_kept_loop)  # the pool ends idle threads: the loop goes with it
         return
     _shutdown_loop(loop)
+
+
+def _close_kept_loop() -> None:
+    """On a worker thread that is ending: close the loop it kept (its epoll and self-pipe)."""
+    kept = getattr(_thread_loop, "kept", None)
+    _thread_loop.kept = None
+    loop = kept.loop if kept is not None else None
+    if kept is not None:
+        kept.loop = None
+    if loop is not None and not loop.is_closed():
+        _shutdown_loop(loop)
 
 
 def _is_pristine(loop: asyncio.AbstractEventLoop) -> bool:

@@ -103,8 +103,15 @@ class ModelLoop:
             return loop
         with self._lock:
             if self._loop is None or self._loop.is_closed():
+                from .worker_pool import WorkerPool
+
                 ready = threading.Event()
                 new_loop = asyncio.new_event_loop()
+                # litellm runs part of every call in the loop's default executor; ours lets those
+                # threads end when idle, like the library's other workers (same size as asyncio's).
+                new_loop.set_default_executor(
+                    WorkerPool(min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="scenario-model-io")
+                )
 
                 def serve() -> None:
                     asyncio.set_event_loop(new_loop)
@@ -205,7 +212,7 @@ class ModelLoop:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._release_callers()
-            if _litellm is not None:
+            if _litellm is not None and self is model_loop:  # litellm's clients live on the process's loop
                 try:
                     from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
