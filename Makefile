@@ -9,7 +9,7 @@ PHOENIX_VENV  ?= .venv-phoenix
 PHOENIX_STAMP := $(PHOENIX_VENV)/.installed
 PHOENIX_REQ   := arize-phoenix==19.12.0
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/scenario demo $(DEMO_ARGS)
 
+# The viewer's browser tests drive Debian's chromium through Playwright (no browser download).
+# Installed when missing; where apt-get cannot run (not root) the tests skip, except in CI.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	( echo "installing chromium for the browser tests" && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) || \
+	( [ -z "$$CI" ] && echo "could not install chromium (apt-get needs root): the browser tests will be skipped" )
+
 # pytest exits 5 when it collects no test: treat that as a failure too, loudly.
-test: $(STAMP) $(PHOENIX_STAMP)
+test: $(STAMP) $(PHOENIX_STAMP) browser
 	SCENARIO_PHOENIX_PYTHON=$(abspath $(PHOENIX_VENV))/bin/python \
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc

@@ -142,7 +142,7 @@ def test_html_report_is_self_contained_and_escaped():
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)
     assert "<script" not in html.replace("&lt;script&gt;", "")
     assert "<link" not in html
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     # The summary table, one pass-rate bar per (scenario, variant), cost and latency figures.
     assert html.count('class="bar"') == 3
     assert html.count("<svg") == 3
@@ -150,7 +150,9 @@ def test_html_report_is_self_contained_and_escaped():
     # Every transcript, with verdict and per-criterion reasoning.
     assert html.count('<details class="run"') == 10
     assert html.count("Sure, refund started.") == 8
-    assert "refund({&quot;id&quot;: 7})" in html
+    # Tool calls are shown with their name and their arguments as indented JSON, results beside them.
+    assert html.count('data-tool="refund"') == 8 and "&#34;id&#34;: 7" in html
+    assert "tool result &middot; refund" in html and "&#34;ok&#34;: true" in html
     assert "It did, in turn 2." in html
     assert "RateLimitError: 429 Too Many Requests" in html
     assert 'data-status="failed" open' in html  # what did not pass starts expanded
@@ -166,14 +168,27 @@ def test_unknown_format():
         render(report_from_records([]), "pdf")
 
 
+def _in_batch(records, batch_id):
+    for item in records:
+        item.batch_id = batch_id
+    return records
+
+
 def test_write_report_and_report_from_store(tmp_path):
     with ResultStore(tmp_path / "r.db") as store:
-        store.put_many(sample() + [record("other", "default", 0, "passed", suite="second")])
-        store.save_suite_info("shop", INFO["shop"])
+        old = store.start_batch("shop", info=INFO["shop"])
+        store.put_many(_in_batch([record("refund", "base", 0, "failed")], old.id))
+        shop = store.start_batch("shop", info=INFO["shop"])
+        second = store.start_batch("second")
+        store.put_many(_in_batch(sample(), shop.id)
+                       + _in_batch([record("other", "default", 0, "passed", suite="second")], second.id))
         report = report_from_store(store)
         assert [s.name for s in report.suites] == ["second", "shop"]
-        only = report_from_store(store, "shop")
+        only = report_from_store(store, "shop")  # the latest batch of the suite, not its history
+        earlier = report_from_store(store, batch_id=old.id)
     assert [g.threshold for g in only.groups] == [0.75, 0.75, 0.5]
+    assert len(only.records) == len(sample()) and {r.batch_id for r in only.records} == {shop.id}
+    assert [(r.scenario, r.status) for r in earlier.records] == [("refund", "failed")]
     path = write_report(only, "json", tmp_path / "nested" / "out.json")
     assert json.loads(path.read_text())["suites"][0]["name"] == "shop"
     assert not list((tmp_path / "nested").glob(".*partial"))

@@ -22,12 +22,12 @@ import sys
 import time
 from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from .. import telemetry
+from .. import live, telemetry
 from ..concurrency import ConcurrencyStrategy, SlidingWindow, current_strategy
 from ..engine import ScenarioEngine, build_spec
 from ..errors import ModelCallError, ScenarioConfigError
 from ..executors import run_on_worker_loop
-from ..records import BatchResult, RunRecord
+from ..records import AttemptInfo, BatchResult, RunRecord
 from ..types import ScenarioResult, Usage
 from .spec import AgentRecipe, RunUnit, Scenario, check_rate, check_runs, check_timeout, normalize_variants, plan_units
 
@@ -91,6 +91,8 @@ async def run_batch(
     shard_index: Optional[int] = None,
     shard_count: Optional[int] = None,
     processes: int = 1,
+    store: Any = None,
+    resume: Union[bool, str, None] = None,
 ) -> BatchResult:
     """Run every scenario ``runs`` times (with every variant) and roll the results up.
 
@@ -124,6 +126,12 @@ async def run_batch(
         shard_index, shard_count: run only shard ``shard_index`` of ``shard_count`` (runs dealt
             round-robin in plan order), for the CLI and pytest-xdist.
         processes: spread the batch over this many worker processes (POSIX fork); see docs/batch.md.
+        store: a :class:`scenario.ResultStore` (or a path to one): the batch is recorded in it as a
+            new batch, each finished run written before ``on_run_finished`` sees it.
+        resume: with ``store``, continue a batch instead of starting one: ``True`` for the latest
+            interrupted batch of ``suite``, or a batch id. Runs it finished with a verdict and an
+            unchanged fingerprint are kept; errored, missing and changed ones run. The result then
+            covers the whole batch, kept runs included.
 
     Returns:
         A :class:`scenario.BatchResult`. If the task awaiting this is cancelled (Ctrl-C under
@@ -131,15 +139,28 @@ async def run_batch(
         with ``cancelled=True`` instead of raising.
 
     Raises:
-        scenario.ScenarioConfigError: bad arguments, or an agent factory that fails, before any
-            run starts.
+        scenario.ScenarioConfigError: bad arguments, an agent factory that fails, or a batch to
+            resume that does not exist, before any run starts.
     """
+    if resume and store is None:
+        raise ScenarioConfigError(
+            f"run_batch(resume={resume!r}): resuming needs the store holding the batch; pass store=ResultStore(path)."
+        )
     config = prepare_batch(
         scenarios, runs, variants=variants, agents=agents, executor=executor, max_concurrency=max_concurrency,
         concurrency=concurrency, retries=retries, timeout=timeout, on_error=on_error, min_pass_rate=min_pass_rate,
         on_run_finished=on_run_finished, suite=suite, skip=skip, shard_index=shard_index, shard_count=shard_count,
         processes=processes,
     )
+    if store is not None:
+        from .stored import StoredBatch
+
+        return await StoredBatch.open(store, config, resume=resume).execute()
+    return await execute_batch(config)
+
+
+async def execute_batch(config: BatchConfig) -> BatchResult:
+    """Run a prepared batch on the backend it asks for (this loop, or forked processes)."""
     if config.processes > 1 and len(config.units) > 1:
         from ..sharding import run_in_processes
 
@@ -233,7 +254,7 @@ def prepare_batch(
             )
         for variant in wanted:
             recipe = AgentRecipe(spec, named[variant], variant)
-            probe = recipe.probe()
+            probe = recipe.probe(min_pass_rate=min_pass_rate, timeout=timeout)
             try:
                 build_spec(**spec.run_kwargs(probe, timeout=timeout))
             except ScenarioConfigError as exc:
@@ -484,11 +505,18 @@ class BatchRunner:
         usage: Optional[Usage] = None
         outcome: Optional[_Outcome] = None
         released = False
+        history: List[AttemptInfo] = []
+        live.running(unit.id, config.suite, unit.scenario.name, unit.variant, unit.index)  # this task's context
         try:
             with telemetry.use_span(span):
                 while True:
                     attempts += 1
+                    attempt_started = time.perf_counter()
                     outcome = await self._attempt(unit)
+                    history.append(AttemptInfo(
+                        status=outcome.status, duration=time.perf_counter() - attempt_started,
+                        error=_error_text(outcome.exception) if outcome.exception is not None else None,
+                    ))
                     if outcome.result is not None:
                         if usage is None:
                             usage = outcome.result.usage
@@ -496,14 +524,16 @@ class BatchRunner:
                             usage = usage.model_copy(deep=True)
                             usage.merge(outcome.result.usage)
                     if self._should_retry(outcome, attempts):
-                        from ..retry import retry_after_seconds
+                        from ..retry import classify_error, retry_after_seconds, retry_board
 
                         assert outcome.exception is not None
                         wait = config.retry_policy.compute_sleep(attempts, retry_after_seconds(outcome.exception))
                         if span is not None:
                             span.add_event("retry", {"attempt": attempts, "status": outcome.status,
                                                      "error": _error_text(outcome.exception)[:500]})
-                        await asyncio.sleep(wait)
+                        history[-1].waited = wait
+                        # Listed while it waits, so the live display can say what is retrying.
+                        await retry_board.sleep(wait, classify_error(outcome.exception))
                         continue
                     break
         except asyncio.CancelledError:
@@ -522,6 +552,8 @@ class BatchRunner:
         self._in_flight.pop(task, None)  # type: ignore[arg-type]
         assert outcome is not None
         record = self._record(unit, outcome, attempts, started_at, time.perf_counter() - t0, usage)
+        if len(history) > 1:  # one attempt says nothing the record does not
+            record.attempt_history = history
         self._feedback(outcome)
         telemetry.end_span(
             span, outcome.exception if record.status in ("error", "timeout") else None,
@@ -611,6 +643,7 @@ class BatchRunner:
             usage=usage if usage is not None else Usage(),
             set_id=scenario.set_id,
             metadata=scenario.metadata,
+            fingerprint=unit.recipe.fingerprint,
         )
         if cancelled:
             record.error_type = "CancelledError"
@@ -623,6 +656,12 @@ class BatchRunner:
             record.error_type = info.type if info is not None else type(exc).__name__
             record.error_message = info.message if info is not None else str(exc)
             record.error_where = info.where if info is not None else outcome.where
+            if info is not None and info.traceback:
+                record.error_traceback = info.traceback
+            elif exc is not None:
+                from ..tracebacks import format_exception
+
+                record.error_traceback = format_exception(exc)
             record._exception = exc
         return record
 
