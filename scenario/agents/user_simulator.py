@@ -38,6 +38,8 @@ class UserSimulatorAgent(AgentAdapter, ModelBackedAgent):
     """
 
     role = AgentRole.USER
+    # Library code that only awaits the model loop: `run` keeps it on the engine's loop.
+    _library_call = True
 
     def __init__(
         self,
