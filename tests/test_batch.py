@@ -365,9 +365,9 @@ async def test_a_hanging_run_is_cancelled_at_its_timeout_and_recorded_as_timed_o
 
 @pytest.mark.asyncio
 async def test_a_blocking_sync_agent_past_its_timeout_is_stopped_by_the_backstop(monkeypatch):
-    from scenario.batch import runner
+    from scenario.batch import execute
 
-    monkeypatch.setattr(runner, "BACKSTOP_GRACE", 0.1)
+    monkeypatch.setattr(execute, "BACKSTOP_GRACE", 0.1)
     result = await run_batch([scripted("block", agents=Blocks, timeout=0.1)], executor="thread")
     record = result.runs[0]
     assert record.status == "timeout"
