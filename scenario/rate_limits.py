@@ -228,15 +228,16 @@ class RateLimits:
         if mapping:
             self.set(mapping)
 
-    def set(self, mapping: Mapping[str, RateLimit] | None) -> None:
-        """Replace all entries (``None`` or ``{}`` clears them)."""
+    def set(self, mapping: Mapping[str, RateLimit] | None, *, drained: bool = False) -> None:
+        """Replace all entries (``None`` or ``{}`` clears them). ``drained`` starts every bucket
+        empty (a restarted coordinator: the first minute's burst was already spent)."""
         limiters: dict[str, RateLimiter] = {}
         for key, limit in (mapping or {}).items():
             if not isinstance(key, str) or not key:
                 raise ValueError(f"RateLimits: model key {key!r} is not allowed; it must be a non-empty string")
             if not isinstance(limit, RateLimit):
                 raise TypeError(f"RateLimits: value for {key!r} must be a RateLimit, got {type(limit).__name__}")
-            limiters[key] = RateLimiter(limit)
+            limiters[key] = RateLimiter(limit, drained=drained)
         with self._lock:
             self._limiters = limiters
             self._resolved = {}

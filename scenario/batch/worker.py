@@ -100,20 +100,39 @@ class WorkerSession:
     def running(self) -> int:
         return len(self._tasks)
 
-    def start(self, unit: "RunUnit") -> "asyncio.Task[Any]":
-        """Start ``unit``; its record is sent when it ends (also when cancelled)."""
+    def _create(self, unit: "RunUnit", parent: Any) -> "asyncio.Task[Any]":
         loop = asyncio.get_running_loop()
         token = current_strategy.set(self.relay)
         try:
-            task = loop.create_task(execute_unit(unit, self.config, self._parent,
+            task = loop.create_task(execute_unit(unit, self.config, parent,
                                                  cancel_reason=lambda: self._reasons.get(unit.id)))
         finally:
             current_strategy.reset(token)
         self._tasks[unit.id] = task
-        task.add_done_callback(lambda t: self._done(unit, t))
         return task
 
-    def _done(self, unit: "RunUnit", task: "asyncio.Task[Any]") -> None:
+    def start(self, unit: "RunUnit") -> "asyncio.Task[Any]":
+        """Start ``unit``; its record is sent when it ends (also when cancelled)."""
+        task = self._create(unit, self._parent)
+
+        def done(task: "asyncio.Task[Any]") -> None:
+            record = self._finish(unit, task)
+            self._send(("record", dump_record(record)))
+
+        task.add_done_callback(done)
+        return task
+
+    async def run(self, unit: "RunUnit", parent: Any = None) -> RunRecord:
+        """Run ``unit`` and return its record (for transports where the reply is the result)."""
+        task = self._create(unit, parent if parent is not None else self._parent)
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:  # the call itself was cancelled: stop the run with it
+            task.cancel()
+            await asyncio.wait({task})
+        return self._finish(unit, task)
+
+    def _finish(self, unit: "RunUnit", task: "asyncio.Task[Any]") -> RunRecord:
         self._tasks.pop(unit.id, None)
         reason = self._reasons.pop(unit.id, None)
         if task.cancelled():
@@ -125,7 +144,7 @@ class WorkerSession:
         else:
             record = task.result()
         self.flush_spans()
-        self._send(("record", dump_record(record)))
+        return record
 
     @staticmethod
     def flush_spans() -> None:
