@@ -103,8 +103,17 @@ class RayBackend(Backend):
         self._address = address
         # ray.init joins ``address`` (or RAY_ADDRESS, or a cluster started with `ray start` on this
         # machine) and otherwise starts a local cluster; either way this driver's ray.shutdown()
-        # stops only processes it started.
-        ray.init(address=address, **kwargs)
+        # stops only processes it started. Called off the loop's thread (it takes seconds), where
+        # Ray cannot install its SIGTERM handler and says so: the batch handles signals itself.
+        import logging
+
+        quiet = _DropMessage("SIGTERM handler is not set")
+        ray_logger = logging.getLogger("ray._private.worker")
+        ray_logger.addFilter(quiet)
+        try:
+            ray.init(address=address, **kwargs)
+        finally:
+            ray_logger.removeFilter(quiet)
         self._started_cluster = True
 
     async def _start_actors(self, config: "BatchConfig") -> None:
@@ -147,6 +156,13 @@ class RayBackend(Backend):
                 "cluster has free CPUs (scenario.distributed.Ray(workers=N) to ask for fewer) and that the package "
                 "imports on its nodes (runtime_env)."
             ) from None
+        except ray.exceptions.RayError as exc:
+            raise ScenarioConfigError(
+                f"Ray backend: the worker actors failed to start: {_cause_line(exc)}. The batch (its agents, "
+                "factories and scenarios) is sent to the workers by pickling: classes and functions must import "
+                "there under the same module names. Ship your code with scenario.distributed.Ray(runtime_env="
+                "{'working_dir': '.'}) (the CLI does this with the suite's folder) or install it on the nodes."
+            ) from exc
 
     def submit(self, unit: "RunUnit") -> None:
         candidates = [i for i, alive in enumerate(self._alive) if alive]
@@ -221,6 +237,26 @@ class RayBackend(Backend):
                         "address": self._address}}
 
 
+class _DropMessage:
+    """A logging filter dropping records that contain one text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def filter(self, record: Any) -> bool:
+        return self.text not in record.getMessage()
+
+
+def _cause_line(exc: BaseException) -> str:
+    """The most telling line of a Ray error: its last 'SomeError: message' line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head.endswith(("Error", "Exception")) and " " not in head:
+            return line[:300]
+    return lines[0][:300] if lines else type(exc).__name__
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else ""
@@ -256,7 +292,11 @@ class RateCoordinator:
 
         # Ray re-runs __init__ when it restarts a dead coordinator: that one starts drained, so
         # the restart is not a second burst of a minute's quota.
-        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # Ray's own internals on this property
+            restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         self._limits = RateLimits()
         self._limits.set(limits, drained=restarted)
         self.restarted = restarted
