@@ -279,3 +279,47 @@ def test_ray_options_are_checked_where_they_are_made():
         from scenario.batch import prepare_batch
 
         prepare_batch(specs("a"), backend=Ray(), processes=2)
+
+
+def test_import_scenario_and_the_default_backends_never_import_ray(tmp_path):
+    # A "ray" that blows up when imported: anything touching it on these paths fails loudly.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError('ray was imported')\n")
+    code = (
+        "import asyncio, sys\n"
+        "import scenario\n"
+        "from scenario.batch import Scenario, run_batch\n"
+        "from scenario.distributed import Ray\n"
+        "Ray(workers=2)\n"
+        "class Echo(scenario.AgentAdapter):\n"
+        "    async def call(self, input):\n"
+        "        return 'ok'\n"
+        "spec = Scenario(name='a', description='d', agents=[Echo], script=[scenario.user('hi'), scenario.agent(), "
+        "scenario.succeed()])\n"
+        "r1 = asyncio.run(run_batch([spec], runs=2))\n"
+        "r2 = asyncio.run(run_batch([spec], runs=2, processes=2))\n"
+        "assert r1.passed_runs == r2.passed_runs == 2, (r1, r2)\n"
+        "print('ray' in sys.modules)\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{repo}", LITELLM_LOCAL_MODEL_COST_MAP="True")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "False"
+
+
+def test_the_ray_backend_without_ray_installed_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from scenario.batch import prepare_batch
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    for backend in ("ray", scenario.distributed.Ray(workers=1)):
+        with pytest.raises(ScenarioConfigError, match=r"pip install 'scenario\[ray\]'"):
+            prepare_batch(specs("a"), backend=backend)

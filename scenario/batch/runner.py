@@ -263,17 +263,17 @@ def _backend(backend: Any, processes: int) -> Tuple[Any, int]:
     if backend == "ray":
         backend = Ray()
     if isinstance(backend, Ray):
+        if processes > 1:
+            raise ScenarioConfigError(
+                f"run_batch(backend=..., processes={processes}): processes= forks workers on this machine; with the "
+                "Ray backend give the worker count as scenario.distributed.Ray(workers=N) instead."
+            )
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
             raise ScenarioConfigError(
                 "run_batch(backend='ray'): Ray is not installed in this environment. Install the extra: "
                 "pip install 'scenario[ray]'."
-            )
-        if processes > 1:
-            raise ScenarioConfigError(
-                f"run_batch(backend=..., processes={processes}): processes= forks workers on this machine; with the "
-                "Ray backend give the worker count as scenario.distributed.Ray(workers=N) instead."
             )
         return backend, backend.infra_retries
     if backend == "local":
