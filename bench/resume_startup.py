@@ -57,10 +57,25 @@ def write_suite(folder: Path, runs_per_scenario: int) -> Path:
     return path
 
 
-def fill_store(path: Path, runs_per_scenario: int) -> None:
+def fingerprints(suite_path: Path) -> dict:
+    """Scenario name -> the fingerprint ``scenario run`` gives its runs (so the resume keeps them)."""
+    from scenario.batch.runner import prepare_batch
+    from scenario.cli import _batch_scenarios
+    from scenario.suite import load_suite
+
+    sys.path.insert(0, str(suite_path.parent))
+    suite = load_suite(suite_path)
+    config = prepare_batch(_batch_scenarios(suite), suite=suite.name, variants=dict(suite.variants))
+    return {unit.scenario.name: unit.recipe.fingerprint for unit in config.units}
+
+
+def fill_store(path: Path, runs_per_scenario: int, suite_path: Path) -> str:
+    """An interrupted batch holding every run of the suite but the extra ones the resume asks for."""
     from scenario.records import RunRecord, run_id
     from scenario.store import ResultStore
     from scenario.types import CriterionResult, ScenarioResult, Usage
+
+    prints = fingerprints(suite_path)
 
     usage = Usage()
     usage.record(role="judge", model="openai/gpt-4o-mini", input_tokens=900, output_tokens=120, cost_usd=0.0002)
@@ -74,6 +89,7 @@ def fill_store(path: Path, runs_per_scenario: int) -> None:
                                 reasoning="It says the parcel left the depot."),
                 CriterionResult(requirement="The agent stays polite", status="passed", reasoning="It apologises.")]
     with ResultStore(path) as store:
+        batch_id = store.start_batch("resume-bench", planned=SCENARIOS * runs_per_scenario).id
         batch = []
         for n in range(SCENARIOS):
             name = f"scenario {n}"
@@ -83,8 +99,11 @@ def fill_store(path: Path, runs_per_scenario: int) -> None:
                                         usage=usage, total_time=1.5)
                 batch.append(RunRecord(id=run_id("resume-bench", name, "default", index), suite="resume-bench",
                                        scenario=name, index=index, status="passed", result=result,
-                                       started_at=time.time(), duration=1.5, usage=usage))
+                                       started_at=time.time(), duration=1.5, usage=usage, batch_id=batch_id,
+                                       fingerprint=prints[name]))
         store.put_many(batch)
+        store.finish_batch(batch_id, "interrupted", "bench: stopped on purpose")
+    return batch_id
 
 
 def time_until_plan_line(command: list, cwd: Path, env: dict) -> float:
@@ -108,7 +127,7 @@ def time_whole_command(command: list, cwd: Path, env: dict) -> float:
     started = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
-    if done.returncode != 0 or "nothing to run" not in done.stderr:
+    if done.returncode != 0 or "nothing left to run" not in done.stderr:
         raise SystemExit(f"unexpected outcome ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return elapsed
 
@@ -119,13 +138,13 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         store = folder / "results.db"
+        suite = write_suite(folder, per_scenario)
         started = time.perf_counter()
-        fill_store(store, per_scenario)
+        batch_id = fill_store(store, per_scenario, suite)
         size = store.stat().st_size + sum(p.stat().st_size for p in folder.glob("results.db-*"))
         print(f"stored {SCENARIOS * per_scenario} finished runs in {time.perf_counter() - started:.1f}s "
               f"({size / 1e6:.1f} MB)")
-        suite = write_suite(folder, per_scenario)
-        base = [sys.executable, "-m", "scenario.cli", "run", str(suite), "--store", str(store), "--resume",
+        base = [sys.executable, "-m", "scenario.cli", "run", str(suite), "--store", str(store), "--resume", batch_id,
                 "--progress", "plain"]
         baseline = [sys.executable, "-c", "import scenario"]
 
@@ -134,8 +153,9 @@ def main(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             subprocess.run(baseline, env=env, check=True)
             imports.append(time.perf_counter() - t0)
-            partial.append(time_until_plan_line(base + ["--runs", str(per_scenario + 10)], folder, env))
             nothing.append(time_whole_command(base, folder, env))
+            # Killed before its first run finishes, so the batch stays interrupted with 100 runs left.
+            partial.append(time_until_plan_line(base + ["--runs", str(per_scenario + 10)], folder, env))
     print(f"python -c 'import scenario' (floor): median {statistics.median(imports):.3f}s")
     print(f"resume, {10 * SCENARIOS} runs left: launch -> first run, median {statistics.median(partial):.3f}s, "
           f"max {max(partial):.3f}s over {args.repeat}")

@@ -38,6 +38,7 @@ async def one_batch(runs: int, concurrency: int, store_path: Path | None) -> tup
     specs = [scenario.Scenario(name="parcel", description="A customer asks where their parcel is.",
                                agents=agents_for_autopilot())]
     store = ResultStore(store_path) if store_path is not None else None
+    batch_id = store.start_batch("bench", planned=runs).id if store is not None else None
     spent = 0.0
 
     def on_run_finished(record: scenario.RunRecord) -> None:
@@ -45,6 +46,7 @@ async def one_batch(runs: int, concurrency: int, store_path: Path | None) -> tup
         if store is None:
             return
         started = time.thread_time()
+        record.batch_id = batch_id  # what run_batch(store=...) does before writing
         store.put(record)
         spent += time.thread_time() - started
 
@@ -56,7 +58,8 @@ async def one_batch(runs: int, concurrency: int, store_path: Path | None) -> tup
         raise SystemExit(f"expected {runs} passing runs, got:\n{result.summary()}")
     stored = 0
     if store is not None:
-        stored = store.count("bench")
+        stored = store.count("bench", batch_id=batch_id)
+        store.finish_batch(batch_id)
         store.close()
     return wall, cpu, spent, stored
 

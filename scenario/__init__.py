@@ -51,6 +51,9 @@ _LAZY = {
     "run_batch": "batch",
     "BatchResult": "batch",
     "RunRecord": "batch",
+    "ResultStore": "store",
+    "BatchInfo": "store",
+    "StoreError": "store",
 }
 
 

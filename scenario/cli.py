@@ -2,14 +2,19 @@
 
 ::
 
-    scenario run SUITE.yaml [--runs N] [--max-concurrency K | --adaptive] [--store PATH] [--resume]
-    scenario report STORE --format html --out report.html
+    scenario run SUITE.yaml [--runs N] [--max-concurrency K | --adaptive] [--store PATH] [--resume [BATCH_ID]]
+    scenario report STORE --out report.html
     scenario demo
     scenario mock-llm --port 8765
 
+Every ``run`` is a new batch in the store (results are fresh by default); ``--resume`` continues
+the latest interrupted batch of the suite and ``--resume BATCH_ID`` a given one, re-running what
+did not finish or changed since (see scenario/batch/stored.py).
+
 Exit codes of ``run``: 0 when every scenario met its pass-rate threshold, 1 when one did not (or
 runs are missing), 2 for usage errors (bad arguments, bad suite file, unusable store), 130 when
-interrupted (finished runs are stored; the message says how to resume).
+interrupted (finished runs are stored; the message prints the exact command to resume), 143 on
+SIGTERM.
 
 Only argparse is imported up front: the suite loader, store, rich and litellm load when a
 command needs them, so ``scenario --help`` is instant.
@@ -100,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run a suite file and store every run's result",
-        description="Run the scenarios of a suite file N times against its agent(s), storing each run as it "
-        "finishes. Runs already finished in the store are skipped; errored ones run again.",
+        description="Run the scenarios of a suite file N times against its agent(s) as a new batch, storing each "
+        "run as it finishes. --resume continues an interrupted batch instead.",
     )
     run.add_argument("suite", metavar="SUITE", help="suite file (.yaml, .yml or .toml)")
     run.add_argument("--runs", type=_positive_int, metavar="N", help="runs per scenario and variant (overrides the file)")
@@ -115,9 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--api-base", metavar="URL", help="API base URL for that model (e.g. a proxy or the mock server)")
     run.add_argument("--store", metavar="PATH", help=f"SQLite result store (default: {_DEFAULT_STORE})")
     again = run.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="continue an interrupted run: the store must exist; finished runs are skipped, errored ones re-run")
-    again.add_argument("--fresh", action="store_true", help="forget this suite's stored runs and run everything again")
+    again.add_argument("--resume", nargs="?", const=True, default=None, metavar="BATCH_ID",
+                       help="continue the latest interrupted batch of this suite (or BATCH_ID): runs finished with "
+                            "an unchanged fingerprint are kept; unfinished, errored and changed ones run")
+    again.add_argument("--fresh", action="store_true",
+                       help="start a new batch (the default; kept for scripts written for older versions)")
     run.add_argument("--report", action="append", choices=("html", "json", "junit"), default=[], metavar="FORMAT",
                      help="write a report when done: html, json or junit (repeatable, pairs with --out)")
     run.add_argument("--out", action="append", default=[], metavar="PATH",
@@ -151,9 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a report from the runs in a result store.",
     )
     report.add_argument("store", metavar="STORE", help="result store file written by 'scenario run'")
-    report.add_argument("--format", choices=("html", "json", "junit"), default="html", help="report format (default: html)")
-    report.add_argument("--out", metavar="PATH", default="-", help="output file (default: standard output)")
+    report.add_argument("--format", choices=("html", "json", "junit"), default=None,
+                        help="report format (default: from --out's extension .html/.json/.xml; html)")
+    report.add_argument("--out", metavar="PATH", default="-",
+                        help="output file (default: standard output; HTML is never printed to a terminal)")
     report.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable; default: all)")
+    report.add_argument("--batch", metavar="BATCH_ID",
+                        help="report this batch (default: the latest batch of each suite)")
 
     for name, (_, text) in _PASSTHROUGH.items():
         commands.add_parser(name, help=text, add_help=False)
@@ -208,6 +219,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         return int(module.main(args_list[1:]) or 0)
 
     parser = build_parser()
+    args_list = _resume_after_suite(args_list)
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
@@ -232,6 +244,20 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     return EXIT_USAGE
 
 
+_SUITE_SUFFIXES = (".yaml", ".yml", ".toml")
+
+
+def _resume_after_suite(words: List[str]) -> List[str]:
+    """``scenario run --resume suite.yaml``: a suite file after ``--resume`` is the suite, not a
+    batch id (``--resume`` takes an optional id), so move the flag after it."""
+    if not words or words[0] != "run" or "--resume" not in words:
+        return words
+    at = words.index("--resume")
+    if at + 1 < len(words) and words[at + 1].lower().endswith(_SUITE_SUFFIXES):
+        return words[:at] + words[at + 1:] + ["--resume"]
+    return words
+
+
 # ----------------------------------------------------------------------------------------------
 # scenario report
 
@@ -240,27 +266,55 @@ def report_command(args: argparse.Namespace) -> int:
     from .reports import render, report_from_store, write_report
     from .store import ResultStore, StoreError
 
+    fmt = args.format
+    if fmt is None:
+        if args.out != "-":
+            fmt = _REPORT_SUFFIXES.get(Path(args.out).suffix.lower())
+            if fmt is None:
+                raise UsageError(f"--out {args.out}: cannot tell the report format from the extension (.html, .json, "
+                                 ".xml); add --format html|json|junit")
+        else:
+            fmt = "html"
+    if args.out == "-" and fmt == "html" and _is_terminal(sys.stdout):
+        raise UsageError("an HTML report is not for a terminal: write it to a file with --out report.html (or print "
+                         "--format json / --format junit)")
     try:
         store = ResultStore(args.store, readonly=True)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
     with store:
         suites = store.suites()
-        wanted = args.suite or suites
-        unknown = [name for name in wanted if name not in suites]
-        if unknown:
-            have = ", ".join(suites) or "none"
-            raise UsageError(f"suite {', '.join(map(repr, unknown))} is not in {args.store} (it has: {have})")
-        from .reports.summary import Report
+        if args.batch is not None:
+            batch = store.batch(args.batch)
+            if batch is None:
+                recent = ", ".join(b.id for b in store.batches()[:5]) or "none"
+                raise UsageError(f"--batch {args.batch}: no such batch in {args.store} (latest: {recent})")
+            if args.suite and batch.suite not in args.suite:
+                raise UsageError(f"--batch {args.batch} is a batch of suite {batch.suite!r}, not {', '.join(args.suite)}")
+            report = report_from_store(store, batch_id=args.batch)
+        else:
+            wanted = args.suite or suites
+            unknown = [name for name in wanted if name not in suites]
+            if unknown:
+                have = ", ".join(suites) or "none"
+                raise UsageError(f"suite {', '.join(map(repr, unknown))} is not in {args.store} (it has: {have})")
+            from .reports.summary import Report
 
-        parts = [report_from_store(store, name) for name in wanted]
-        report = Report(suites=[s for part in parts for s in part.suites], source=str(args.store))
+            parts = [report_from_store(store, name) for name in wanted]
+            report = Report(suites=[s for part in parts for s in part.suites], source=str(args.store))
     if args.out == "-":
-        sys.stdout.write(render(report, args.format))
+        sys.stdout.write(render(report, fmt))
     else:
-        path = write_report(report, args.format, args.out)
-        print(f"Wrote {args.format} report to {path}", file=sys.stderr)
+        path = write_report(report, fmt, args.out)
+        print(f"Wrote {fmt} report to {path}", file=sys.stderr)
     return EXIT_OK
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -389,68 +443,77 @@ def _suite_info(suite: Any) -> Dict[str, Any]:
     }
 
 
-def _planned_ids(suite: Any) -> List[str]:
-    """Every run id of the suite, in suite order (scenario, then variant, then index)."""
-    from .records import run_id
-
-    return [
-        run_id(suite.name, scenario.name, variant, index)
-        for scenario in suite.scenarios
-        for variant in scenario.variants
-        for index in range(scenario.runs)
-    ]
-
-
 def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO, err: TextIO) -> int:
+    from contextlib import ExitStack
+
+    from .batch.runner import prepare_batch
+    from .batch.stored import StoredBatch
     from .errors import ScenarioConfigError
     from .store import StoreError
 
-    try:
-        if args.fresh and not args.dry_run:
-            removed = store.delete_suite(suite.name)
-            if removed:
-                print(f"--fresh: forgot {removed} stored runs of suite {suite.name!r}.", file=err)
-        planned = _planned_ids(suite)
-        planned_set = set(planned)
-        done = store.finished_ids(suite.name) & planned_set
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-    remaining = len(planned) - len(done)
+    with ExitStack() as stack:
+        mock_url = None
+        if args.mock and not args.dry_run:
+            from .testing.mock_llm import MockLLMServer
 
-    if args.dry_run:
-        print(f"Suite {suite.name!r} ({suite.path}) is valid: {len(suite.scenarios)} scenarios, "
-              f"{len(suite.variants)} variant(s), {len(planned)} runs; {len(done)} already in {store.path}, "
-              f"{remaining} to run.", file=out)
-        for scenario in suite.scenarios:
-            print(f"  {scenario.name}: {scenario.runs} run(s) x {', '.join(scenario.variants)}; "
-                  f"max_turns {scenario.max_turns}, min pass rate {scenario.min_pass_rate:.0%}", file=out)
-        return EXIT_OK
+            server = stack.enter_context(MockLLMServer(latency=args.mock_latency))
+            mock_url = server.base_url
+            print(f"Using the built-in mock model at {mock_url} (offline).", file=err)
+        # A dry run plans with the mock's model settings without starting it (addresses are not
+        # part of a run's fingerprint, so the plan is the one a real --mock run makes).
+        _configure_models(suite, mock_url or ("http://127.0.0.1:0/v1" if args.mock else None))
+        strategy = _strategy(suite)
+        progress_hook: Dict[str, Any] = {}
 
-    store.save_suite_info(suite.name, _suite_info(suite))
-    if done and remaining:
-        print(f"{len(done)} of {len(planned)} runs already finished in {store.path}; running the other {remaining} "
-              "(--fresh runs everything again).", file=err)
-    elif done:
-        print(f"All {len(planned)} runs already finished in {store.path}; nothing to run (--fresh runs everything "
-              "again).", file=err)
+        def on_run_finished(record: Any) -> None:
+            hook = progress_hook.get("progress")
+            if hook is not None:
+                hook.run_finished(record)
 
-    interrupted: Optional[str] = None
-    started = time.monotonic()
-    if remaining:
-        from .progress import BatchProgress
+        try:
+            config = prepare_batch(
+                _batch_scenarios(suite), suite=suite.name, variants=dict(suite.variants), executor=suite.executor,
+                concurrency=strategy, retries=suite.retries, on_error="fail_fast" if args.fail_fast else "continue",
+                on_run_finished=on_run_finished, processes=args.processes, backend=_batch_backend(args, suite),
+            )
+            stored = StoredBatch.open(store, config, resume=args.resume, command=_command_line(argv),
+                                      git_dir=suite.path.parent, info=_suite_info(suite))
+        except ScenarioConfigError as exc:
+            raise UsageError(str(exc)) from None
+        except StoreError as exc:
+            raise UsageError(str(exc)) from None
+        plan = stored.plan
 
-        done_passed = sum(1 for o in store.outcomes(suite.name) if o.id in done and o.status == "passed")
-        from contextlib import ExitStack
+        if args.dry_run:
+            print(f"Suite {suite.name!r} ({suite.path}) is valid: {len(suite.scenarios)} scenarios, "
+                  f"{len(suite.variants)} variant(s), {plan.planned} runs; {len(plan.kept)} already in {store.path}, "
+                  f"{plan.to_run} to run.", file=out)
+            if plan.batch is not None:
+                print(f"  {plan.describe()}", file=out)
+            for scenario in suite.scenarios:
+                print(f"  {scenario.name}: {scenario.runs} run(s) x {', '.join(scenario.variants)}; "
+                      f"max_turns {scenario.max_turns}, min pass rate {scenario.min_pass_rate:.0%}", file=out)
+            return EXIT_OK
 
-        with ExitStack() as stack:
-            mock_url = None
-            if args.mock:
-                from .testing.mock_llm import MockLLMServer
+        try:
+            store.save_suite_info(suite.name, _suite_info(suite))
+        except StoreError as exc:
+            raise UsageError(str(exc)) from None
+        if plan.batch is not None:
+            print(plan.describe(), file=err)
+        else:
+            print(f"Batch {stored.batch_id} of suite {suite.name!r}: {plan.planned} run"
+                  f"{'s' if plan.planned != 1 else ''} (store {store.path}).", file=err)
 
-                server = stack.enter_context(MockLLMServer(latency=args.mock_latency))
-                mock_url = server.base_url
-                print(f"Using the built-in mock model at {mock_url} (offline).", file=err)
-            _configure_models(suite, mock_url)
+        interrupted: Optional[str] = None
+        started = time.monotonic()
+        if not plan.to_run:
+            import asyncio
+
+            asyncio.run(stored.execute(include_kept=False))  # nothing to run: closes the resumed batch as finished
+        else:
+            from .progress import BatchProgress
+
             if needs_model:
                 # Import litellm (seconds) before the clock starts, so progress and ETA measure runs.
                 from .models import litellm_module
@@ -459,32 +522,37 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
                 # "Give Feedback / Get Help" banner on every provider error would bury the progress.
                 # (The library itself never changes litellm's settings.)
                 litellm_module().suppress_debug_info = True
-            strategy = _strategy(suite)
             progress = BatchProgress(
-                len(planned), skipped=len(done), skipped_passed=done_passed, mode=args.progress, stream=err,
+                plan.planned, skipped=len(plan.kept), skipped_passed=plan.kept_passed, mode=args.progress, stream=err,
                 strategy=strategy, title=suite.name,
             )
+            progress_hook["progress"] = progress
             try:
-                interrupted = _execute(args, suite, store, done, strategy, progress)
+                interrupted = _execute(stored, progress)
             except StoreError as exc:
                 progress.stop()
                 print(f"\nStopped: {exc}\nRuns finished before this are stored. Fix the problem, then resume with:\n"
-                      f"  {_resume_command(argv)}", file=err)
+                      f"  {_resume_command(argv, stored.batch_id)}", file=err)
                 return EXIT_USAGE
             except ScenarioConfigError as exc:
                 progress.stop()
                 raise UsageError(str(exc)) from None
             finally:
                 progress.stop()
-    elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - started
 
     if interrupted:
-        stored = len(store.finished_ids(suite.name) & planned_set)
-        print(f"\nInterrupted ({interrupted}): {stored} of {len(planned)} runs are finished and stored in {store.path}.",
-              file=err)
-        print(f"Resume with:\n  {_resume_command(argv)}", file=err)
+        batch = store.batch(stored.batch_id) if stored.batch_id else None
+        finished = batch.finished if batch is not None else 0
+        print(f"\nInterrupted ({interrupted}): {finished} of {plan.planned} runs of batch {stored.batch_id} are "
+              f"finished and stored in {store.path}.", file=err)
+        print(f"Resume with:\n  {_resume_command(argv, stored.batch_id)}", file=err)
         return EXIT_TERMINATED if interrupted == "SIGTERM" else EXIT_INTERRUPTED
-    return _finish(suite, store, planned, targets, elapsed, out, err)
+    return _finish(suite, store, stored.batch_id, plan.planned, targets, elapsed, out, err)
+
+
+def _command_line(argv: Sequence[str]) -> str:
+    return "scenario " + shlex.join(list(argv))
 
 
 def _configure_models(suite: Any, mock_url: Optional[str]) -> None:
@@ -548,21 +616,10 @@ def _batch_scenarios(suite: Any) -> List[Any]:
     return scenarios
 
 
-def _execute(args, suite, store, done, strategy, progress) -> Optional[str]:
+def _execute(stored: Any, progress: Any) -> Optional[str]:
     """Run the batch; returns why it was interrupted, or None when it ran to the end."""
     import asyncio
     import signal
-
-    from .batch import run_batch
-
-    scenarios = _batch_scenarios(suite)
-    variants = {name: factory for name, factory in suite.variants.items()}
-
-    def on_run_finished(record: Any) -> None:
-        if record.status == "cancelled":
-            return  # stopped from outside: not a result, it runs again on resume
-        store.put(record)
-        progress.run_finished(record)
 
     received: Dict[str, str] = {}
 
@@ -591,19 +648,7 @@ def _execute(args, suite, store, done, strategy, progress) -> Optional[str]:
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
                 pass
         progress.start()
-        return await run_batch(
-            scenarios,
-            suite=suite.name,
-            variants=variants,
-            executor=suite.executor,
-            concurrency=strategy,
-            retries=suite.retries,
-            on_error="fail_fast" if args.fail_fast else "continue",
-            on_run_finished=on_run_finished,
-            skip=done,
-            processes=args.processes,
-            backend=_batch_backend(args, suite),
-        )
+        return await stored.execute(include_kept=False)
 
     try:
         result = asyncio.run(batch())
@@ -618,21 +663,35 @@ def _execute(args, suite, store, done, strategy, progress) -> Optional[str]:
     return None
 
 
-def _resume_command(argv: Sequence[str]) -> str:
-    words = [w for w in argv if w != "--fresh"]
-    if "--resume" not in words:
-        words.append("--resume")
+def _resume_command(argv: Sequence[str], batch_id: Optional[str]) -> str:
+    """The command line again, resuming this batch by id (so a newer batch cannot be picked instead)."""
+    words: List[str] = []
+    skip_next = False
+    for position, word in enumerate(argv):
+        if skip_next:
+            skip_next = False
+            continue
+        if word == "--fresh" or word.startswith("--resume="):
+            continue
+        if word == "--resume":
+            following = argv[position + 1] if position + 1 < len(argv) else None
+            skip_next = following is not None and not following.startswith("-")
+            continue
+        words.append(word)
+    words += ["--resume", batch_id] if batch_id else ["--resume"]
     return "scenario " + shlex.join(words)
 
 
-def _finish(suite, store, planned, targets, elapsed: float, out: TextIO, err: TextIO) -> int:
+def _finish(suite, store, batch_id, planned: int, targets, elapsed: float, out: TextIO, err: TextIO) -> int:
     from .reports import report_from_records, summarize, write_report
 
-    order = {run: position for position, run in enumerate(planned)}
-    outcomes = sorted((o for o in store.outcomes(suite.name) if o.id in order), key=lambda o: order[o.id])
+    order = {(s.name, variant, index): position for position, (s, variant, index) in enumerate(
+        (s, v, i) for s in suite.scenarios for v in s.variants for i in range(s.runs))}
+    outcomes = sorted(store.outcomes(suite.name, batch_id=batch_id),
+                      key=lambda o: order.get((o.scenario, o.variant, o.index), len(order)))
     thresholds = {(suite.name, s.name): s.min_pass_rate for s in suite.scenarios}
     groups = summarize(outcomes, thresholds)
-    missing = len(planned) - len(outcomes)
+    missing = planned - len(outcomes)
 
     cost = sum(o.cost_usd for o in outcomes)
     passed_runs = sum(1 for o in outcomes if o.status == "passed")
@@ -647,25 +706,53 @@ def _finish(suite, store, planned, targets, elapsed: float, out: TextIO, err: Te
         print(f"  {g.scenario:<{width}}  {g.variant:<{vwidth}}  {f'{g.passed}/{g.runs}':>7}  {g.pass_rate:>5.0%}  "
               f"{g.threshold:>5.0%}  {verdict}{extra}", file=out)
     missed = [g for g in groups if not g.met]
+    _print_failures(store, batch_id, outcomes, missed, out)
 
     if targets:
-        records = store.records(suite=suite.name, ids=planned)
-        report = report_from_records(records, suite_info={suite.name: store.suite_info(suite.name)}, source=str(store.path))
+        records = store.records(suite=suite.name, batch_id=batch_id)
+        report = report_from_records(records, suite_info={suite.name: _suite_info(suite)}, source=str(store.path))
         for fmt, path in targets:
             written = write_report(report, fmt, path)
             print(f"Wrote {fmt} report to {written}", file=err)
 
-    print(f"Results in {store.path} (scenario report {shlex.quote(str(store.path))} --format html --out report.html)",
-          file=err)
+    print(f"Results in {store.path}, batch {batch_id} (scenario report {shlex.quote(str(store.path))} --batch "
+          f"{batch_id} --out report.html)", file=err)
     if missing:
-        print(f"FAILED: {missing} of {len(planned)} runs did not finish (stopped early); run again to complete them.",
-              file=out)
+        print(f"FAILED: {missing} of {planned} runs did not finish (stopped early); resume with --resume {batch_id} "
+              "to complete them.", file=out)
         return EXIT_FAILED
     if missed:
         print(f"FAILED: {len(missed)} of {len(groups)} scenario/variant pairs missed their pass-rate threshold.", file=out)
         return EXIT_FAILED
     print(f"PASSED: all {len(groups)} scenario/variant pairs met their pass-rate threshold.", file=out)
     return EXIT_OK
+
+
+#: Runs explained in full after the table (failed criteria, error and traceback, last turns).
+MAX_EXPLAINED_FAILURES = 10
+
+
+def _print_failures(store: Any, batch_id: str, outcomes: Sequence[Any], missed: Sequence[Any], out: TextIO) -> None:
+    """Why runs failed, in full: the runs of scenarios that missed their threshold, and every
+    error or timeout (a scenario expected to fail sometimes does not hide a crash)."""
+    from .failure_text import explain_record
+
+    missed_keys = {(g.scenario, g.variant) for g in missed}
+    wanted = [o for o in outcomes
+              if o.status in ("error", "timeout") or (o.status == "failed" and (o.scenario, o.variant) in missed_keys)]
+    if not wanted:
+        return
+    shown = wanted[:MAX_EXPLAINED_FAILURES]
+    records = {r.id: r for r in store.records(batch_id=batch_id, ids=[o.id for o in shown])}
+    print(f"\nFailures ({len(wanted)}):", file=out)
+    for outcome in shown:
+        record = records.get(outcome.id)
+        if record is not None:
+            print("\n" + explain_record(record), file=out)
+    if len(wanted) > len(shown):
+        print(f"\n... and {len(wanted) - len(shown)} more: scenario report {shlex.quote(str(store.path))} --batch "
+              f"{batch_id} --out report.html", file=out)
+    print("", file=out)
 
 
 if __name__ == "__main__":

@@ -101,12 +101,12 @@ def _print_result(spec: Dict[str, Any], result: scenario.ScenarioResult, show_tr
     if show_transcript:
         for message in result.messages:
             text = message_text(message).replace("\n", " ")
-            print(f"      {message['role']:>9}: {text[:110]}")
+            print(f"      {message['role']:>9}: {text}")
     for criterion in result.criteria:
         mark = {"passed": "✓", "failed": "✗", "inconclusive": "?"}[criterion.status]
-        print(f"      {mark} {criterion.requirement}: {criterion.reasoning or ''}"[:160])
+        print(f"      {mark} {criterion.requirement}: {criterion.reasoning or ''}")
     if result.reasoning:
-        print(f"      verdict: {result.reasoning}"[:200])
+        print(f"      verdict: {result.reasoning}")
 
 
 def _print_rollup(label: str, results: List[scenario.ScenarioResult], elapsed: float) -> scenario.Usage:

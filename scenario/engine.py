@@ -416,11 +416,16 @@ class ScenarioEngine:
         result.passed_criteria = [c.requirement for c in extra if c.status == "passed"] + result.passed_criteria
 
     def _error_result(self, exc: BaseException, where: str, reasoning: Optional[str]) -> ScenarioResult:
+        from .tracebacks import format_exception, user_location
+
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        location = user_location(exc)
+        if location and reasoning is None:
+            text += f" ({location})"
         return ScenarioResult(
             success=False,
             reasoning=reasoning or f"Error at {where}: {text}",
-            error=ErrorInfo(type=type(exc).__name__, message=str(exc), where=where),
+            error=ErrorInfo(type=type(exc).__name__, message=str(exc), where=where, traceback=format_exception(exc)),
         )
 
     def _finish_root_span(self, result: ScenarioResult, exception: Optional[BaseException]) -> None:

@@ -131,7 +131,8 @@ class BatchProgress:
             self._update_rich()
         elif self.mode == "plain":
             if record.status != "passed":
-                self._write(f"  {record.status.upper()}: {_run_label(record)}: {_short(record.reasoning)}")
+                # Not a terminal: whole messages (a log is read later, and nothing redraws it).
+                self._write(f"  {record.status.upper()}: {_run_label(record)}: {_whole(record.reasoning)}")
             now = time.monotonic()
             if now - self._last_line >= self.interval or self.done >= self.total:
                 self._last_line = now
@@ -261,7 +262,12 @@ def _run_label(record: RunRecord) -> str:
     return f"{record.scenario}{variant} #{record.index + 1}"
 
 
+def _whole(text: Optional[str]) -> str:
+    return text.strip() if text and text.strip() else "(no reasoning)"
+
+
 def _short(text: Optional[str], limit: int = 160) -> str:
+    """For the live area of a terminal only; the full text is printed in the failure section."""
     if not text:
         return "(no reasoning)"
     text = " ".join(text.split())

@@ -52,6 +52,13 @@ class RunRecord(BaseModel):
     error_where: Optional[str] = None
     set_id: Optional[str] = None
     metadata: Dict[str, Any] = Field(default_factory=dict)
+    # Added with batch history (optional so version-1 stores still load).
+    batch_id: Optional[str] = None
+    #: Digest of what decided this run (scenario, criteria, script, agents, models, thresholds):
+    #: a resumed batch re-runs a record whose fingerprint no longer matches (scenario.fingerprint).
+    fingerprint: Optional[str] = None
+    #: The formatted traceback of the exception that ended an error/timeout run (user frames first).
+    error_traceback: Optional[str] = None
 
     _exception: Optional[BaseException] = PrivateAttr(default=None)
 
@@ -221,7 +228,7 @@ class BatchResult(BaseModel):
         """Finished runs that did not pass, in run order."""
         return [r for r in self.runs if r.status in FINISHED_STATUSES and r.status != "passed"]
 
-    def summary(self, *, max_failures_per_group: int = 10, width: int = 160) -> str:
+    def summary(self, *, max_failures_per_group: int = 10, width: Optional[int] = None) -> str:
         """A readable report grouped by scenario and variant::
 
             PASSED (93% pass rate, 30 runs, $0.042)
@@ -351,15 +358,17 @@ def _seconds(value: float) -> str:
     return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.1f}s"
 
 
-def _one_line(text: Optional[str], width: int) -> str:
+def _one_line(text: Optional[str], width: Optional[int]) -> str:
+    """Whitespace flattened; cut to ``width`` only when a caller asks (a terminal's live area):
+    by default a failure's reason is printed whole."""
     flat = " ".join((text or "").split())
-    return flat if len(flat) <= width else flat[: max(1, width - 1)] + "…"
+    return flat if width is None or len(flat) <= width else flat[: max(1, width - 1)] + "…"
 
 
 _STATUS_WORD = {"failed": "failed", "error": "error", "timeout": "timed out", "cancelled": "cancelled"}
 
 
-def format_summary(result: BatchResult, *, max_failures_per_group: int = 10, width: int = 160) -> str:
+def format_summary(result: BatchResult, *, max_failures_per_group: int = 10, width: Optional[int] = None) -> str:
     """The body of :meth:`BatchResult.summary` (also used by reports reading stored records)."""
     lines: List[str] = []
     verdict = "PASSED" if result.passed else "FAILED"

@@ -150,11 +150,16 @@ class CriterionResult(BaseModel):
 
 
 class ErrorInfo(BaseModel):
-    """What raised, and where, when a scenario ended because of an exception."""
+    """What raised, and where, when a scenario ended because of an exception.
+
+    ``traceback`` is the formatted traceback, exception chain included, with the library's own
+    frames folded so the user's frames stand out (:mod:`scenario.tracebacks`).
+    """
 
     type: str
     message: str
     where: str
+    traceback: Optional[str] = None
 
 
 class ScenarioResult(BaseModel):

@@ -206,12 +206,12 @@ def test_missed_threshold_exits_1_and_command_line_threshold_wins(in_tmp, capsys
     assert code == 1
     assert "FAILED: 1 of 2 scenario/variant pairs missed their pass-rate threshold" in out
     assert "MISSED" in out
-    # The results are all stored: re-running with a lower threshold decides again without running.
     code, out, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--min-pass-rate", "0%"], capsys)
     assert code == 0
-    assert "nothing to run" in err
     code, _, _ = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--min-pass-rate", "0.5"], capsys)
     assert code == 1
+    with ResultStore(in_tmp / "r.db", readonly=True) as store:
+        assert [b.finished for b in store.batches("flaky")] == [4, 4, 4]  # each run is a fresh batch
 
 
 def test_scenario_threshold_in_file_is_honoured(in_tmp, capsys):
@@ -231,16 +231,42 @@ def test_processes_spread_runs_and_the_parent_stores_every_one(in_tmp, capsys):
     assert {r[6] for r in stored} == {stored[0][6]}  # one writer: this process, not the workers
 
 
-def test_more_runs_later_only_runs_the_new_ones(in_tmp, capsys):
+def _batch_ids(store: Path) -> List[str]:
+    with ResultStore(store, readonly=True) as opened:
+        return [b.id for b in opened.batches()]
+
+
+def test_running_again_after_editing_a_criterion_judges_afresh(in_tmp, capsys):
+    """The issue's first case: edit a criterion, run again, get new verdicts (not the old ones)."""
     suite = write_suite(in_tmp, SUITE)
     assert run_cli(["run", str(suite), "--mock", "--store", "r.db"], capsys)[0] == 0
+    suite.write_text(suite.read_text().replace("criteria: [The agent offers a refund]",
+                                               'criteria: ["The agent offers a refund [mock:fail]"]'))
+    code, out, err = run_cli(["run", str(suite), "--mock", "--store", "r.db"], capsys)
+    assert code == 1, out + err
+    assert "already finished" not in err and "nothing to run" not in err
+    assert "FAILED: 1 of 2 scenario/variant pairs missed" in out
+    newest, older = _batch_ids(in_tmp / "r.db")
+    with ResultStore(in_tmp / "r.db", readonly=True) as store:
+        assert store.batch(older).passed == 4 and store.batch(newest).passed == 2  # history kept
+
+
+def test_resume_with_more_runs_only_runs_the_new_ones_and_changed_ones(in_tmp, capsys):
+    suite = write_suite(in_tmp, SUITE)
+    assert run_cli(["run", str(suite), "--mock", "--store", "r.db"], capsys)[0] == 0
+    [batch_id] = _batch_ids(in_tmp / "r.db")
     before = {r[0]: r[5] for r in rows(in_tmp / "r.db")}
-    code, _, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--runs", "3"], capsys)
-    assert code == 0
-    assert "4 of 6 runs already finished" in err
+    code, _, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--runs", "3", "--resume", batch_id], capsys)
+    assert code == 0, err
+    assert f"Resuming batch {batch_id} of suite 'shop'" in err and "4 of 6 runs kept; running 2: 2 not finished" in err
     after = {r[0]: r[5] for r in rows(in_tmp / "r.db")}
-    assert len(after) == 6
+    assert len(after) == 6 and _batch_ids(in_tmp / "r.db") == [batch_id]
     assert all(after[k] == v for k, v in before.items())  # finished runs were not run again
+    # The greeting scenario's description changes: resuming re-runs its runs and says why.
+    suite.write_text(suite.read_text().replace("description: Scripted hello.", "description: Scripted wave."))
+    code, _, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--runs", "3", "--resume", batch_id], capsys)
+    assert code == 0, err
+    assert "3 of 6 runs kept; running 3: 3 changed since they ran: scenario (3)" in err
 
 
 def test_errored_runs_run_again_on_resume(in_tmp, capsys):
@@ -253,21 +279,31 @@ def test_errored_runs_run_again_on_resume(in_tmp, capsys):
     code, out, _ = run_cli(["run", str(suite), "--mock", "--store", "r.db"], capsys)
     assert code == 1
     assert {r[4] for r in rows(in_tmp / "r.db")} == {"error"}
+    [batch_id] = _batch_ids(in_tmp / "r.db")
     flag.unlink()
-    code, out, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--resume"], capsys)
+    # The batch finished (with errors): --resume alone looks for an interrupted one and says how to go on.
+    code, _, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--resume"], capsys)
+    assert code == 2 and f"no interrupted batch of suite 'shop'" in err and f"by id ({batch_id})" in err
+    code, out, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--resume", batch_id], capsys)
     assert code == 0, out + err
+    assert "0 of 4 runs kept; running 4: 4 ended on an error or timeout" in err
     stored = rows(in_tmp / "r.db")
     assert len(stored) == 4 and {r[4] for r in stored} == {"passed"}
 
 
-def test_fresh_forgets_stored_runs(in_tmp, capsys):
+def test_resume_flag_before_the_suite_file_is_not_a_batch_id(in_tmp, capsys):
     suite = write_suite(in_tmp, SUITE)
     assert run_cli(["run", str(suite), "--mock", "--store", "r.db"], capsys)[0] == 0
-    before = {r[0]: r[5] for r in rows(in_tmp / "r.db")}
+    code, _, err = run_cli(["run", "--resume", str(suite), "--mock", "--store", "r.db"], capsys)
+    assert code == 2 and "no interrupted batch of suite 'shop'" in err
+
+
+def test_fresh_is_the_default_and_keeps_history(in_tmp, capsys):
+    suite = write_suite(in_tmp, SUITE)
+    assert run_cli(["run", str(suite), "--mock", "--store", "r.db"], capsys)[0] == 0
     code, _, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--fresh"], capsys)
-    assert code == 0 and "forgot 4 stored runs" in err
-    after = {r[0]: r[5] for r in rows(in_tmp / "r.db")}
-    assert set(after) == set(before) and all(after[k] > before[k] for k in before)
+    assert code == 0, err
+    assert len(_batch_ids(in_tmp / "r.db")) == 2 and len(rows(in_tmp / "r.db")) == 8
 
 
 def test_variants_executor_and_filters(in_tmp, capsys):
@@ -342,7 +378,8 @@ def test_store_write_failure_stops_with_a_resume_hint(in_tmp, capsys, monkeypatc
     code, _, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--max-concurrency", "1"], capsys)
     assert code == 2
     assert "Stopped: writing to result store r.db failed: database or disk is full" in err
-    assert "then resume with:\n  scenario run" in err and err.rstrip().endswith("--resume")
+    [batch_id] = _batch_ids(in_tmp / "r.db")
+    assert "then resume with:\n  scenario run" in err and err.rstrip().endswith(f"--resume {batch_id}")
     assert len(rows(in_tmp / "r.db")) == 2
 
 
@@ -559,7 +596,8 @@ def test_sigterm_stops_like_ctrl_c_with_its_own_exit_code(in_tmp):
 
 
 def test_two_jobs_writing_one_store_at_once(in_tmp):
-    # One job runs the whole suite while another runs scenario b: they race on b's run ids.
+    # One job runs the whole suite while another runs scenario b: each is its own batch, written
+    # into one file at the same time.
     suite = write_suite(in_tmp, SCRIPTED_SUITE.replace("runs: 12", "runs: 10"))
     store = in_tmp / "shared.db"
     jobs = [
@@ -574,11 +612,44 @@ def test_two_jobs_writing_one_store_at_once(in_tmp):
         out, err = job.communicate(timeout=120)
         assert job.returncode == 0, err[-2000:]
         outputs.append(err)
-    assert "[20/20 100%]" in outputs[0]  # planned before the other job stored anything: it ran everything
-    final = rows(store)
-    ids = [r[0] for r in final]
-    assert len(ids) == len(set(ids)) == 20
-    assert {r[4] for r in final} == {"passed", "failed"}
+    assert "[20/20 100%]" in outputs[0] and "[10/10 100%]" in outputs[1]
+    with ResultStore(store, readonly=True) as opened:
+        batches = sorted(opened.batches(), key=lambda b: b.planned)
+        assert [(b.planned, b.finished, b.status) for b in batches] == [(10, 10, "finished"), (20, 20, "finished")]
+        for batch in batches:
+            ids = [o.id for o in opened.outcomes(batch_id=batch.id)]
+            assert len(ids) == len(set(ids)) == batch.planned
+        assert {o.status for o in opened.outcomes()} == {"passed", "failed"}
+
+
+def test_report_format_comes_from_the_extension_and_html_never_goes_to_a_terminal(in_tmp, capsys, monkeypatch):
+    suite = write_suite(in_tmp, FAILING_SUITE)
+    assert run_cli(["run", str(suite), "--mock", "--store", "r.db"], capsys)[0] == 1
+    code, _, err = run_cli(["report", "r.db", "--out", "r.xml"], capsys)
+    assert code == 0 and "Wrote junit report" in err
+    assert ET.parse(in_tmp / "r.xml").getroot().tag == "testsuites"
+    code, _, err = run_cli(["report", "r.db", "--out", "r.json"], capsys)
+    assert code == 0 and json.loads((in_tmp / "r.json").read_text())["format"] == "scenario-report"
+    code, _, err = run_cli(["report", "r.db", "--out", "r.txt"], capsys)
+    assert code == 2 and "cannot tell the report format from the extension" in err
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, out, err = run_cli(["report", "r.db"], capsys)
+    assert code == 2 and "not for a terminal" in err and "--out report.html" in err and out == ""
+    code, out, _ = run_cli(["report", "r.db", "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)["passed"] is False
+
+
+def test_report_of_an_older_batch_by_id(in_tmp, capsys):
+    suite = write_suite(in_tmp, FAILING_SUITE)
+    assert run_cli(["run", str(suite), "--mock", "--store", "r.db"], capsys)[0] == 1
+    assert run_cli(["run", str(suite), "--mock", "--store", "r.db", "--scenario", "good"], capsys)[0] == 0
+    newest, older = _batch_ids(in_tmp / "r.db")
+    code, out, _ = run_cli(["report", "r.db", "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)["totals"]["runs"] == 2  # the latest batch only
+    code, out, _ = run_cli(["report", "r.db", "--format", "json", "--batch", older], capsys)
+    assert code == 0 and json.loads(out)["totals"]["runs"] == 4
+    code, _, err = run_cli(["report", "r.db", "--batch", "nope", "--format", "json"], capsys)
+    assert code == 2 and f"--batch nope: no such batch in r.db (latest: {newest}, {older})" in err
 
 
 def _children_of(pid: int) -> List[int]:

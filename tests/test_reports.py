@@ -166,14 +166,27 @@ def test_unknown_format():
         render(report_from_records([]), "pdf")
 
 
+def _in_batch(records, batch_id):
+    for item in records:
+        item.batch_id = batch_id
+    return records
+
+
 def test_write_report_and_report_from_store(tmp_path):
     with ResultStore(tmp_path / "r.db") as store:
-        store.put_many(sample() + [record("other", "default", 0, "passed", suite="second")])
-        store.save_suite_info("shop", INFO["shop"])
+        old = store.start_batch("shop", info=INFO["shop"])
+        store.put_many(_in_batch([record("refund", "base", 0, "failed")], old.id))
+        shop = store.start_batch("shop", info=INFO["shop"])
+        second = store.start_batch("second")
+        store.put_many(_in_batch(sample(), shop.id)
+                       + _in_batch([record("other", "default", 0, "passed", suite="second")], second.id))
         report = report_from_store(store)
         assert [s.name for s in report.suites] == ["second", "shop"]
-        only = report_from_store(store, "shop")
+        only = report_from_store(store, "shop")  # the latest batch of the suite, not its history
+        earlier = report_from_store(store, batch_id=old.id)
     assert [g.threshold for g in only.groups] == [0.75, 0.75, 0.5]
+    assert len(only.records) == len(sample()) and {r.batch_id for r in only.records} == {shop.id}
+    assert [(r.scenario, r.status) for r in earlier.records] == [("refund", "failed")]
     path = write_report(only, "json", tmp_path / "nested" / "out.json")
     assert json.loads(path.read_text())["suites"][0]["name"] == "shop"
     assert not list((tmp_path / "nested").glob(".*partial"))

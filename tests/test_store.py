@@ -19,7 +19,8 @@ from scenario.types import CriterionResult, ScenarioResult, Usage
 REPO = Path(__file__).resolve().parent.parent
 
 
-def make_record(index: int, status: str = "passed", scenario: str = "refund", suite: str = "shop", variant: str = "default") -> RunRecord:
+def make_record(index: int, status: str = "passed", scenario: str = "refund", suite: str = "shop", variant: str = "default",
+                batch_id: str = "batch-1", fingerprint: str = "fp-1") -> RunRecord:
     usage = Usage()
     usage.record(role="judge", model="openai/gpt-4o-mini", input_tokens=100, output_tokens=10, cost_usd=0.0001)
     result = ScenarioResult(
@@ -33,7 +34,7 @@ def make_record(index: int, status: str = "passed", scenario: str = "refund", su
         id=run_id(suite, scenario, variant, index), suite=suite, scenario=scenario, variant=variant, index=index,
         status=status, result=result, attempts=2 if status == "error" else 1, started_at=1700000000.0 + index,
         duration=0.25, usage=usage, error_type="RuntimeError" if status == "error" else None,
-        error_message="boom" if status == "error" else None,
+        error_message="boom" if status == "error" else None, batch_id=batch_id, fingerprint=fingerprint,
     )
 
 

@@ -247,6 +247,7 @@ class Dispatcher:
                 id=unit.id, suite=self.config.suite, scenario=unit.scenario.name, variant=unit.variant,
                 index=unit.index, status="error", attempts=sent, started_at=time.time(),
                 set_id=unit.scenario.set_id, metadata=unit.scenario.metadata, error_type=WORKER_LOST,
+                fingerprint=unit.recipe.fingerprint,
                 error_where=f"worker {event.worker}",
                 error_message=(
                     f"the run was lost with its worker {sent} time(s) (last: {event.reason}); all "

@@ -206,6 +206,7 @@ def make_record(
         usage=usage if usage is not None else Usage(),
         set_id=scenario.set_id,
         metadata=scenario.metadata,
+        fingerprint=unit.recipe.fingerprint,
     )
     if cancelled is not None or outcome is None:
         record.error_type = "CancelledError"
@@ -217,6 +218,12 @@ def make_record(
         record.error_type = info.type if info is not None else type(exc).__name__
         record.error_message = info.message if info is not None else str(exc)
         record.error_where = info.where if info is not None else outcome.where
+        if info is not None and info.traceback:
+            record.error_traceback = info.traceback
+        elif exc is not None:
+            from ..tracebacks import format_exception
+
+            record.error_traceback = format_exception(exc)
         record._exception = exc
     return record
 

@@ -79,6 +79,8 @@ async def run_batch(
     shard_count: Optional[int] = None,
     processes: int = 1,
     backend: Union[str, Ray, Backend] = "local",
+    store: Any = None,
+    resume: Union[bool, str, None] = None,
 ) -> BatchResult:
     """Run every scenario ``runs`` times (with every variant) and roll the results up.
 
@@ -118,6 +120,12 @@ async def run_batch(
             ``scenario.distributed.Ray(address=..., workers=..., ...)``; see docs/batch.md, "Past one
             machine". Every backend is driven by the same dispatch loop: same limits, fail-fast,
             cancellation and exactly one record per run.
+        store: a :class:`scenario.ResultStore` (or a path to one): the batch is recorded in it as a
+            new batch, each finished run written before ``on_run_finished`` sees it.
+        resume: with ``store``, continue a batch instead of starting one: ``True`` for the latest
+            interrupted batch of ``suite``, or a batch id. Runs it finished with a verdict and an
+            unchanged fingerprint are kept; errored, missing and changed ones run. The result then
+            covers the whole batch, kept runs included.
 
     Returns:
         A :class:`scenario.BatchResult`. If the task awaiting this is cancelled (Ctrl-C under
@@ -125,15 +133,28 @@ async def run_batch(
         with ``cancelled=True`` instead of raising.
 
     Raises:
-        scenario.ScenarioConfigError: bad arguments, or an agent factory that fails, before any
-            run starts.
+        scenario.ScenarioConfigError: bad arguments, an agent factory that fails, or a batch to
+            resume that does not exist, before any run starts.
     """
+    if resume and store is None:
+        raise ScenarioConfigError(
+            f"run_batch(resume={resume!r}): resuming needs the store holding the batch; pass store=ResultStore(path)."
+        )
     config = prepare_batch(
         scenarios, runs, variants=variants, agents=agents, executor=executor, max_concurrency=max_concurrency,
         concurrency=concurrency, retries=retries, timeout=timeout, on_error=on_error, min_pass_rate=min_pass_rate,
         on_run_finished=on_run_finished, suite=suite, skip=skip, shard_index=shard_index, shard_count=shard_count,
         processes=processes, backend=backend,
     )
+    if store is not None:
+        from .stored import StoredBatch
+
+        return await StoredBatch.open(store, config, resume=resume).execute()
+    return await execute_batch(config)
+
+
+async def execute_batch(config: BatchConfig) -> BatchResult:
+    """Run a prepared batch through the one dispatch loop, on the backend it asks for."""
     from .backends import resolve_backend
     from .dispatch import Dispatcher
 
@@ -229,7 +250,7 @@ def prepare_batch(
             )
         for variant in wanted:
             recipe = AgentRecipe(spec, named[variant], variant)
-            probe = recipe.probe()
+            probe = recipe.probe(min_pass_rate=min_pass_rate, timeout=timeout)
             try:
                 build_spec(**spec.run_kwargs(probe, timeout=timeout))
             except ScenarioConfigError as exc:

@@ -225,6 +225,10 @@ class AgentRecipe:
     def __init__(self, scenario: Scenario, variant_source: Any, variant: str):
         self.scenario = scenario
         self.variant = variant
+        self.variant_source = variant_source
+        #: Part digests of what decides this pair's runs (scenario.fingerprint), set by probe().
+        self.fingerprint_parts: Dict[str, str] = {}
+        self._fingerprint: Optional[str] = None
         where = f"scenario {scenario.name!r}"
         self._base = _makers(scenario.agents, f"{where}: agents")
         self._variant = _makers(variant_source, f"variant {variant!r}") if variant_source is not None else []
@@ -248,9 +252,19 @@ class AgentRecipe:
         replaced = {getattr(a, "role", None) for a in variant_agents}
         return [a for a in base if getattr(a, "role", None) not in replaced] + variant_agents
 
-    def probe(self) -> List[Any]:
+    @property
+    def fingerprint(self) -> Optional[str]:
+        """The fingerprint of this pair's runs (None before :meth:`probe`)."""
+        if self._fingerprint is None and self.fingerprint_parts:
+            from ..fingerprint import combine
+
+            self._fingerprint = combine(self.fingerprint_parts)
+        return self._fingerprint
+
+    def probe(self, *, min_pass_rate: Optional[float] = None, timeout: Optional[float] = None) -> List[Any]:
         """Build once up front, turning any failure into a clear configuration error, and warn
-        when copying instances is slow enough to matter over many runs."""
+        when copying instances is slow enough to matter over many runs. Also fingerprints the
+        pair from what was built (``min_pass_rate``/``timeout``: the batch's, part of it)."""
         for maker in self._base + self._variant:
             if maker.kind != "copy":
                 continue
@@ -273,7 +287,6 @@ class AgentRecipe:
                 )
         try:
             self._prebuilt = self.build()
-            return self._prebuilt
         except ScenarioConfigError:
             raise
         except Exception as exc:
@@ -281,6 +294,13 @@ class AgentRecipe:
                 f"scenario {self.scenario.name!r}, variant {self.variant!r}: making the agents raised "
                 f"{type(exc).__name__}: {exc}. Fix the agent factory; nothing was run."
             ) from exc
+        from ..fingerprint import fingerprint_parts
+
+        self._fingerprint = None
+        self.fingerprint_parts = fingerprint_parts(
+            self.scenario, self._prebuilt, self.variant_source, batch_min_pass_rate=min_pass_rate, batch_timeout=timeout,
+        )
+        return self._prebuilt
 
 
 def normalize_variants(variants: Any, what: str) -> Dict[str, Any]:

@@ -51,6 +51,10 @@ _SETTINGS = pytest.StashKey[RepeatSettings]()
 _SETTINGS_ERROR = pytest.StashKey[str]()
 _OUTCOMES = pytest.StashKey[List[RunOutcome]]()
 _ROW = pytest.StashKey[Dict[str, Any]]()
+_EXPLAINED = pytest.StashKey[str]()
+
+#: Failed scenario runs explained in full in a failing test's output (the rest are counted).
+MAX_EXPLAINED_RUNS = 3
 
 # Markers whose plugins run an async test on a loop of their own choosing.
 _ASYNC_RUNNER_MARKERS = ("asyncio", "asyncio_concurrent", "anyio", "trio")
@@ -119,6 +123,23 @@ def _reject_marker_on_non_test(collector: Any, name: str, obj: object) -> None:
         "python_functions/python_classes settings), or remove it.",
         pytrace=False,
     )
+
+
+def _explain_failures(collector: ResultCollector) -> str:
+    """The failed criteria with the judge's reasoning, the error and the last turns, per failed run."""
+    from ..failure_text import explain
+
+    failed = [r for r in collector.results if not r.success]
+    if not failed:
+        return ""
+    total = len(collector.results)
+    parts = []
+    for number, result in enumerate(failed[:MAX_EXPLAINED_RUNS], start=1):
+        title = "scenario run did not pass" if total == 1 else f"failed scenario run {number} of {len(failed)}"
+        parts.append(explain(result, title=title))
+    if len(failed) > MAX_EXPLAINED_RUNS:
+        parts.append(f"... and {len(failed) - MAX_EXPLAINED_RUNS} more failed run(s) (see the scenario summary).")
+    return "\n\n".join(parts)
 
 
 class ScenarioPytestPlugin:
@@ -219,6 +240,9 @@ class ScenarioPytestPlugin:
             test_file=os.path.abspath(str(path)) if path is not None else None,
         )
         item.stash[_ROW] = row
+        explained = _explain_failures(collector)
+        if explained:
+            item.stash[_EXPLAINED] = explained
         item.user_properties.extend(_summary.user_properties(row))
         if row["failures"] and row["outcome"] == "passed":
             # Passed on pass rate with some runs failing: say which, for -rA / -rP readers.
@@ -229,6 +253,15 @@ class ScenarioPytestPlugin:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
         report = yield
         if call.when == "call":
+            explained = item.stash.get(_EXPLAINED, None)
+            if explained and report.failed:
+                # On the failure itself (not a captured-output section) so pytest's JUnit XML
+                # puts it in the <failure> text too, and -p no:capture or -s cannot hide it.
+                add = getattr(report.longrepr, "addsection", None)
+                if add is not None:
+                    add("scenario: why the run(s) failed", explained)
+                else:
+                    report.sections.append(("scenario: why the run(s) failed", explained))
             row = item.stash.get(_ROW, None)
             if row is not None:
                 if report.outcome != row["outcome"]:

@@ -31,8 +31,6 @@ from ..event_loops import drain
 from ._settings import RepeatSettings
 
 # How much of a failed run's error and of a scenario's reasoning the failure message shows.
-_MAX_ERROR_LINES = 8
-_MAX_REASONING_CHARS = 400
 
 
 @dataclass
@@ -237,14 +235,12 @@ def failure_message(outcomes: List[RunOutcome], settings: RepeatSettings, functi
             reasoning = (result.reasoning or "no reasoning given").strip()
             if reasoning and reasoning in shown:
                 continue  # the assertion message already says it
-            if len(reasoning) > _MAX_REASONING_CHARS:
-                reasoning = reasoning[: _MAX_REASONING_CHARS - 3] + "..."
             lines.append(f"      scenario failed: {reasoning}")
     return "\n".join(lines)
 
 
 def describe_error(error: Optional[BaseException], test_file: Optional[str] = None) -> str:
-    """``Type: message (file:line)``, the message cut to a few lines."""
+    """``Type: message (file:line)``, the message whole (a failure's text is never cut)."""
     if error is None:
         return ""
     name = type(error).__name__
@@ -252,8 +248,6 @@ def describe_error(error: Optional[BaseException], test_file: Optional[str] = No
         name = "Failed"
     text = str(getattr(error, "msg", None) or error).strip()
     text_lines = text.splitlines()
-    if len(text_lines) > _MAX_ERROR_LINES:
-        text_lines = text_lines[:_MAX_ERROR_LINES] + ["..."]
     where = _location(error, test_file)
     head = f"{name}: {text_lines[0]}" if text_lines else name
     if where:

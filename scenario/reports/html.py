@@ -260,7 +260,13 @@ def _run_details(record: RunRecord) -> str:
             f"<tbody>{rows}</tbody></table>"
         )
     if record.error_type:
-        body.append(f"<pre class=\"error-info\">{escape(record.error_type)}: {escape(record.error_message or '')}</pre>")
+        where = f" at {record.error_where}" if record.error_where else ""
+        body.append(f"<pre class=\"error-info\">Error{escape(where)}: {escape(record.error_type)}: "
+                    f"{escape(record.error_message or '')}</pre>")
+        if record.error_traceback:
+            # Collapsed: the summary line above says what; the traceback is for whoever digs.
+            body.append(f'<details class="traceback"><summary>Traceback</summary>'
+                        f'<pre class="error-info">{escape(record.error_traceback)}</pre></details>')
     if result is not None and result.messages:
         body.append('<div class="transcript">')
         for message in result.messages:

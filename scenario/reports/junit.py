@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from typing import Dict, List
 
+from ..failure_text import explain_record
 from ..records import RunRecord
 from .summary import GroupSummary, Report
 
@@ -47,7 +48,9 @@ def render_junit(report: Report) -> str:
                 tag = "error" if only_errors else "failure"
                 counts["errors" if only_errors else "failures"] += 1
                 failure = ET.SubElement(case, tag, message=_verdict(group), type="ThresholdNotMet")
-                failure.text = "\n".join(_run_line(r) for r in runs if r.status != "passed")
+                # Each run that did not pass explained in full: failed criteria with the judge's
+                # reasoning, the error and its traceback, the last turns (scenario.failure_text).
+                failure.text = "\n\n".join(explain_record(r) for r in runs if r.status != "passed")
             out = ET.SubElement(case, "system-out")
             out.text = "\n".join(_run_line(r) for r in runs)
         for key, value in counts.items():

@@ -227,11 +227,18 @@ def _scenario_order(info: Dict[str, Any], scenario: str) -> int:
         return len(order)
 
 
-def report_from_store(store: Any, suite: Optional[str] = None) -> Report:
-    """Build a :class:`Report` from a :class:`scenario.store.ResultStore` (one suite or all)."""
-    names = [suite] if suite is not None else store.suites()
-    info = {name: store.suite_info(name) for name in names}
+def report_from_store(store: Any, suite: Optional[str] = None, batch_id: Optional[str] = None) -> Report:
+    """Build a :class:`Report` from a :class:`scenario.store.ResultStore`: one batch by id, or
+    the latest batch of one suite (or of every suite). Older batches stay in the store as history."""
+    if batch_id is not None:
+        batch = store.batch(batch_id)
+        batches = [batch] if batch is not None else []
+    else:
+        names = [suite] if suite is not None else store.suites()
+        batches = [b for b in (store.latest_batch(name) for name in names) if b is not None]
+    info: Dict[str, Dict[str, Any]] = {}
     records: List[RunRecord] = []
-    for name in names:
-        records.extend(store.records(suite=name))
+    for batch in batches:
+        info[batch.suite] = batch.info or store.suite_info(batch.suite)
+        records.extend(store.records(suite=batch.suite, batch_id=batch.id))
     return report_from_records(records, suite_info=info, source=str(store.path))
