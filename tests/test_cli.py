@@ -739,3 +739,25 @@ def test_processes_workers_stop_within_seconds_when_the_batch_process_is_killed(
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--address", "auto"], "--address only apply to --backend ray"),
+    (["--workers", "2"], "--workers only apply to --backend ray"),
+    (["--backend", "ray", "--processes", "2"], "with --backend ray use --workers N instead"),
+])
+def test_backend_flags_that_do_not_fit_together_are_refused(in_tmp, capsys, flags, message):
+    suite = write_suite(in_tmp, SUITE)
+    code, _, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", *flags], capsys)
+    assert code == 2 and message in err
+
+
+def test_backend_ray_without_ray_installed_names_the_extra(in_tmp, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    suite = write_suite(in_tmp, SUITE)
+    code, _, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--backend", "ray"], capsys)
+    assert code == 2 and "pip install 'scenario[ray]'" in err
+    assert not (in_tmp / "r.db").exists()

@@ -323,3 +323,17 @@ def test_the_ray_backend_without_ray_installed_names_the_extra(monkeypatch):
     for backend in ("ray", scenario.distributed.Ray(workers=1)):
         with pytest.raises(ScenarioConfigError, match=r"pip install 'scenario\[ray\]'"):
             prepare_batch(specs("a"), backend=backend)
+
+
+def test_the_distributed_example_runs_offline_on_forked_processes():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo), LITELLM_LOCAL_MODEL_COST_MAP="True")
+    done = subprocess.run([sys.executable, str(repo / "examples" / "distributed_batch.py")], capture_output=True,
+                          text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "PASSED" in done.stdout and "backend processes: 0 runs re-sent" in done.stdout

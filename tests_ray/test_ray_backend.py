@@ -265,3 +265,11 @@ def test_killing_the_driver_ends_its_workers_and_a_resume_finishes_the_batch_exa
     assert resumed.returncode == 0, err[-3000:]
     keys = [(r.scenario, r.index) for r in stored(suite_dir) if r.status in ("passed", "failed")]
     assert len(set(keys)) == 30
+
+
+def test_the_distributed_example_runs_on_ray(ray_cluster):
+    env = dict(os.environ, RAY_ADDRESS=ray_cluster, PYTHONPATH=str(REPO), LITELLM_LOCAL_MODEL_COST_MAP="True")
+    done = subprocess.run([sys.executable, str(REPO / "examples" / "distributed_batch.py"), "--backend", "ray"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "PASSED" in done.stdout and "backend ray: 0 runs re-sent" in done.stdout
