@@ -107,10 +107,13 @@ class FakeBackend(Backend):
         status = "error" if unit.scenario.name in self.errors else "passed"
         extra: Dict[str, Any] = {"error_type": "RuntimeError", "error_message": "boom"} if status == "error" else {}
         events = [Feedback("rate_limited", 1.0)] * self.rate_limited + [Finished(self._record(run_id, status, **extra))]
-        if self.duplicate:
-            events.append(Finished(self._record(run_id, status, **extra)))
         with self.lock:
             self.out.discard(run_id)
+        if self.duplicate:
+            # In order, from the loop's thread: each record and then its duplicate.
+            for event in events + [Finished(self._record(run_id, status, **extra))]:
+                self.post(event)
+            return
         self._later(*events)
 
     def cancel(self, run_ids: Collection[str], reason: str) -> None:
@@ -148,8 +151,9 @@ async def test_duplicate_records_are_dropped_by_run_id_and_counted():
     seen: List[RunRecord] = []
     result = await run_batch(specs("a", "b"), runs=5, backend=FakeBackend(duplicate=True), on_run_finished=seen.append)
     assert len(seen) == 10 == len({r.id for r in seen})
-    # The driver stops listening once every run is accounted for, so the last run's duplicate
-    # may arrive after the batch ended; every earlier one was seen and dropped.
+    # Every record is followed by its duplicate on the driver's queue. The driver stops listening
+    # once every run is accounted for and the feeder is done, so only the last run's duplicate may
+    # come too late to be counted.
     assert result.total == 10 and result.metadata["duplicates_dropped"] in (9, 10)
 
 
@@ -337,3 +341,20 @@ def test_the_distributed_example_runs_offline_on_forked_processes():
                           text=True, env=env, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "PASSED" in done.stdout and "backend processes: 0 runs re-sent" in done.stdout
+
+
+@pytest.mark.asyncio
+async def test_cancelled_while_the_backend_starts_returns_at_once_with_nothing_run():
+    class SlowStart(FakeBackend):
+        async def start(self, config: Any, parent_span: Any) -> None:
+            await asyncio.sleep(3600)
+
+    backend = SlowStart()
+    task = asyncio.ensure_future(run_batch(specs("a"), runs=3, backend=backend))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    task.cancel()
+    result = await asyncio.wait_for(task, 5)
+    assert time.monotonic() - started < 1
+    assert result.cancelled and result.total == 0 and result.not_started == 3 and backend.submitted == []
+    assert backend.closed

@@ -152,6 +152,8 @@ class Dispatcher:
         """Collect the cancelled runs' records for a while; then record the silent ones ourselves."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STOP_GRACE
+        if self._feeder is None:  # stopped while the backend was starting: nothing was sent
+            self._feeder_done = True
         while self._in_flight or not self._feeder_done:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -182,7 +184,8 @@ class Dispatcher:
             self._stop(f"a worker failed: {type(event.error).__name__}: {event.error}")
 
     async def _on_record(self, record: RunRecord) -> None:
-        if record.id in self._records or record.id not in self._units:
+        if record.id in self._records or record.id not in self._in_flight:
+            # Already recorded, or never sent: a replay of a run some worker was thought to have lost.
             self._duplicates += 1
             return
         if record.status == "cancelled" and not self._stopping:

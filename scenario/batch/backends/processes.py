@@ -303,8 +303,10 @@ def _child_main(config: "BatchConfig", which: int, parts: int, conn: Any, parent
         elif kind == "cancel":
             session.cancel(message[1], message[2])
         elif kind in ("exit", "eof"):
-            if kind == "eof":  # the parent is gone: stop spending model calls for nobody
-                session.cancel_all("the batch process is gone")
+            # The driver sends exit once every run it sent has reported (or it gave up waiting);
+            # anything still going here is no longer wanted. On eof the parent is gone: stop
+            # spending model calls for nobody.
+            session.cancel_all("the batch process is gone" if kind == "eof" else "the batch is closing")
             done.set()
 
     def read_commands() -> None:
