@@ -170,3 +170,34 @@ async def test_a_workers_run_spans_continue_the_callers_trace_from_its_tracepare
     run_span = next(s for s in exporter.get_finished_spans() if s.name == "scenario.batch.run")
     assert run_span.context.trace_id == driver_span.context.trace_id
     assert run_span.parent.span_id == driver_span.context.span_id
+
+
+@pytest.mark.asyncio
+async def test_a_worker_process_signalled_alone_hands_its_runs_back_and_each_run_ends_once(monkeypatch):
+    import multiprocessing
+    import os
+    import signal
+
+    from scenario.batch.backends import processes as processes_backend
+
+    monkeypatch.setattr(processes_backend, "SELF_STOP_DELAY", 0.2)  # inherited by the forked workers
+
+    class Slow(scenario.AgentAdapter):
+        async def call(self, input: scenario.AgentInput) -> str:
+            await asyncio.sleep(0.2)
+            return "ok"
+
+    seen: List[Any] = []
+    spec = Scenario(name="slow", description="d", agents=[Slow], script=[scenario.user("hi"), scenario.agent(),
+                                                                        scenario.succeed()])
+    task = asyncio.ensure_future(run_batch([spec], runs=30, processes=2, executor="loop", max_concurrency=6,
+                                           on_run_finished=seen.append))
+    while len(seen) < 4:
+        await asyncio.sleep(0.02)
+    workers = [p for p in multiprocessing.active_children() if p.name.startswith("scenario-batch-")]
+    assert len(workers) == 2
+    os.kill(workers[0].pid, signal.SIGTERM)
+    result = await asyncio.wait_for(task, 60)
+    assert result.passed_runs == 30 and not result.cancelled
+    assert len(seen) == len({r.id for r in seen}) == 30
+    assert result.metadata["workers_lost"] == 1 and result.metadata["runs_resent"] >= 1

@@ -173,7 +173,7 @@ class Dispatcher:
         if isinstance(event, _FeederDone):
             self._feeder_done = True
         elif isinstance(event, Finished):
-            await self._on_record(event.record)
+            await self._on_record(event.record, event.worker)
         elif isinstance(event, Lost):
             await self._on_lost(event)
         elif isinstance(event, Feedback):
@@ -183,7 +183,7 @@ class Dispatcher:
                 self._fatal = event.error
             self._stop(f"a worker failed: {type(event.error).__name__}: {event.error}")
 
-    async def _on_record(self, record: RunRecord) -> None:
+    async def _on_record(self, record: RunRecord, worker: Optional[str] = None) -> None:
         if record.id in self._records or record.id not in self._in_flight:
             # Already recorded, or never sent: a replay of a run some worker was thought to have lost.
             self._duplicates += 1
@@ -191,7 +191,7 @@ class Dispatcher:
         if record.status == "cancelled" and not self._stopping:
             # Nobody asked for this: the worker was stopped from outside (a signal sent to it
             # alone, its node draining). Its run did not finish, so it goes out again.
-            await self._on_lost(Lost([record.id], "?", f"run cancelled on its worker: {record.error_message}"))
+            await self._on_lost(Lost([record.id], worker or "?", f"run cancelled on its worker: {record.error_message}"))
             return
         self._in_flight.discard(record.id)
         self.strategy.release()

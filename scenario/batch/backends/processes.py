@@ -185,8 +185,8 @@ class Processes(Backend):
                 limiter = limits.limiter(message[1])
                 if limiter is not None:
                     limiter.record_usage(message[2], message[3])
-            elif kind == "record":
-                self._post_threadsafe(("record", which, message[1]))
+            elif kind in ("record", "leaving"):
+                self._post_threadsafe((kind, which, message[1]))
             elif kind == "feedback":
                 self.post(Feedback(message[1], message[2], message[3]))
             elif kind == "bye":
@@ -214,6 +214,9 @@ class Processes(Backend):
             record = load_record(payload)
             self._load[which].discard(record.id)
             self.post(Finished(record, self._worker(which)))
+        elif kind == "leaving":
+            self._alive[which] = False
+            self._reports[which] = {"error": payload}
         elif kind == "eof":
             self._alive[which] = False
             lost = sorted(self._load[which], key=lambda i: self._positions.get(i, 0))
@@ -326,6 +329,9 @@ def _child_main(config: "BatchConfig", which: int, parts: int, conn: Any, parent
                 return
 
     def self_stop() -> None:
+        # Say so first: the parent then sends nothing more here, and the runs cancelled below go
+        # out again to the other workers.
+        send(("leaving", "the worker process received SIGTERM"))
         session.cancel_all("the worker process received SIGTERM")
         done.set()
 

@@ -80,7 +80,14 @@ class RayBackend(Backend):
 
         self._positions = {u.id: i for i, u in enumerate(config.units)}
         self._carrier = traceparent_of(parent_span)
-        await asyncio.to_thread(self._connect)
+        connecting = asyncio.ensure_future(asyncio.to_thread(self._connect))
+        try:
+            await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            # ray.init cannot be interrupted: let it finish, so close() shuts down what it started.
+            await asyncio.wait({connecting}, timeout=READY_TIMEOUT)
+            await self.close()
+            raise
         try:
             await self._start_actors(config)
         except BaseException:
@@ -185,9 +192,7 @@ class RayBackend(Backend):
             payload, feedback = await ref
         except asyncio.CancelledError:
             raise
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError,
-                ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                ray.exceptions.ObjectLostError) as exc:
+        except _worker_gone(ray) as exc:
             self._alive[which] = False
             self._load[which].discard(unit.id)
             self.post(Lost([unit.id], f"ray actor {which}", f"{type(exc).__name__}: {_first_line(exc)}"))
@@ -235,6 +240,12 @@ class RayBackend(Backend):
     def metadata(self) -> Dict[str, Any]:
         return {"ray": {"workers": len(self._alive), "workers_alive": sum(self._alive),
                         "address": self._address}}
+
+
+def _worker_gone(ray: Any) -> Tuple[type, ...]:
+    """Ray's exceptions meaning "the worker (or its node) is gone", those this Ray version has."""
+    names = ("RayActorError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError")
+    return tuple(getattr(ray.exceptions, name) for name in names if hasattr(ray.exceptions, name))
 
 
 class _DropMessage:
