@@ -14,7 +14,7 @@ PHOENIX_REQ   := arize-phoenix==19.12.0
 RAY_VENV  ?= .venv-ray
 RAY_STAMP := $(RAY_VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/scenario demo $(DEMO_ARGS)
 
+# The viewer's browser tests drive Debian's chromium through Playwright (no browser download).
+# Installed when missing; where apt-get cannot run (not root) the tests skip, except in CI.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	( echo "installing chromium for the browser tests" && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) || \
+	( [ -z "$$CI" ] && echo "could not install chromium (apt-get needs root): the browser tests will be skipped" )
+
 # pytest exits 5 when it collects no test: treat that as a failure too, loudly. The Ray tests run
 # even when the main suite failed (both results are worth seeing); either failing fails the target.
-test: $(STAMP) $(PHOENIX_STAMP) $(RAY_STAMP)
+test: $(STAMP) $(PHOENIX_STAMP) $(RAY_STAMP) browser
 	SCENARIO_PHOENIX_PYTHON=$(abspath $(PHOENIX_VENV))/bin/python \
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected"; rc=1; fi; \

@@ -21,8 +21,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 from .agents import AgentAdapter, AgentReturnTypes, JudgeAgent, UserSimulatorAgent
+
+# `scenario.cache` is the decorator, and `scenario/cache.py` is langwatch-scenario's module path
+# for it. Importing the submodule first means a later `import scenario.cache` finds it loaded and
+# does not rebind the package attribute from the function to the module.
+from . import cache as _cache_module  # noqa: F401
 from .replay_cache import cache
-from .config import ModelConfig, configure
+from .config import ModelConfig, ScenarioConfig, configure
 from .errors import AgentReturnError, ModelCallError, ScenarioConfigError, ScenarioError
 from .executors import arun, run
 from .run_context import report_usage
@@ -54,6 +59,32 @@ _LAZY = {
     "ResultStore": "store",
     "BatchInfo": "store",
     "StoreError": "store",
+    # langwatch-scenario names (docs/migrating.md)
+    "RedTeamAgent": "agents.red_team",
+    "RedTeamStrategy": "agents.red_team_strategies",
+    "CrescendoStrategy": "agents.red_team_strategies",
+    "GoatStrategy": "agents.red_team_strategies",
+    "AttackerOutput": "agents.red_team_strategies",
+    "AttackTechnique": "agents.red_team_strategies",
+    "Technique": "agents.red_team_strategies",
+    "DEFAULT_TECHNIQUES": "agents.red_team_strategies",
+    "DEFAULT_GOAT_TECHNIQUES": "agents.red_team_strategies",
+    **{name: "evaluators" for name in (
+        "evaluator", "field", "value", "conversation", "trace", "scenario_source", "EvaluationResult",
+        "EvaluatorMapping", "ScenarioEvaluator",
+    )},
+    **{name: "peer_only" for name in (
+        "audio", "dtmf", "interrupt", "silence", "sleep", "InterruptionConfig", "effects", "AdapterCapabilities",
+        "AudioChunk", "AudioSegment", "LatencyMetrics", "ComposableVoiceAgent", "ElevenLabsSTTProvider",
+        "ElevenLabsVoiceAgent", "OpenAISTTProvider", "STTProvider", "UnsupportedCapabilityError",
+        "AgentStreamEndedError", "FirstChunkTimeoutError", "ModalityNegotiationError", "PipecatRecvError",
+        "TunnelNotReadyError", "VoiceAgentAdapter", "VoiceEvent", "VoiceRecording", "register_tts_provider",
+        "set_stt_provider", "ElevenLabsAgentAdapter", "GeminiLiveAgentAdapter", "LiveKitAgentAdapter",
+        "OpenAIRealtimeAgentAdapter", "PipecatAgentAdapter", "TwilioAgentAdapter", "VapiAgentAdapter",
+        "WebRTCAgentAdapter", "WebSocketAgentAdapter", "WebSocketProtocol", "setup_scenario_tracing",
+        "scenario_only", "with_custom_scopes", "realtime_langwatch_session", "ConnectedAgentAdapter",
+        "ConnectedAgentCall", "NotSupportedError",
+    )},
 }
 
 
@@ -68,6 +99,11 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module(f".{name}", __name__)
         globals()[name] = module
         return module
+    if name == "default_config":
+        # langwatch-scenario's snapshot of the configuration; here always the current one.
+        from .config import settings
+
+        return settings()
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'scenario' has no attribute {name!r}")
@@ -79,8 +115,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AgentAdapter", "AgentInput", "AgentReturnError", "AgentReturnTypes", "AgentRole", "CriterionResult",
-    "ErrorInfo", "JudgeAgent", "JudgmentRequest", "ModelCallError", "ModelConfig", "ScenarioConfigError",
+    "ErrorInfo", "JudgeAgent", "JudgmentRequest", "ModelCallError", "ModelConfig", "ScenarioConfig", "ScenarioConfigError",
     "ScenarioError", "ScenarioResult", "ScenarioState", "Usage", "UsageTotals", "UserSimulatorAgent",
     "agent", "arun", "cache", "configure", "fail", "judge", "message", "proceed", "report_usage", "run",
-    "succeed", "user", *_LAZY,
+    "succeed", "user", "default_config", *_LAZY,
 ]

@@ -4,6 +4,8 @@
 
     scenario run SUITE.yaml [--runs N] [--max-concurrency K | --adaptive] [--store PATH] [--resume [BATCH_ID]]
     scenario report STORE --out report.html
+    scenario view [STORE] [--port N] [--no-browser]
+    scenario compare [BEFORE AFTER] [--store PATH] [--suite NAME]
     scenario demo
     scenario mock-llm --port 8765
 
@@ -166,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--batch", metavar="BATCH_ID",
                         help="report this batch (default: the latest batch of each suite)")
 
+    from .cli_view import add_parsers
+
+    add_parsers(commands)
     for name, (_, text) in _PASSTHROUGH.items():
         commands.add_parser(name, help=text, add_help=False)
     return parser
@@ -237,6 +242,14 @@ def _main(argv: Optional[Sequence[str]]) -> int:
             return run_command(args, args_list)
         if args.command == "report":
             return report_command(args)
+        from .cli_view import CommandError, run_command as run_view_command
+
+        try:
+            code = run_view_command(args)
+        except CommandError as exc:
+            raise UsageError(str(exc)) from None
+        if code is not None:
+            return code
     except UsageError as exc:
         print(f"scenario {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -518,10 +531,7 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
                 # Import litellm (seconds) before the clock starts, so progress and ETA measure runs.
                 from .models import litellm_module
 
-                # This process is our program, so its output is ours to keep readable: litellm's
-                # "Give Feedback / Get Help" banner on every provider error would bury the progress.
-                # (The library itself never changes litellm's settings.)
-                litellm_module().suppress_debug_info = True
+                litellm_module()
             progress = BatchProgress(
                 plan.planned, skipped=len(plan.kept), skipped_passed=plan.kept_passed, mode=args.progress, stream=err,
                 strategy=strategy, title=suite.name,

@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import ScenarioConfigError
 
 DEFAULT_MAX_TURNS = 10
-DEFAULT_MODEL_TIMEOUT = 60.0
+#: Seconds per model call attempt. With RetryPolicy.max_timeout_attempts = 2, a call to an
+#: endpoint that never answers gives up after ~90 s (see scenario.model_errors).
+DEFAULT_MODEL_TIMEOUT = 45.0
 
 
 class ModelConfig(BaseModel):
@@ -48,6 +50,7 @@ class Settings(BaseModel):
 
     default_model: Optional[ModelConfig] = None
     max_turns: int = DEFAULT_MAX_TURNS
+    min_turns: int = 0
     verbose: bool = False
     cache_key: Optional[str] = None
     cache_dir: Optional[str] = None
@@ -57,6 +60,28 @@ class Settings(BaseModel):
     tracing: Optional[str] = None
     trace_content: bool = True
     extra: Dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def configure(cls, **kwargs: Any) -> "Settings":
+        """``scenario.configure(...)`` under the name langwatch-scenario gives it
+        (``ScenarioConfig.configure``)."""
+        return configure(**kwargs)
+
+
+ScenarioConfig = Settings
+"""langwatch-scenario's name for the settings object (``from scenario.config import ScenarioConfig``)."""
+
+
+class LangWatchSettings(BaseModel):
+    """Accepted for compatibility with langwatch-scenario, whose hosted platform it configures.
+
+    This library has no hosted platform, so these settings have no effect (docs/migrating.md).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    endpoint: Optional[str] = None
+    api_key: Optional[str] = None
 
 
 _lock = threading.Lock()
@@ -73,6 +98,7 @@ def configure(
     max_turns: Optional[int] = None,
     verbose: Optional[bool] = None,
     cache_key: Optional[str] = None,
+    min_turns: Optional[int] = None,
     cache_dir: Optional[str] = None,
     debug: Optional[bool] = None,
     retry: Any = None,
@@ -88,6 +114,7 @@ def configure(
         default_model: ``"provider/model"`` or a :class:`ModelConfig` used by the user simulator and
             judge when they are not given a model.
         max_turns: default turn limit for autopilot (10).
+        min_turns: default for ``run(min_turns=...)``: turns before the judge may end a run (0).
         verbose: print each conversation as it happens.
         cache_key: replay model calls deterministically across runs (see docs/caching.md).
         cache_dir: where the replay cache lives (default ``.scenario-cache`` in the working dir).
@@ -115,12 +142,18 @@ def configure(
         if max_turns is not None:
             _check_max_turns(max_turns, "configure(max_turns=...)")
             data["max_turns"] = max_turns
+        if min_turns is not None:
+            if isinstance(min_turns, bool) or not isinstance(min_turns, int) or min_turns < 0:
+                raise ScenarioConfigError(f"configure(min_turns={min_turns!r}): must be an integer >= 0.")
+            data["min_turns"] = min_turns
         if max_workers is not None and max_workers < 1:
             raise ScenarioConfigError(f"configure(max_workers={max_workers}): must be at least 1.")
         if tracing is not None and tracing not in ("otlp", "off", "auto"):
             raise ScenarioConfigError(
                 f"configure(tracing={tracing!r}): use 'otlp' (export over OTLP/HTTP), 'off' or 'auto'."
             )
+        if verbose is not None and not isinstance(verbose, bool):
+            verbose = bool(verbose)  # langwatch-scenario also takes a verbosity level
         for key, value in (
             ("verbose", verbose),
             ("cache_key", cache_key),

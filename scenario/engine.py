@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from . import telemetry
+from . import live, telemetry
 from .agents.adapter import adapter_name, invoke, normalize_return
 from .collector import report_result
 from .config import _check_max_turns, settings
@@ -43,6 +43,8 @@ class ScenarioSpec:
     metadata: Dict[str, Any] = field(default_factory=dict)
     verbose: bool = False
     timeout: Optional[float] = None
+    min_turns: int = 0
+    fields: Dict[str, Any] = field(default_factory=dict)
 
 
 def build_spec(
@@ -57,6 +59,8 @@ def build_spec(
     metadata: Optional[Dict[str, Any]] = None,
     verbose: Optional[bool] = None,
     timeout: Optional[float] = None,
+    min_turns: Optional[int] = None,
+    fields: Optional[Dict[str, Any]] = None,
 ) -> ScenarioSpec:
     """Check everything that can be checked before running; raise ScenarioConfigError if wrong."""
     where = f"scenario {name!r}" if isinstance(name, str) else "scenario"
@@ -67,6 +71,14 @@ def build_spec(
     if max_turns is None:
         max_turns = settings().max_turns
     _check_max_turns(max_turns, where)
+    if min_turns is None:
+        min_turns = settings().min_turns
+    if isinstance(min_turns, bool) or not isinstance(min_turns, int) or not 0 <= min_turns <= max_turns:
+        raise ScenarioConfigError(
+            f"{where}: min_turns must be an integer from 0 to max_turns ({max_turns}), got {min_turns!r}."
+        )
+    if fields is not None and not isinstance(fields, dict):
+        raise ScenarioConfigError(f"{where}: fields must be a dict of name -> value, got {type(fields).__name__}.")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ScenarioConfigError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}.")
     if agents is None:
@@ -110,6 +122,25 @@ def build_spec(
             f"{where}: the script has a judge() step but agents has no judge. Add "
             "scenario.JudgeAgent(criteria=[...]) to agents."
         )
+    open_ended = [s for s in steps if isinstance(s, ProceedStep) and s.turns is None and s.on_turn is None
+                  and s.on_step is None]
+    if open_ended and AgentRole.JUDGE not in roles:
+        # Only a judge's verdict ends open-ended autopilot: without one it would burn every turn.
+        what = "autopilot (no script)" if script is None else "the script's proceed() without turns="
+        raise ScenarioConfigError(
+            f"{where}: {what} can only end with a judge's verdict, and agents has no judge, so it would run all "
+            f"{max_turns if max_turns is not None else settings().max_turns} turns and then fail. Add "
+            "scenario.JudgeAgent(criteria=[...]) to agents, or give the script an end: e.g. "
+            "script=[scenario.proceed(turns=3), scenario.succeed()] (or scenario.fail(...))."
+        )
+    judges = [agent for agent in agents if agent.role is AgentRole.JUDGE]
+    inline = any(isinstance(s, JudgeStep) and s.criteria for s in steps)
+    if judges and not inline and all(_without_criteria(j) for j in judges):
+        raise ScenarioConfigError(
+            f"{where}: the judge has no criteria to rule on. Give them to the judge "
+            "(scenario.JudgeAgent(criteria=['...'])) or inline in the script "
+            "(scenario.judge(criteria=['...']) steps)."
+        )
     return ScenarioSpec(
         name=name,
         description=description,
@@ -121,7 +152,16 @@ def build_spec(
         metadata=dict(metadata or {}),
         verbose=settings().verbose if verbose is None else verbose,
         timeout=timeout,
+        min_turns=min_turns,
+        fields=dict(fields or {}),
     )
+
+
+def _without_criteria(judge: Any) -> bool:
+    """A judge that declares an empty ``criteria`` list (a JudgeAgent() relying on inline
+    checkpoints). Custom judges without the attribute decide by themselves."""
+    criteria = getattr(judge, "criteria", None)
+    return isinstance(criteria, (list, tuple)) and not criteria
 
 
 class _StepFailed(Exception):
@@ -141,7 +181,9 @@ class ScenarioEngine:
         # Under `run` the engine owns its thread and loop, so a sync adapter may simply block it;
         # under `arun` the loop is the caller's and sync adapters go to the worker pool.
         self.owns_loop = owns_loop
-        self.state = ScenarioState(name=spec.name, description=spec.description, thread_id=str(uuid.uuid4()), engine=self)
+        self.state = ScenarioState(
+            name=spec.name, description=spec.description, thread_id=str(uuid.uuid4()), engine=self, fields=spec.fields
+        )
         self._agents: Dict[AgentRole, List[Any]] = {role: [] for role in AgentRole}
         for agent in spec.agents:
             self._agents[agent.role].append(agent)
@@ -199,6 +241,7 @@ class ScenarioEngine:
         result.total_time = time.perf_counter() - started
         result.agent_time = self._agent_time
         result.usage = run.usage
+        result.model_calls = list(run.model_calls)
         result.thread_id = self.state.thread_id
         if self._checkpoints:
             self._merge_checkpoints(result)
@@ -217,6 +260,8 @@ class ScenarioEngine:
             result = await self._run_step(step, label)
             if result is not None:
                 return result
+        if self._checkpoints:
+            return self._checkpoints_passed_result("The script ended after its judge() checkpoints passed")
         return ScenarioResult(
             success=False,
             reasoning=(
@@ -225,13 +270,21 @@ class ScenarioEngine:
             ),
         )
 
+    def _checkpoints_passed_result(self, lead: str) -> ScenarioResult:
+        # The criteria themselves are merged in by execute() (_merge_checkpoints).
+        count = len(self._checkpoints)
+        return ScenarioResult(
+            success=True,
+            reasoning=f"{lead} ({count} criteri{'on' if count == 1 else 'a'} met); no final verdict was asked for.",
+        )
+
     async def _run_step(self, step: Any, label: str) -> Optional[ScenarioResult]:
         if isinstance(step, UserStep):
             return await self._scripted_or_generated(AgentRole.USER, step.content, "user")
         if isinstance(step, AgentStep):
             return await self._scripted_or_generated(AgentRole.AGENT, step.content, "assistant")
         if isinstance(step, JudgeStep):
-            return await self._judge(step.criteria)
+            return await self._judge(step.criteria, step.additional_context)
         if isinstance(step, ProceedStep):
             return await self._proceed(step)
         if isinstance(step, VerdictStep):
@@ -254,6 +307,9 @@ class ScenarioEngine:
                 value = await value
         except Exception as exc:
             raise _StepFailed(f"step {label}", exc) from exc
+        if isinstance(value, ScriptStep):
+            # A step function may hand back a built-in step to run now, e.g. judge() to end early.
+            return await self._run_step(value, f"{label} -> {value.describe()}")
         return value if isinstance(value, ScenarioResult) else None
 
     async def _scripted_or_generated(self, role: AgentRole, content: Any, message_role: str) -> Optional[ScenarioResult]:
@@ -264,8 +320,20 @@ class ScenarioEngine:
         self.add_message(message)
         return None
 
-    async def _judge(self, criteria: Optional[List[str]]) -> Optional[ScenarioResult]:
-        result = await self._call_role(AgentRole.JUDGE, JudgmentRequest(criteria=criteria))
+    async def _judge(self, criteria: Optional[List[str]], additional_context: Optional[str] = None) -> Optional[ScenarioResult]:
+        if not criteria and self._judges_lack_criteria():
+            if self._checkpoints:
+                return self._checkpoints_passed_result("All judge() checkpoints so far passed")
+            return ScenarioResult(
+                success=False,
+                reasoning=(
+                    f"Step {self._step_label} asked the judge for a verdict, but no criteria were given yet: "
+                    "put scenario.judge(criteria=[...]) checkpoints before it, or give JudgeAgent(criteria=[...])."
+                ),
+            )
+        result = await self._call_role(
+            AgentRole.JUDGE, JudgmentRequest(criteria=criteria, additional_context=additional_context)
+        )
         if result is None:
             return ScenarioResult(
                 success=False,
@@ -291,6 +359,9 @@ class ScenarioEngine:
                 continue
             if self.state.current_turn >= max_turns:
                 return self._turn_limit_result()
+            if role is AgentRole.JUDGE and self._judge_waits():
+                self._turn_roles.add(role)  # the judge sits this turn out; no model call
+                continue
             # On the last allowed turn the judge must rule: that is what max_turns promises.
             forced = role is AgentRole.JUDGE and self.state.current_turn >= max_turns - 1
             result = await self._call_role(role, JudgmentRequest() if forced else None)
@@ -298,6 +369,17 @@ class ScenarioEngine:
                 await self._callback(step.on_step, "on_step")
             if result is not None:
                 return result
+
+    def _judges_lack_criteria(self) -> bool:
+        return all(_without_criteria(j) for j in self._agents[AgentRole.JUDGE])
+
+    def _judge_waits(self) -> bool:
+        """In autopilot the judge is not asked before min_turns turns are complete, nor at all
+        when it has no criteria of its own (its criteria come from judge() checkpoints)."""
+        last_turn = self.state.current_turn >= self.spec.max_turns - 1
+        if self._judges_lack_criteria():
+            return True
+        return not last_turn and self.state.current_turn + 1 < self.spec.min_turns
 
     def _next_autopilot_role(self) -> Optional[AgentRole]:
         reached = max((_ROLE_ORDER[r] for r in self._turn_roles), default=-1)
@@ -338,7 +420,7 @@ class ScenarioEngine:
         seen = self._seen.get(id(agent), 0)
         agent_input = AgentInput(
             thread_id=self.state.thread_id,
-            messages=list(self.state.messages),
+            messages=self.state.messages,
             new_messages=self.state.messages[seen:],
             judgment_request=judgment,
             scenario_state=self.state,
@@ -355,6 +437,7 @@ class ScenarioEngine:
             },
             parent=self._turn_span,
         )
+        agent_input.propagation_headers = telemetry.propagation_headers(span)
         started = time.perf_counter()
         where = f"step {self._step_label}, {role.key} adapter {name}"
         try:
@@ -383,6 +466,7 @@ class ScenarioEngine:
     # -- bookkeeping --------------------------------------------------------------------------
     def add_message(self, message: Message) -> None:
         self.state.messages.append(message)
+        live.message_added(self.state.messages, self.state.current_turn)
         if self.spec.verbose:
             role = message.get("role", "?")
             print(f"[{self.spec.name}] {role}: {message_text(message)}", flush=True)
@@ -414,6 +498,17 @@ class ScenarioEngine:
         extra = [c for c in self._checkpoints if c.requirement not in known]
         result.criteria = extra + result.criteria
         result.passed_criteria = [c.requirement for c in extra if c.status == "passed"] + result.passed_criteria
+
+    def rollback_messages_to(self, index: int) -> List[Message]:
+        """Cut the conversation at ``index`` (in place: every holder of the list sees it) and
+        make sure no adapter's "already seen" mark points past the end."""
+        messages = self.state.messages
+        index = min(index, len(messages))
+        removed = messages[index:]
+        del messages[index:]
+        for key, seen in self._seen.items():
+            self._seen[key] = min(seen, index)
+        return removed
 
     def _error_result(self, exc: BaseException, where: str, reasoning: Optional[str]) -> ScenarioResult:
         from .tracebacks import format_exception, user_location

@@ -25,10 +25,15 @@ class AgentReturnError(ScenarioError, TypeError):
 class ModelCallError(ScenarioError):
     """A model call made by the library (user simulator or judge) failed after its retries.
 
-    The original provider exception is kept as ``__cause__`` and as ``original``.
+    The original provider exception is kept as ``__cause__`` and as ``original``. ``kind`` says
+    what went wrong (``missing_key``, ``auth``, ``unknown_model``, ``context_window``,
+    ``bad_request``, ``timeout``, ``connection``, ``rate_limit``, ``server`` or ``other``; see
+    :mod:`scenario.model_errors`), and the message says what to do about it.
     """
 
-    def __init__(self, message: str, original: BaseException | None = None, attempts: int = 1):
+    def __init__(self, message: str, original: BaseException | None = None, attempts: int = 1,
+                 kind: str = "other"):
         super().__init__(message)
         self.original = original
         self.attempts = attempts
+        self.kind = kind

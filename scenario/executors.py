@@ -13,10 +13,11 @@ import asyncio
 import contextvars
 import os
 import threading
-from typing import Any, Awaitable, Callable, Dict, List, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, TypeVar, Union
 
 from .engine import ScenarioEngine, build_spec
 from .event_loops import drain
+from .peer_keywords import warn_ignored
 from .types import ScenarioResult
 from .worker_pool import get_pool
 
@@ -35,18 +36,33 @@ async def arun(
     cache_key: Optional[str] = None,
     set_id: Optional[str] = None,
     metadata: Optional[Dict[str, Any]] = None,
-    verbose: Optional[bool] = None,
+    verbose: Optional[Union[bool, int]] = None,
     timeout: Optional[float] = None,
     debug: Optional[bool] = None,
+    min_turns: Optional[int] = None,
+    fields: Optional[Dict[str, Any]] = None,
+    fetch_remote_traces: Optional[bool] = None,
+    trace_wait_timeout: Optional[float] = None,
+    parameters: Optional[Dict[str, Any]] = None,
+    evaluators: Optional[Sequence[Any]] = None,
+    on_audio_chunk: Optional[Callable[[Any], None]] = None,
+    on_voice_event: Optional[Callable[[Any], None]] = None,
+    audio_playback: bool = False,
 ) -> ScenarioResult:
     """Run a scenario on the caller's event loop and return its result.
 
     Same arguments and result as :func:`run`. Synchronous adapters are offloaded to the shared
     worker pool so they never block this loop.
     """
+    warn_ignored(
+        {"fetch_remote_traces": fetch_remote_traces, "trace_wait_timeout": trace_wait_timeout, "parameters": parameters,
+         "evaluators": evaluators, "on_audio_chunk": on_audio_chunk, "on_voice_event": on_voice_event,
+         "audio_playback": audio_playback}
+    )
     spec = build_spec(
         name=name, description=description, agents=agents, script=script, max_turns=max_turns,
-        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=debug if verbose is None else verbose, timeout=timeout,
+        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=_verbose(verbose, debug), timeout=timeout,
+        min_turns=min_turns, fields=fields,
     )
     return await ScenarioEngine(spec, owns_loop=False).execute()
 
@@ -60,9 +76,18 @@ async def run(
     cache_key: Optional[str] = None,
     set_id: Optional[str] = None,
     metadata: Optional[Dict[str, Any]] = None,
-    verbose: Optional[bool] = None,
+    verbose: Optional[Union[bool, int]] = None,
     timeout: Optional[float] = None,
     debug: Optional[bool] = None,
+    min_turns: Optional[int] = None,
+    fields: Optional[Dict[str, Any]] = None,
+    fetch_remote_traces: Optional[bool] = None,
+    trace_wait_timeout: Optional[float] = None,
+    parameters: Optional[Dict[str, Any]] = None,
+    evaluators: Optional[Sequence[Any]] = None,
+    on_audio_chunk: Optional[Callable[[Any], None]] = None,
+    on_voice_event: Optional[Callable[[Any], None]] = None,
+    audio_playback: bool = False,
 ) -> ScenarioResult:
     """Run a scenario on a worker thread with a fresh event loop and return its result.
 
@@ -78,16 +103,39 @@ async def run(
         timeout: seconds for the whole run; past it the run fails as timed out.
         debug: accepted for compatibility with langwatch-scenario; prints the conversation like
             ``verbose``.
+        min_turns: turns that must complete before the judge may end the run on its own (0);
+            explicit ``judge()`` steps and the last turn still get a verdict.
+        fields: values the scenario carries beside its description (``state.fields``,
+            ``state.field(name)``), e.g. a golden answer a script step compares against.
+        fetch_remote_traces, trace_wait_timeout, parameters, evaluators, on_audio_chunk,
+            on_voice_event, audio_playback: langwatch-scenario keywords for its hosted platform and
+            voice support. Accepted so suites run unchanged; set, they warn once that they have
+            no effect here (docs/migrating.md).
 
     Bad set-up raises :class:`scenario.ScenarioConfigError` here, before anything runs; errors
     during the run (an adapter raising, a model failing after retries) give a failed result whose
     ``reasoning`` and ``error`` say what and where.
     """
+    warn_ignored(
+        {"fetch_remote_traces": fetch_remote_traces, "trace_wait_timeout": trace_wait_timeout, "parameters": parameters,
+         "evaluators": evaluators, "on_audio_chunk": on_audio_chunk, "on_voice_event": on_voice_event,
+         "audio_playback": audio_playback}
+    )
     spec = build_spec(
         name=name, description=description, agents=agents, script=script, max_turns=max_turns,
-        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=debug if verbose is None else verbose, timeout=timeout,
+        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=_verbose(verbose, debug), timeout=timeout,
+        min_turns=min_turns, fields=fields,
     )
     return await run_on_worker_loop(ScenarioEngine(spec, owns_loop=True).execute)
+
+
+def _verbose(verbose: Optional[Union[bool, int]], debug: Optional[bool]) -> Optional[bool]:
+    # langwatch-scenario also takes a verbosity level (0, 1, 2); any level above 0 prints.
+    if verbose is None:
+        return debug
+    if isinstance(verbose, bool) or not isinstance(verbose, int):
+        return bool(verbose)
+    return verbose > 0
 
 
 class _WorkerLoopJob:

@@ -6,6 +6,10 @@ without scrolling through every success.
 
 Counters come from the records the batch hands over as runs finish; "in flight" and 429s are also
 read from the concurrency strategy when one is given, because they happen before any run ends.
+Calls waiting to retry are read from :data:`scenario.retry.retry_board` as they happen ("3 calls
+retrying, next in 4 s; 1 rate-limited"), so a stuck endpoint never looks like a quiet one: in plain
+mode a ticker thread (owned here, stopped by :meth:`BatchProgress.stop`) writes the status line
+when it changes, and at least every ``HEARTBEAT`` seconds while runs are in flight.
 rich is imported only when the rich display is used.
 """
 
@@ -20,6 +24,7 @@ from typing import Any, Optional, TextIO
 from .records import RunRecord
 
 PLAIN_INTERVAL = 5.0
+HEARTBEAT = 30.0
 
 
 def use_rich(stream: TextIO) -> bool:
@@ -91,6 +96,9 @@ class BatchProgress:
         self._stopped = False
         self._bar: Any = None
         self._task: Any = None
+        self._ticker: Optional[threading.Thread] = None
+        self._ticking = threading.Event()
+        self._last_text = ""
 
     # -- feeding -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -100,6 +108,18 @@ class BatchProgress:
         elif self.mode == "plain":
             already = f", {self.skipped} already in the store" if self.skipped else ""
             self._write(f"{self.title}: {self.total} runs{already}")
+            self._ticker = threading.Thread(target=self._tick, name="scenario-progress", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        """Plain mode between finished runs: show retries and waits as they happen."""
+        while not self._ticking.wait(self.interval):
+            now = time.monotonic()
+            text = self.status_line()
+            changed = _without_clock(text) != _without_clock(self._last_text)
+            if changed or (now - self._last_line >= HEARTBEAT and self.in_flight):
+                self._last_line = now
+                self._write(text)
 
     def run_started(self, *_: Any) -> None:
         with self._lock:
@@ -143,6 +163,9 @@ class BatchProgress:
         if self._stopped:
             return
         self._stopped = True
+        self._ticking.set()
+        if self._ticker is not None and self._ticker is not threading.current_thread():
+            self._ticker.join(timeout=5)
         if self._live is not None:
             self._update_rich()
             self._live.stop()
@@ -189,18 +212,28 @@ class BatchProgress:
     def elapsed(self) -> float:
         return 0.0 if self._started_at is None else time.monotonic() - self._started_at
 
+    @property
+    def waits(self) -> str:
+        """Calls sleeping before a retry right now, e.g. ``3 calls retrying, next in 4 s; 1 rate-limited``."""
+        from .retry import retry_board
+
+        return retry_board.snapshot().describe()
+
     def status_line(self) -> str:
         rate = self.pass_rate
         percent = f"{self.done / self.total:.0%}" if self.total else "100%"
+        waits = self.waits
         return (
             f"[{self.done}/{self.total} {percent}] in flight {self.in_flight} | "
             f"pass {'-' if rate is None else f'{rate:.1%}'} | errors {self.errors} | retries {self.retries} | "
-            f"429s {self.rate_limited_total} | cost ${self.cost_usd:.4f} | "
+            f"429s {self.rate_limited_total} | {waits + ' | ' if waits else ''}cost ${self.cost_usd:.4f} | "
             f"elapsed {format_duration(self.elapsed)} | ETA {format_duration(self.eta)}"
         )
 
     # -- output --------------------------------------------------------------------------------
     def _write(self, line: str) -> None:
+        if line.startswith("["):
+            self._last_text = line
         try:
             self.stream.write(line + "\n")
             self.stream.flush()
@@ -231,10 +264,11 @@ class BatchProgress:
 
     def rich_stats(self) -> str:
         rate = self.pass_rate
+        waits = self.waits
         return (
             f"in flight {self.in_flight}  pass {'-' if rate is None else f'{rate:.0%}'}  "
             f"[red]errors {self.errors}[/]  retries {self.retries}  429s {self.rate_limited_total}  "
-            f"cost ${self.cost_usd:.4f}  ETA {format_duration(self.eta)}"
+            f"{'[yellow]' + waits + '[/]  ' if waits else ''}cost ${self.cost_usd:.4f}  ETA {format_duration(self.eta)}"
         )
 
     def _update_rich(self) -> None:
@@ -255,6 +289,13 @@ class _Stats:
         from rich.text import Text
 
         return Text.from_markup(self.progress.rich_stats())
+
+
+def _without_clock(line: str) -> str:
+    """A status line minus the parts that change every second (elapsed, ETA, "next in")."""
+    import re
+
+    return re.sub(r"elapsed \S+|ETA \S+|next in \d+ s", "", line)
 
 
 def _run_label(record: RunRecord) -> str:

@@ -32,6 +32,16 @@ def run_id(suite: str, scenario: str, variant: str, index: int) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
+class AttemptInfo(BaseModel):
+    """One attempt of a run that was retried (a batch's ``retries=``): how it ended, how long it
+    took, and how long the batch waited before the next attempt."""
+
+    status: str
+    duration: float = 0.0
+    waited: float = 0.0
+    error: Optional[str] = None
+
+
 class RunRecord(BaseModel):
     """One run of one scenario with one agent variant."""
 
@@ -59,6 +69,8 @@ class RunRecord(BaseModel):
     fingerprint: Optional[str] = None
     #: The formatted traceback of the exception that ended an error/timeout run (user frames first).
     error_traceback: Optional[str] = None
+    #: Every attempt when the run was retried (empty when the first attempt was the last).
+    attempt_history: List[AttemptInfo] = Field(default_factory=list)
 
     _exception: Optional[BaseException] = PrivateAttr(default=None)
 

@@ -3,9 +3,16 @@
 Classification is deliberately conservative: only failures that can succeed on
 a second try are retried (rate limits, timeouts, connection problems, server
 errors). Client errors (400/401/403/404/422, context window exceeded, content
-policy, ...) never are: the same request would fail the same way and a retry
-only burns quota and time. ``asyncio.CancelledError`` is never retried either,
-cancellation must propagate at once.
+policy, a missing API key that litellm reports as a 500, ...) never are: the
+same request would fail the same way and a retry only burns quota and time.
+``asyncio.CancelledError`` is never retried either, cancellation must propagate
+at once. Timeouts are retried fewer times than other transient errors
+(``max_timeout_attempts``): every timed-out attempt costs the whole per-call
+timeout, and a silent endpoint should fail in about 90 s, not minutes
+(:mod:`scenario.model_errors` has the arithmetic).
+
+While a call sleeps before its next attempt it is listed on :data:`retry_board`,
+which the live progress display reads ("3 calls retrying, next in 4 s").
 
 litellm is *not* imported here: ``import scenario`` must stay fast and litellm
 takes seconds to import. Its exceptions are recognised through duck typing
@@ -23,6 +30,7 @@ import logging
 import random
 import socket
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +40,7 @@ __all__ = [
     "ErrorKind",
     "RetryEvent",
     "RetryPolicy",
+    "retry_board",
     "call_with_retries",
     "classify_error",
     "is_retryable",
@@ -66,6 +75,9 @@ class RetryPolicy:
     """
 
     max_attempts: int = 4
+    #: Attempts when they time out (each costs the whole per-call timeout): with the default
+    #: 45 s timeout, a call to a silent endpoint fails after ~90 s instead of four minutes.
+    max_timeout_attempts: int = 2
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
     multiplier: float = 2.0
@@ -77,6 +89,11 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ValueError(f"RetryPolicy: max_attempts={self.max_attempts!r} is not allowed; it must be an int >= 1")
+        if (isinstance(self.max_timeout_attempts, bool) or not isinstance(self.max_timeout_attempts, int)
+                or self.max_timeout_attempts < 1):
+            raise ValueError(
+                f"RetryPolicy: max_timeout_attempts={self.max_timeout_attempts!r} is not allowed; it must be an int >= 1"
+            )
         for name in ("initial_backoff", "max_backoff", "max_retry_after"):
             value = getattr(self, name)
             if not _is_number(value) or not (0 <= value < float("inf")):
@@ -246,6 +263,10 @@ def _classify_litellm(exc: BaseException) -> ErrorKind | None:
 def _classify_one(exc: BaseException) -> ErrorKind:
     if isinstance(exc, asyncio.CancelledError):
         return "other"
+    from .model_errors import looks_like_missing_key
+
+    if looks_like_missing_key(exc):
+        return "client"  # litellm wraps "no API key" in a 500: retrying cannot conjure a key
     kind = _classify_litellm(exc)
     if kind is not None:
         return kind
@@ -372,6 +393,78 @@ def retry_after_seconds(exc: BaseException) -> float | None:
 
 
 # ---------------------------------------------------------------------------
+# Who is waiting to retry (for the live display)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryWaits:
+    """What :meth:`RetryBoard.snapshot` reports."""
+
+    retrying: int = 0  # calls (or runs) sleeping before their next attempt
+    next_in: float | None = None  # seconds until the first of them tries again
+    rate_limited: int = 0  # of those, how many wait because of a 429
+
+    def describe(self) -> str:
+        """``3 calls retrying, next in 4 s; 1 rate-limited`` (empty when nothing waits)."""
+        if not self.retrying:
+            return ""
+        text = f"{self.retrying} call{'s' if self.retrying != 1 else ''} retrying"
+        if self.next_in is not None:
+            text += f", next in {max(0.0, self.next_in):.0f} s"
+        if self.rate_limited:
+            text += f"; {self.rate_limited} rate-limited"
+        return text
+
+
+class RetryBoard:
+    """The process's calls that are sleeping before a retry, with when they wake and why.
+
+    Written by :func:`call_with_retries` (and the batch's whole-run retries) around each sleep;
+    read by the progress display. A plain dict under a lock: entries live for one sleep.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[int, tuple[float, str]] = {}
+        self._next_token = 0
+
+    def add(self, seconds: float, kind: str) -> int:
+        with self._lock:
+            self._next_token += 1
+            self._waiting[self._next_token] = (time.monotonic() + seconds, kind)
+            return self._next_token
+
+    def remove(self, token: int) -> None:
+        with self._lock:
+            self._waiting.pop(token, None)
+
+    async def sleep(self, seconds: float, kind: str, sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+        """Sleep ``seconds`` (with ``sleep``, default asyncio.sleep) while listed as waiting."""
+        token = self.add(seconds, kind)
+        try:
+            await (sleep or asyncio.sleep)(seconds)
+        finally:
+            self.remove(token)
+
+    def snapshot(self) -> RetryWaits:
+        now = time.monotonic()
+        with self._lock:
+            entries = list(self._waiting.values())
+        if not entries:
+            return RetryWaits()
+        return RetryWaits(
+            retrying=len(entries),
+            next_in=min(wake for wake, _ in entries) - now,
+            rate_limited=sum(1 for _, kind in entries if kind == "rate_limit"),
+        )
+
+
+#: The one board of this process (forked batch workers each have their own).
+retry_board = RetryBoard()
+
+
+# ---------------------------------------------------------------------------
 # The retry loop
 # ---------------------------------------------------------------------------
 
@@ -422,11 +515,26 @@ async def call_with_retries(
         retry_after = retry_after_seconds(exc) if exc is not None else None
         return policy.compute_sleep(state.attempt_number, retry_after)
 
+    timeouts = 0  # attempts that timed out so far (capped by policy.max_timeout_attempts)
+    sleeping_kind = "other"
+
+    def should_retry(exc: BaseException) -> bool:
+        if not is_retryable(exc):
+            return False
+        return classify_error(exc) != "timeout" or timeouts < policy.max_timeout_attempts
+
+    async def board_sleep(seconds: float) -> None:
+        await retry_board.sleep(seconds, sleeping_kind, policy.sleep)
+
     def before_sleep(state: RetryCallState) -> None:
-        if on_retry is None or state.outcome is None:
+        nonlocal sleeping_kind
+        if state.outcome is None:
             return
         exc = state.outcome.exception()
         if exc is None:
+            return
+        sleeping_kind = classify_error(exc)
+        if on_retry is None:
             return
         event = RetryEvent(
             attempt=state.attempt_number,
@@ -441,10 +549,10 @@ async def call_with_retries(
             logger.exception("on_retry callback failed")
 
     retrying = AsyncRetrying(
-        sleep=policy.sleep or asyncio.sleep,
+        sleep=board_sleep,
         stop=stop_after_attempt(policy.max_attempts),
         wait=wait,
-        retry=retry_if_exception(is_retryable),
+        retry=retry_if_exception(should_retry),
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -452,15 +560,20 @@ async def call_with_retries(
     attempts = 1
 
     async def attempt_once() -> T:
-        nonlocal attempts, first_failure
+        nonlocal attempts, first_failure, timeouts
         if first_failure is not None:
             failed, first_failure = first_failure, None
+            if classify_error(failed) == "timeout":
+                timeouts += 1
             raise failed
         attempts += 1
         try:
             return await fn()
         except Exception as exc:
-            if report_rate_limits and classify_error(exc) == "rate_limit":
+            kind = classify_error(exc)
+            if kind == "timeout":
+                timeouts += 1
+            if report_rate_limits and kind == "rate_limit":
                 notify_rate_limited(retry_after_seconds(exc))
             raise
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextvars
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, List, Optional
 
-from .types import Usage
+from .types import ModelCall, Usage
 
 
 @dataclass
@@ -26,6 +26,7 @@ class RunContext:
     model_attempts: int = 0
     retries: int = 0
     rate_limited: int = 0
+    model_calls: List[ModelCall] = field(default_factory=list)  # in the order they finished
     # Usage can be reported from the agent's own threads (a sync adapter offloaded to the pool,
     # an SDK callback thread), so updates take a lock.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -33,6 +34,10 @@ class RunContext:
     def record_usage(self, **kwargs: Any) -> None:
         with self.lock:
             self.usage.record(**kwargs)
+
+    def record_call(self, call: ModelCall) -> None:
+        with self.lock:
+            self.model_calls.append(call)
 
 
 current_run: contextvars.ContextVar[Optional[RunContext]] = contextvars.ContextVar("scenario_current_run", default=None)

@@ -20,13 +20,41 @@ class ScenarioState:
     One object per run: nothing on it is shared with other runs.
     """
 
-    def __init__(self, *, description: str, thread_id: str, name: str = "", engine: "ScenarioEngine | None" = None):
+    def __init__(
+        self,
+        *,
+        description: str,
+        thread_id: str,
+        name: str = "",
+        engine: "ScenarioEngine | None" = None,
+        fields: Optional[Dict[str, Any]] = None,
+    ):
         self.name = name
         self.description = description
         self.thread_id = thread_id
         self.messages: List[Message] = []
         self.current_turn: int = 0
         self._engine = engine
+        self._fields: Dict[str, Any] = dict(fields or {})
+
+    # -- the scenario's definition ------------------------------------------------------------
+    @property
+    def fields(self) -> Dict[str, Any]:
+        """The values given as ``run(..., fields={...})`` (a copy)."""
+        return dict(self._fields)
+
+    def field(self, name: str) -> Any:
+        """One field of the scenario; None when it is not set or blank (``0`` and ``False`` are values)."""
+        value = self._fields.get(name)
+        return None if value is None or value == "" else value
+
+    @property
+    def criteria(self) -> List[str]:
+        """The criteria of the scenario's judges, in the order the agents list them."""
+        if self._engine is None:
+            return []
+        return [c for agent in self._engine.spec.agents for c in (getattr(agent, "criteria", None) or [])
+                if agent.role.name == "JUDGE"]
 
     # -- reading ------------------------------------------------------------------------------
     def last_message(self) -> Message:
@@ -38,6 +66,13 @@ class ScenarioState:
     def last_user_message(self) -> Message:
         """The newest user message; raises if there is none."""
         return self._last_with_role("user")
+
+    def first_user_message(self) -> str:
+        """Text of the first user message, or "" when there is none yet."""
+        for message in self.messages:
+            if message.get("role") == "user":
+                return message_text(message)
+        return ""
 
     def last_agent_message(self) -> Message:
         """The newest assistant message; raises if there is none."""
@@ -82,6 +117,20 @@ class ScenarioState:
             self._engine.add_message(message)
         else:
             self.messages.append(message)
+
+    def rollback_messages_to(self, index: int) -> List[Message]:
+        """Remove the messages from position ``index`` on and return them.
+
+        Adapters that must make the agent "forget" an exchange (the red-team agent backtracking
+        after a refusal) use this; every adapter then sees the shortened conversation.
+        """
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ValueError(f"ScenarioState.rollback_messages_to({index!r}): index must be an integer >= 0.")
+        if self._engine is not None:
+            return self._engine.rollback_messages_to(index)
+        removed = self.messages[index:]
+        del self.messages[index:]
+        return removed
 
     def __repr__(self) -> str:
         return f"<ScenarioState {self.name!r} turn={self.current_turn} messages={len(self.messages)}>"

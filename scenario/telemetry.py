@@ -324,6 +324,21 @@ def use_span(span: Any) -> Iterator[Any]:
         yield span
 
 
+def propagation_headers(span: Any) -> Dict[str, str]:
+    """W3C trace-context headers (``traceparent``, ``tracestate``) naming ``span`` as the parent,
+    for an adapter to forward to a remote agent. Empty when there is no span (tracing off)."""
+    if span is None:
+        return {}
+    from opentelemetry import propagate, trace
+
+    headers: Dict[str, str] = {}
+    try:
+        propagate.inject(headers, context=trace.set_span_in_context(span))
+    except Exception as exc:  # a misbehaving propagator must not fail the run
+        _span_failure(exc)
+    return headers
+
+
 def end_span(span: Any, error: Optional[BaseException] = None, attributes: Optional[Mapping[str, Any]] = None) -> None:
     """Set final attributes, mark errors, end. Safe on None; never raises."""
     if span is None:

@@ -6,13 +6,34 @@ validation and editor completion for free.
 
 from __future__ import annotations
 
+import warnings
 from enum import Enum
-from typing import Any, Dict, List, Literal, Optional
+from typing import Annotated, Any, Dict, List, Literal, Optional, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SkipValidation, model_validator
 
 Message = Dict[str, Any]
 """A chat message in OpenAI format: ``{"role": "user", "content": "hi"}``."""
+
+
+class _MessageWithTrace(TypedDict, total=False):
+    role: str
+    content: Any
+    name: str
+    tool_calls: List[Dict[str, Any]]
+    tool_call_id: str
+    trace_id: Optional[str]
+
+
+# langwatch-scenario's names for OpenAI-format messages that may carry the trace id of the
+# agent call that produced them. Messages here are plain dicts; these are type hints only.
+ChatCompletionMessageParamWithTrace = _MessageWithTrace
+ChatCompletionDeveloperMessageParamWithTrace = _MessageWithTrace
+ChatCompletionSystemMessageParamWithTrace = _MessageWithTrace
+ChatCompletionUserMessageParamWithTrace = _MessageWithTrace
+ChatCompletionAssistantMessageParamWithTrace = _MessageWithTrace
+ChatCompletionToolMessageParamWithTrace = _MessageWithTrace
+ChatCompletionFunctionMessageParamWithTrace = _MessageWithTrace
 
 ROLE_KEYS = ("user", "agent", "judge")
 
@@ -38,21 +59,46 @@ class JudgmentRequest(BaseModel):
     """
 
     criteria: Optional[List[str]] = None
+    additional_context: Optional[str] = Field(
+        None, description="Extra evidence for the judge (command output, file state), shown beside the transcript."
+    )
+    context: Optional[str] = Field(None, description="Deprecated spelling of additional_context.")
+
+    @model_validator(mode="after")
+    def _context_alias(self) -> "JudgmentRequest":
+        if self.context is not None and self.additional_context is None:
+            warnings.warn(
+                "JudgmentRequest(context=...) is deprecated; write additional_context=... instead.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            self.additional_context = self.context
+        return self
 
     def __bool__(self) -> bool:
         return True
 
 
 class AgentInput(BaseModel):
-    """Everything an adapter's ``call`` receives."""
+    """Everything an adapter's ``call`` receives.
+
+    ``messages`` is the conversation itself, not a copy: a step or adapter that keeps a reference
+    sees later messages arrive (as with langwatch-scenario). Copy it (``list(input.messages)``)
+    to keep a snapshot. ``new_messages`` are the messages this adapter has not seen yet.
+    ``propagation_headers`` are W3C trace-context headers (``traceparent``) for the current
+    span: forward them on an HTTP call to a remote agent so its spans join the scenario's trace.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     thread_id: str
-    messages: List[Message]
-    new_messages: List[Message]
+    # SkipValidation: pydantic would otherwise copy the list (and lose liveness) and reject
+    # provider-specific message shapes that litellm and SDKs return.
+    messages: Annotated[List[Message], SkipValidation]
+    new_messages: Annotated[List[Message], SkipValidation]
     judgment_request: Optional[JudgmentRequest] = None
     scenario_state: Any = Field(default=None, repr=False)
+    propagation_headers: Dict[str, str] = Field(default_factory=dict)
 
     def last_new_user_message(self) -> Message:
         """The most recent user message among the new messages; raises if there is none."""
@@ -142,11 +188,24 @@ CriterionStatus = Literal["passed", "failed", "inconclusive"]
 
 
 class CriterionResult(BaseModel):
-    """The judge's finding on one criterion."""
+    """The judge's finding on one criterion.
 
-    requirement: str
+    ``requirement`` is the criterion's text; ``criterion`` is the same text under the name
+    langwatch-scenario uses. Give either when building one by hand.
+    """
+
+    requirement: str = ""
     status: CriterionStatus
     reasoning: Optional[str] = None
+    criterion: str = ""
+
+    @model_validator(mode="after")
+    def _fill_names(self) -> "CriterionResult":
+        if not self.requirement and not self.criterion:
+            raise ValueError("CriterionResult needs the criterion text: requirement='...' (or criterion='...').")
+        self.requirement = self.requirement or self.criterion
+        self.criterion = self.criterion or self.requirement
+        return self
 
 
 class ErrorInfo(BaseModel):
@@ -162,6 +221,28 @@ class ErrorInfo(BaseModel):
     traceback: Optional[str] = None
 
 
+class ModelCall(BaseModel):
+    """One model call made during a run, in the order made: who asked, which model, what it cost.
+
+    ``latency`` is the wall time of the whole call, retries and rate-limit waits included;
+    ``attempts`` counts tries (1 when the first succeeded); ``rate_limited`` how many of them
+    the provider answered with a rate limit. ``cost_usd`` is None when the call could not be
+    priced. ``error`` is set on a call that failed after its last attempt.
+    """
+
+    role: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Optional[float] = None
+    latency: float = 0.0
+    attempts: int = 1
+    rate_limited: int = 0
+    waited: float = 0.0
+    cached: bool = False
+    error: Optional[str] = None
+
+
 class ScenarioResult(BaseModel):
     """The outcome of one scenario run."""
 
@@ -172,12 +253,21 @@ class ScenarioResult(BaseModel):
     reasoning: Optional[str] = None
     passed_criteria: List[str] = Field(default_factory=list)
     failed_criteria: List[str] = Field(default_factory=list)
+    inconclusive_criteria: List[str] = Field(
+        default_factory=list, description="Criteria the judge could not decide (they do not fail the run)."
+    )
     criteria: List[CriterionResult] = Field(default_factory=list)
     total_time: Optional[float] = None
     agent_time: Optional[float] = None
     usage: Usage = Field(default_factory=Usage)
     error: Optional[ErrorInfo] = None
     thread_id: Optional[str] = None
+    evaluations: List[Any] = Field(
+        default_factory=list,
+        description="Always empty here: langwatch-scenario fills it from its hosted evaluators.",
+    )
+    #: The simulator's, judge's and ``scenario.acompletion`` model calls, in order.
+    model_calls: List[ModelCall] = Field(default_factory=list)
 
     _exception: Optional[BaseException] = PrivateAttr(default=None)
 
@@ -191,3 +281,17 @@ class ScenarioResult(BaseModel):
         return f"<ScenarioResult {verdict}: {self.reasoning!r}>"
 
     __str__ = __repr__
+
+
+def __getattr__(name: str) -> Any:
+    # langwatch-scenario's scenario.types also names these; they live where they are defined
+    # (importing them at the top would be circular: both modules import this one).
+    if name == "AgentReturnTypes":
+        from .agents.adapter import AgentReturnTypes
+
+        return AgentReturnTypes
+    if name == "ScriptStep":
+        from .script import ScriptStep
+
+        return ScriptStep
+    raise AttributeError(f"module 'scenario.types' has no attribute {name!r}")

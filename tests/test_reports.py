@@ -142,7 +142,7 @@ def test_html_report_is_self_contained_and_escaped():
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)
     assert "<script" not in html.replace("&lt;script&gt;", "")
     assert "<link" not in html
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     # The summary table, one pass-rate bar per (scenario, variant), cost and latency figures.
     assert html.count('class="bar"') == 3
     assert html.count("<svg") == 3
@@ -150,7 +150,9 @@ def test_html_report_is_self_contained_and_escaped():
     # Every transcript, with verdict and per-criterion reasoning.
     assert html.count('<details class="run"') == 10
     assert html.count("Sure, refund started.") == 8
-    assert "refund({&quot;id&quot;: 7})" in html
+    # Tool calls are shown with their name and their arguments as indented JSON, results beside them.
+    assert html.count('data-tool="refund"') == 8 and "&#34;id&#34;: 7" in html
+    assert "tool result &middot; refund" in html and "&#34;ok&#34;: true" in html
     assert "It did, in turn 2." in html
     assert "RateLimitError: 429 Too Many Requests" in html
     assert 'data-status="failed" open' in html  # what did not pass starts expanded

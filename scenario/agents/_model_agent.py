@@ -29,6 +29,10 @@ class ModelBackedAgent:
         self.max_tokens = max_tokens
         self.system_prompt = system_prompt
         self.litellm_params = litellm_params
+        if litellm_params.get("client") is not None:
+            from ..custom_client import check_client
+
+            check_client(litellm_params["client"], type(self).__name__)
 
     def model_config(self) -> ModelConfig:
         return resolve_model(

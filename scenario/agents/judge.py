@@ -15,6 +15,16 @@ from ..errors import ScenarioConfigError
 from ..state import render_transcript
 from ..types import AgentInput, AgentRole, CriterionResult, ScenarioResult
 from ._model_agent import ModelBackedAgent
+from .judge_transcript import (
+    CONDENSED_NOTE,
+    DEFAULT_MAX_DISCOVERY_STEPS,
+    DEFAULT_TOKEN_THRESHOLD,
+    LOOKUP_NAMES,
+    LOOKUP_TOOLS,
+    answer_lookup,
+    condensed_transcript,
+    estimate_tokens,
+)
 from .adapter import AgentAdapter
 
 DEFAULT_SYSTEM_PROMPT = """You are an impartial judge evaluating a conversation between a user and an AI agent under test.
@@ -40,9 +50,18 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
 
     Args:
         criteria: what must be true, one plain sentence each (at least one).
+        criteria: may be left out when the script gives criteria inline
+            (``scenario.judge(criteria=[...])`` checkpoints).
         model, api_base, api_key, temperature, max_tokens, system_prompt, **litellm_params: as for
-            :class:`UserSimulatorAgent`. A custom ``system_prompt`` may use ``{description}`` and
-            ``{criteria}``.
+            :class:`UserSimulatorAgent` (``client=`` included). A custom ``system_prompt`` may use
+            ``{description}`` and ``{criteria}``.
+        token_threshold: estimated tokens (characters / 4) above which the judge reads a condensed
+            transcript and looks messages up with tools (default 8192; see
+            ``scenario.agents.judge_transcript``).
+        max_discovery_steps: lookup rounds allowed before the judge must rule (default 10).
+        span_collector, remote_trace_fetcher, include_audio, include_timeline, include_traces,
+            modality: langwatch-scenario's trace and voice options; accepted, without effect here
+            (a warning says so once).
     """
 
     role = AgentRole.JUDGE
@@ -57,18 +76,44 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
         temperature: Optional[float] = None,
         max_tokens: Optional[int] = None,
         system_prompt: Optional[str] = None,
+        token_threshold: int = DEFAULT_TOKEN_THRESHOLD,
+        max_discovery_steps: int = DEFAULT_MAX_DISCOVERY_STEPS,
+        span_collector: Any = None,
+        remote_trace_fetcher: Any = None,
+        include_audio: Optional[bool] = None,
+        include_timeline: Optional[bool] = None,
+        include_traces: Optional[bool] = None,
+        modality: Optional[str] = None,
         **litellm_params: Any,
     ) -> None:
-        if not criteria or isinstance(criteria, str) or not all(isinstance(c, str) and c.strip() for c in criteria):
+        from ..peer_keywords import warn_step_options
+
+        warn_step_options({
+            f"JudgeAgent({name}=...)": value
+            for name, value in (("span_collector", span_collector), ("remote_trace_fetcher", remote_trace_fetcher),
+                                ("include_audio", include_audio), ("include_timeline", include_timeline),
+                                ("include_traces", include_traces), ("modality", modality))
+        }, reason="it serves langwatch-scenario's voice and LangWatch trace features")
+        for name, value, minimum in (("token_threshold", token_threshold, 256), ("max_discovery_steps", max_discovery_steps, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ScenarioConfigError(f"JudgeAgent({name}={value!r}): expected an integer >= {minimum}.")
+        if criteria is None:
+            criteria = []
+        if isinstance(criteria, str) or not isinstance(criteria, (list, tuple)) or not all(
+            isinstance(c, str) and c.strip() for c in criteria
+        ):
             raise ScenarioConfigError(
-                f"JudgeAgent(criteria={criteria!r}): give a list of at least one non-empty criterion, e.g. "
-                "JudgeAgent(criteria=['The agent asks for the order number'])."
+                f"JudgeAgent(criteria={criteria!r}): give a list of non-empty criteria, e.g. "
+                "JudgeAgent(criteria=['The agent asks for the order number']), or leave it out and put "
+                "the criteria in the script's scenario.judge(criteria=[...]) steps."
             )
         ModelBackedAgent.__init__(
             self, model=model, api_base=api_base, api_key=api_key, temperature=temperature,
             max_tokens=max_tokens, system_prompt=system_prompt, **litellm_params,
         )
         self.criteria = list(criteria)
+        self.token_threshold = token_threshold
+        self.max_discovery_steps = max_discovery_steps
 
     async def call(self, input: AgentInput) -> Optional[ScenarioResult]:
         request = input.judgment_request
@@ -77,18 +122,40 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
         description = getattr(input.scenario_state, "description", "")
         numbered = "\n".join(f"{i + 1}. {c}" for i, c in enumerate(criteria))
         prompt = (self.system_prompt or DEFAULT_SYSTEM_PROMPT).replace("{description}", description).replace("{criteria}", numbered)
-        messages = [
-            {"role": "system", "content": prompt},
-            {"role": "user", "content": f"<transcript>\n{render_transcript(input.messages)}\n</transcript>"},
-        ]
+        transcript = render_transcript(input.messages)
+        condensed = estimate_tokens(transcript) > self.token_threshold
+        if condensed:
+            transcript = condensed_transcript(input.messages, self.token_threshold)
+        content = f"<transcript>\n{transcript}\n</transcript>"
+        if condensed:
+            content += f"\n\n{CONDENSED_NOTE}"
+        if request is not None and request.additional_context:
+            content += f"\n\n<additional_context>\n{request.additional_context}\n</additional_context>"
+        messages: List[Dict[str, Any]] = [{"role": "system", "content": prompt}, {"role": "user", "content": content}]
         forced = request is not None
-        tools = [finish_test_tool(keys, criteria)]
-        if not forced:
-            tools.insert(0, CONTINUE_TOOL)
-        tool_choice: Any = {"type": "function", "function": {"name": "finish_test"}} if forced else "required"
-        response = await models.complete(
-            role="judge", config=self.model_config(), messages=messages, tools=tools, tool_choice=tool_choice
-        )
+        lookups_left = self.max_discovery_steps if condensed else 0
+        while True:
+            tools = [finish_test_tool(keys, criteria)]
+            if not forced:
+                tools.insert(0, CONTINUE_TOOL)
+            if lookups_left > 0:
+                tools = [*LOOKUP_TOOLS, *tools]
+            tool_choice: Any = (
+                {"type": "function", "function": {"name": "finish_test"}} if forced and lookups_left == 0 else "required"
+            )
+            response = await models.complete(
+                role="judge", config=self.model_config(), messages=messages, tools=tools, tool_choice=tool_choice
+            )
+            names = {c["function"]["name"] for c in response.tool_calls}
+            lookups = [c for c in response.tool_calls if c["function"]["name"] in LOOKUP_NAMES]
+            if not lookups or lookups_left == 0 or names & {"finish_test", "continue_test"}:
+                break
+            # A lookup round: answer every lookup call, then ask again.
+            lookups_left -= 1
+            messages.append(response.message())
+            for call in lookups:
+                answer = answer_lookup(call, input.messages, self.token_threshold)
+                messages.append({"role": "tool", "tool_call_id": call.get("id"), "content": answer})
         return parse_verdict(response, keys, criteria, forced=forced, messages=input.messages)
 
 

@@ -30,7 +30,11 @@ class UserSimulatorAgent(AgentAdapter, ModelBackedAgent):
         model: litellm model string, e.g. ``"openai/gpt-4o-mini"``; default from ``configure``.
         api_base, api_key, temperature, max_tokens: passed to the model call.
         system_prompt: replaces the default prompt; ``{description}`` is filled in if present.
-        **litellm_params: anything else ``litellm.acompletion`` accepts.
+        persona: who the simulated user is ("an impatient retiree who types in capitals"), added
+            to the prompt in a ``<persona>`` block.
+        voice, audio_effects, interrupt_probability, modality: langwatch-scenario's voice options;
+            accepted, and without effect here (a warning says so once).
+        **litellm_params: anything else ``litellm.acompletion`` accepts (``client=`` included).
     """
 
     role = AgentRole.USER
@@ -44,16 +48,35 @@ class UserSimulatorAgent(AgentAdapter, ModelBackedAgent):
         temperature: Optional[float] = None,
         max_tokens: Optional[int] = None,
         system_prompt: Optional[str] = None,
+        persona: Optional[str] = None,
+        voice: Optional[str] = None,
+        audio_effects: Optional[List[Any]] = None,
+        interrupt_probability: float = 0.0,
+        modality: Optional[str] = None,
         **litellm_params: Any,
     ) -> None:
+        from ..peer_keywords import warn_step_options
+
+        warn_step_options({
+            "UserSimulatorAgent(voice=...)": voice, "UserSimulatorAgent(audio_effects=...)": audio_effects,
+            "UserSimulatorAgent(interrupt_probability=...)": interrupt_probability or None,
+            "UserSimulatorAgent(modality=...)": modality,
+        })
+        if persona is not None and (not isinstance(persona, str) or not persona.strip()):
+            from ..errors import ScenarioConfigError
+
+            raise ScenarioConfigError(f"UserSimulatorAgent(persona={persona!r}): describe the user in words, or leave it out.")
         ModelBackedAgent.__init__(
             self, model=model, api_base=api_base, api_key=api_key, temperature=temperature,
             max_tokens=max_tokens, system_prompt=system_prompt, **litellm_params,
         )
+        self.persona = persona
 
     async def call(self, input: AgentInput) -> Dict[str, Any]:
         description = getattr(input.scenario_state, "description", "")
         prompt = (self.system_prompt or DEFAULT_SYSTEM_PROMPT).replace("{description}", description)
+        if self.persona:
+            prompt += f"\n<persona>\n{self.persona}\n</persona>\nStay in this persona throughout.\n"
         messages: List[Dict[str, Any]] = [{"role": "system", "content": prompt}]
         messages.extend(reverse_roles(input.messages))
         if len(messages) == 1:

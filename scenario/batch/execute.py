@@ -18,14 +18,14 @@ import asyncio
 import dataclasses
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
-from .. import telemetry
+from .. import live, telemetry
 from ..concurrency import current_strategy
 from ..engine import ScenarioEngine, build_spec
 from ..errors import ModelCallError
 from ..executors import run_on_worker_loop
-from ..records import RunRecord
+from ..records import AttemptInfo, RunRecord
 from ..types import ScenarioResult, Usage
 from .spec import RunUnit
 
@@ -80,11 +80,18 @@ async def execute_unit(unit: RunUnit, config: "BatchConfig", parent: Any = None,
     attempts = 0
     usage: Optional[Usage] = None
     outcome: Optional[_Outcome] = None
+    history: List[AttemptInfo] = []
+    live.running(unit.id, config.suite, unit.scenario.name, unit.variant, unit.index)  # this task's context
     try:
         with telemetry.use_span(span):
             while True:
                 attempts += 1
+                attempt_started = time.perf_counter()
                 outcome = await _attempt(unit, config)
+                history.append(AttemptInfo(
+                    status=outcome.status, duration=time.perf_counter() - attempt_started,
+                    error=_error_text(outcome.exception) if outcome.exception is not None else None,
+                ))
                 if outcome.result is not None:
                     if usage is None:
                         usage = outcome.result.usage
@@ -92,14 +99,16 @@ async def execute_unit(unit: RunUnit, config: "BatchConfig", parent: Any = None,
                         usage = usage.model_copy(deep=True)
                         usage.merge(outcome.result.usage)
                 if _should_retry(config, outcome, attempts):
-                    from ..retry import retry_after_seconds
+                    from ..retry import classify_error, retry_after_seconds, retry_board
 
                     assert outcome.exception is not None
                     wait = config.retry_policy.compute_sleep(attempts, retry_after_seconds(outcome.exception))
                     if span is not None:
                         span.add_event("retry", {"attempt": attempts, "status": outcome.status,
                                                  "error": _error_text(outcome.exception)[:500]})
-                    await asyncio.sleep(wait)
+                    history[-1].waited = wait
+                    # Listed while it waits, so the live display can say what is retrying.
+                    await retry_board.sleep(wait, classify_error(outcome.exception))
                     continue
                 break
     except asyncio.CancelledError:
@@ -110,6 +119,8 @@ async def execute_unit(unit: RunUnit, config: "BatchConfig", parent: Any = None,
         return record
     assert outcome is not None
     record = make_record(unit, config.suite, outcome, attempts, started_at, time.perf_counter() - t0, usage)
+    if len(history) > 1:  # one attempt says nothing the record does not
+        record.attempt_history = history
     _feedback(outcome)
     telemetry.end_span(
         span, outcome.exception if record.status in ("error", "timeout") else None,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Union
 
 from ..errors import ScenarioConfigError
+from ..live import LiveSink, current_sink
 from ..records import BatchResult, RunRecord
 from ..store import VERDICT_STATUSES, BatchInfo, ResultStore, StoreError, new_batch_id
 
@@ -141,21 +142,26 @@ class StoredBatch:
             })
             hook = config.on_run_finished
             batch_id = batch.id
+            sink = LiveSink(store, batch_id)  # transcripts of runs in flight, for `scenario view`
 
             def record_then_report(record: RunRecord) -> Any:
                 if record.status == "cancelled":
                     return None  # stopped from outside: not a result; it runs again on resume
                 record.batch_id = batch_id
                 store.put(record)
+                sink.finished(record.id)
                 return hook(record) if hook is not None else None
 
             config.on_run_finished = record_then_report
+            live_token = current_sink.set(sink)
             try:
                 result = await execute_batch(config)
             except BaseException as exc:
                 self._close("interrupted", f"{type(exc).__name__}: {exc}")
                 raise
             finally:
+                current_sink.reset(live_token)
+                sink.close()
                 config.on_run_finished = hook
             stopped = result.cancelled or result.not_started > 0
             self._close("interrupted" if stopped else "finished", result.reason if stopped else None)

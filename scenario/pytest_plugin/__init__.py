@@ -14,6 +14,15 @@ What it adds (docs/pytest.md has the patterns):
   the end of the session shows runs, pass rate, time and cost per scenario test and the total
   cost; ``--scenario-report=PATH`` writes the same as JSON; JUnit XML gets the figures as test
   properties. Under pytest-xdist the figures ride on the test reports to the controller.
+- langwatch-scenario's ``@pytest.mark.agent_test`` marker and its ``--headless`` and
+  ``--scenario-debug`` options are registered, so suites written for it run unchanged:
+  the marker only labels a test, ``--headless`` has nothing to hide (no browser view here),
+  ``--scenario-debug`` prints each conversation as it happens.
+- With pytest-rerunfailures (installed with the ``pytest`` extra), a test rerun by
+  ``@pytest.mark.flaky(reruns=N)`` or ``--reruns`` shows its reruns in the table and report.
+- ``--scenario-store PATH`` (or the ``scenario_store`` ini key) records every scenario run of
+  the session as one batch of a result store, for ``scenario view``/``report``/``compare``
+  (see ``_store``).
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from ..collector import ResultCollector, current_collector
-from . import _summary
+from . import _store, _summary
 from ._loops import GroupLoop, bound_fixture_function, fixture_on_loop, is_async_fixture, is_group_member, member_active
 from ._repeat import RunOutcome, make_async_wrapper, make_own_loop_wrapper, make_sync_wrapper
 from ._settings import (
@@ -80,10 +89,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write the scenario summary (runs, pass rate, time, cost per test) as JSON to PATH.",
     )
     parser.addini(ini, "scenario: write the scenario summary as JSON to this path.", default="")
+    # langwatch-scenario's options (docs/migrating.md).
+    group.addoption(
+        "--headless", action="store_true", default=False,
+        help="accepted for langwatch-scenario suites; this plugin opens no browser view, so it changes nothing.",
+    )
+    group.addoption(
+        "--scenario-debug", action="store_true", default=False,
+        help="print each scenario conversation as it happens (langwatch-scenario's debug flag).",
+    )
+    _store.add_options(group, parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    config.addinivalue_line("markers", "agent_test: marks an agent scenario test (langwatch-scenario's marker; a label only).")
+    if config.getoption("--scenario-debug", default=False):
+        from ..config import configure
+
+        configure(verbose=True)
     config.pluginmanager.register(ScenarioPytestPlugin(config), PLUGIN_NAME)
 
 
@@ -152,14 +176,31 @@ class ScenarioPytestPlugin:
         self.is_worker = hasattr(config, "workerinput")
         self.group_loop = GroupLoop()
         self.rows: List[Dict[str, Any]] = []
+        self.reruns: Dict[str, int] = {}  # nodeid -> attempts rerun so far (pytest-rerunfailures)
+        path = _store.store_path(config)
+        recording = path is not None and not config.option.collectonly
+        self.session_store: Optional[_store.SessionStore] = _store.SessionStore(config, path) if recording else None
         if self.is_worker and config.pluginmanager.has_plugin("asyncio-concurrent"):
             from ._xdist import XdistGroupRunner
 
             config.pluginmanager.register(XdistGroupRunner(config), "scenario-xdist-groups")
 
+    # -- the session's batch in a result store (--scenario-store) --------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.session_store is not None:
+            self.session_store.open()  # before xdist starts its workers: they need the batch id
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        if self.session_store is not None:
+            self.session_store.configure_node(node)
+
     # -- collection ---------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: List[pytest.Item]) -> None:
+        if self.session_store is not None:
+            self.session_store.collected(_thresholds(items, self.defaults))
         for item in items:
             if not isinstance(item, pytest.Function):
                 continue
@@ -229,6 +270,8 @@ class ScenarioPytestPlugin:
         settings = item.stash.get(_SETTINGS, None)
         if settings is None and not collector.results:
             return  # not a scenario test
+        if self.session_store is not None:
+            self.session_store.record(item.nodeid, collector.results)
         path = getattr(item, "path", None)
         row = _summary.build_row(
             nodeid=item.nodeid,
@@ -270,9 +313,12 @@ class ScenarioPytestPlugin:
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.outcome == "rerun":  # a failed attempt pytest-rerunfailures will run again
+            self.reruns[report.nodeid] = self.reruns.get(report.nodeid, 0) + 1
+            return
         row = getattr(report, _summary.REPORT_ATTRIBUTE, None)
         if report.when == "call" and isinstance(row, dict):
-            self.rows.append(row)
+            self.rows.append(dict(row, reruns=self.reruns.pop(report.nodeid, 0)))
 
     # -- pytest-asyncio-concurrent groups -----------------------------------------------------
     @pytest.hookimpl(wrapper=True, tryfirst=True, optionalhook=True)
@@ -293,7 +339,9 @@ class ScenarioPytestPlugin:
             fixturedef.func = original
 
     # -- end of session -----------------------------------------------------------------------
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.session_store is not None:
+            self.session_store.close(exitstatus)
         if self.report_path and not self.is_worker:
             path = self.report_path
             if not os.path.isabs(path):
@@ -304,6 +352,12 @@ class ScenarioPytestPlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
             return
+        stored = self.session_store
+        if stored is not None and stored.batch_id is not None:
+            terminalreporter.write_line(
+                f"scenario runs recorded as batch {stored.batch_id} of suite {stored.suite!r} in {stored.path} "
+                f"(scenario view {stored.path})"
+            )
         if self.rows:
             terminalreporter.write_sep("=", "scenario summary")
             for line in _summary.table_lines(self.rows):
@@ -314,3 +368,17 @@ class ScenarioPytestPlugin:
 
     def pytest_unconfigure(self) -> None:
         self.group_loop.close()
+
+
+def _thresholds(items: List[pytest.Item], defaults: Any) -> Dict[str, float]:
+    """Each scenario-marked test's min_pass_rate, by node id (unmarked tests: every run passes)."""
+    found: Dict[str, float] = {}
+    for item in items:
+        marks = list(item.iter_markers(MARKER))
+        if not marks:
+            continue
+        try:
+            found[item.nodeid] = resolve(marks, defaults, item.nodeid).min_pass_rate
+        except SettingError:
+            continue  # reported on the test itself
+    return found

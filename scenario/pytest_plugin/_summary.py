@@ -76,6 +76,7 @@ def build_row(
         "unpriced_calls": usage.unpriced_calls,
         "failures": failures,
         "worker": os.environ.get("PYTEST_XDIST_WORKER"),
+        "reruns": 0,  # set by the session plugin, which sees pytest-rerunfailures' rerun reports
     }
 
 
@@ -114,6 +115,7 @@ def totals(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         "output_tokens": sum(r["output_tokens"] for r in rows),
         "cost_usd": sum(r["cost_usd"] for r in rows),
         "unpriced_calls": sum(r["unpriced_calls"] for r in rows),
+        "reruns": sum(r.get("reruns", 0) for r in rows),
     }
 
 
@@ -165,6 +167,9 @@ def table_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
     lines = [line(header, "test")]
     for row, values in zip(ordered, cells):
         flag = {"failed": "  FAILED", "skipped": "  SKIPPED"}.get(row["outcome"], "")
+        reruns = row.get("reruns", 0)
+        if reruns:
+            flag += f"  (after {reruns} rerun{'s' if reruns != 1 else ''})"
         lines.append(line(values, row["nodeid"]) + flag)
     total = totals(rows)
     summary = (
@@ -172,6 +177,8 @@ def table_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
         f"{total['scenarios']} scenario run(s), {total['model_calls']} model call(s); "
         f"session cost {_money(total['cost_usd'])}"
     )
+    if total["reruns"]:
+        summary += f"; {total['reruns']} rerun(s) of failed attempts"
     if total["unpriced_calls"]:
         summary += f" ({total['unpriced_calls']} call(s) could not be priced and count as $0)"
     lines.append(summary)

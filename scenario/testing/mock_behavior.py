@@ -9,11 +9,17 @@ collection time.
 Three kinds of callers talk to the mock, and each gets a reply shaped for it:
 
 * the **judge** (its request offers a ``finish_test`` tool) gets a
-  ``continue_test`` or ``finish_test`` tool call;
+  ``continue_test`` or ``finish_test`` tool call; offered ``read_messages``
+  (a condensed transcript), it first reads message 0 once;
 * the **user simulator** (a system message says "You are a user simulator")
   gets a short plain-text user turn that changes with each turn;
 * the **agent** under test (anything else) gets an echo of the last user
-  message.
+  message; when its request offers ``tools`` (and ``tool_choice`` is not
+  ``"none"``) and the last message is not a tool result, it gets a call to the
+  first (or the forced) tool instead, with each required string argument set
+  to the last user message, as a tool-calling model would; a red-team reply scorer (its prompt asks to "rate how far this
+  reply advances the attack") gets ``{"score": N, "adaptation": ...}`` where N
+  comes from a ``[mock:score=N]`` marker in the scored reply (default 1).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ _TRANSCRIPT_AGENT_RE = re.compile(r"<message\s+role\s*=\s*[\"']assistant[\"']")
 _TRANSCRIPT_ANY_RE = re.compile(r"<message\s+role\s*=")
 
 _USER_SIMULATOR_PHRASE = "you are a user simulator"
+_SCORER_PHRASE = "rate how far this reply advances the attack"
+_SCORE_MARKER_RE = re.compile(r"\[mock:score=(\d+)\]")
 _DESCRIPTION_TAG_RE = re.compile(
     r"<(scenario|description|situation)\b[^>]*>(.*?)</\1\s*>", re.IGNORECASE | re.DOTALL
 )
@@ -93,6 +101,10 @@ class MockBehavior:
     seed: int = 0
     """Seed for ``error_rate``."""
 
+    context_window: Optional[int] = None
+    """When set, a request whose prompt is estimated (4 characters a token) above this many tokens
+    gets OpenAI's 400 ``context_length_exceeded`` error, as a model with that window would."""
+
     def __post_init__(self) -> None:
         # Fail at construction, not deep inside a request handler thread.
         if self.latency < 0:
@@ -103,6 +115,8 @@ class MockBehavior:
             raise ValueError("rate_limit_above must be >= 0 or None")
         if self.retry_after < 0:
             raise ValueError("retry_after must be >= 0")
+        if self.context_window is not None and self.context_window < 1:
+            raise ValueError("context_window must be >= 1 or None")
         if not 0.0 <= self.error_rate <= 1.0:
             raise ValueError("error_rate must be between 0 and 1")
         if not self.fail_marker or not self.inconclusive_marker:
@@ -323,6 +337,11 @@ def build_reply(request: ChatRequest, behavior: MockBehavior) -> MockReply:
         return judge_reply(request, behavior)
     if request.role == "user":
         return MockReply(content=user_simulator_reply(request.messages))
+    if _SCORER_PHRASE in request.text.lower():
+        return MockReply(content=scorer_reply(request.text))
+    call = agent_tool_call(request)
+    if call is not None:
+        return call
     return MockReply(content=agent_reply(request.messages))
 
 
@@ -403,6 +422,9 @@ def judge_reply(request: ChatRequest, behavior: MockBehavior) -> MockReply:
     turns = request.markers.turns if request.markers.turns is not None else behavior.judge_turns
     forced = _forced_function(request.tool_choice)
 
+    if "read_messages" in names and forced is None and not any(m.get("role") == "tool" for m in request.messages):
+        # A judge reading a condensed transcript looks something up once before it rules.
+        return MockReply(tool_name="read_messages", tool_arguments=json.dumps({"indices": [0]}))
     if forced == "continue_test" and "continue_test" in names:
         finish = False
     else:
@@ -462,7 +484,45 @@ def user_simulator_reply(messages: list[dict[str, Any]]) -> str:
     return f"Thanks. Following up on: {summary} (message {k})"
 
 
+# ----- red-team reply scorer
+
+
+def scorer_reply(text: str) -> str:
+    match = _SCORE_MARKER_RE.search(text)
+    score = min(10, int(match.group(1))) if match else 1
+    return json.dumps({"score": score, "adaptation": f"Mock scorer: the reply scored {score}/10."})
+
+
 # ----- agent
+
+
+def agent_tool_call(request: ChatRequest) -> Optional[MockReply]:
+    """The tool call a tool-calling model would make first, or None (see module doc)."""
+    if not request.tools or request.tool_choice == "none":
+        return None
+    if request.messages and request.messages[-1].get("role") == "tool":
+        return None  # the tool answered: now reply in text
+    wanted = _forced_function(request.tool_choice)
+    for tool in request.tools:
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            continue
+        if wanted is not None and fn["name"] != wanted:
+            continue
+        params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
+        properties = params.get("properties") if isinstance(params.get("properties"), dict) else {}
+        last_user = ""
+        for message in reversed(request.messages):
+            if message.get("role") == "user":
+                last_user = _squash(content_text(message.get("content")))[:AGENT_ECHO_CHARS]
+                break
+        arguments = {
+            name: last_user
+            for name in params.get("required") or []
+            if isinstance(properties.get(name), dict) and properties[name].get("type", "string") == "string"
+        }
+        return MockReply(tool_name=fn["name"], tool_arguments=json.dumps(arguments))
+    return None
 
 
 def agent_reply(messages: list[dict[str, Any]]) -> str:

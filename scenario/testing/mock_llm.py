@@ -484,6 +484,16 @@ class MockLLMServer:
 
         if parsed is None:
             return self._error(400, None, bad or "Invalid request.")
+        if behavior.context_window is not None:
+            prompt_tokens = estimate_tokens(parsed.prompt_chars)
+            if prompt_tokens > behavior.context_window:
+                self._count_fault("context_window")
+                return self._error(
+                    400, None,
+                    f"This model's maximum context length is {behavior.context_window} tokens. However, your "
+                    f"messages resulted in {prompt_tokens} tokens. Please reduce the length of the messages.",
+                    code="context_length_exceeded",
+                )
 
         delay = behavior.latency + parsed.markers.delay
         if fault is not None and fault.kind == "slow":
@@ -515,10 +525,13 @@ class MockLLMServer:
         with self._lock:
             self._stats.faults[kind] = self._stats.faults.get(kind, 0) + 1
 
-    def _error(self, status: int, retry_after: Optional[float], message: str) -> "web.Response":
+    def _error(
+        self, status: int, retry_after: Optional[float], message: str, code: Optional[str] = None
+    ) -> "web.Response":
         with self._lock:
             self._stats.errors_served[status] = self._stats.errors_served.get(status, 0) + 1
-        err_type, code = _ERROR_KINDS.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
+        err_type, default_code = _ERROR_KINDS.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
+        code = code or default_code
         body = {"error": {"message": message, "type": err_type, "param": None, "code": code}}
         headers = {}
         if retry_after is not None:

@@ -1,0 +1,162 @@
+"""What a failed model call means, said so a user can act on it.
+
+A model call fails for a handful of reasons, and each has one fix. The retry layer
+(:mod:`scenario.retry`) decides *whether* to try again; this module names the failure and the
+fix, with the model, the endpoint (credentials removed) and the setting to change:
+
+============== ================================= =========================================
+kind           recognised by                     retried?
+============== ================================= =========================================
+missing_key    "missing credentials"/"api_key"   no: set the provider's key variable
+auth           401, 403                          no: the key is wrong or lacks access
+unknown_model  404, "LLM Provider NOT provided"  no: spell it provider/model
+context_window ContextWindowExceededError        no: bigger model, or a shorter conversation
+bad_request    400, 422                          no: the request's parameters are wrong
+timeout        litellm.Timeout, 408              yes, ``max_timeout_attempts`` times
+connection     connection refused/reset          yes, with backoff
+rate_limit     429                               yes, honouring Retry-After
+server         5xx                               yes, with backoff
+============== ================================= =========================================
+
+The defaults bound a silent endpoint (accepts the connection, never answers): each attempt
+waits ``DEFAULT_MODEL_TIMEOUT`` (45 s) and a timeout is tried ``max_timeout_attempts`` (2)
+times, so such a call fails after about 90 s, naming the URL and the timeout setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from typing import Any, Optional
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+#: Failures that no retry can fix (the same request fails the same way).
+PERMANENT_KINDS = ("missing_key", "auth", "unknown_model", "context_window", "bad_request")
+
+_MISSING_KEY_RE = re.compile(
+    r"missing credentials|api_key client option must be set|no api key|api key (?:is )?(?:not found|missing|required)"
+    r"|set the `?\w*_API_KEY`? environment variable|must provide an api key",
+    re.IGNORECASE,
+)
+_UNKNOWN_MODEL_RE = re.compile(
+    r"LLM Provider NOT provided|model_not_found|does not exist|unknown model|invalid model", re.IGNORECASE
+)
+_CONTEXT_RE = re.compile(r"context length|context window|maximum context|too many tokens|context_length_exceeded",
+                         re.IGNORECASE)
+_CONNECTION_RE = re.compile(r"connection error|connection refused|cannot connect|name or service not known",
+                            re.IGNORECASE)
+_SECRET_PARAM_RE = re.compile(r"key|token|secret|sig|password|auth", re.IGNORECASE)
+
+
+def looks_like_missing_key(exc: BaseException) -> bool:
+    """litellm reports a missing key as a 500 "internal server error": recognise it by its text."""
+    return bool(_MISSING_KEY_RE.search(str(exc)))
+
+
+def model_error_kind(exc: BaseException) -> str:
+    """One of the kinds in the module docstring (``"other"`` when none fits)."""
+    from .retry import classify_error, _mro_names, _status_code
+
+    names = _mro_names(exc)
+    if looks_like_missing_key(exc):
+        return "missing_key"
+    if "ContextWindowExceededError" in names or (_status_code(exc) in (400, 413) and _CONTEXT_RE.search(str(exc))):
+        return "context_window"
+    code = _status_code(exc)
+    if code in (401, 403) or names & {"AuthenticationError", "PermissionDeniedError"}:
+        return "auth"
+    if code == 404 or "NotFoundError" in names or (code == 400 and _UNKNOWN_MODEL_RE.search(str(exc))):
+        return "unknown_model"
+    if code in (400, 422) or names & {"BadRequestError", "UnprocessableEntityError"}:
+        return "bad_request"
+    kind = classify_error(exc)
+    if kind == "server" and _CONNECTION_RE.search(str(exc)):
+        return "connection"  # litellm reports a refused connection as a 500 "Connection error."
+    return kind if kind in ("timeout", "connection", "rate_limit", "server") else "other"
+
+
+def redact_url(url: Optional[str]) -> Optional[str]:
+    """The URL without user:password and without query parameters that look like credentials."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable api_base>"
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = "&".join(f"{k}=***" if _SECRET_PARAM_RE.search(k) else urlencode([(k, v)])
+                     for k, v in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def key_variable(model: str) -> Optional[str]:
+    """The environment variable litellm reads the key from for ``model`` (None if unknown)."""
+    try:
+        from .models import litellm_module
+
+        litellm = litellm_module()
+        with contextlib.redirect_stdout(io.StringIO()):  # litellm prints a banner for unknown providers
+            missing = litellm.validate_environment(model).get("missing_keys") or []
+    except Exception:
+        return None
+    return missing[0] if missing else None
+
+
+def explain(
+    exc: BaseException,
+    *,
+    role: str,
+    model: str,
+    api_base: Optional[str],
+    timeout: Optional[float],
+    attempts: int,
+    elapsed: float,
+) -> str:
+    """The message of the ModelCallError for ``exc`` (see the module docstring)."""
+    kind = model_error_kind(exc)
+    where = f"at {redact_url(api_base)}" if api_base else "at the provider's default endpoint"
+    head = f"{role} model call to {model!r} {where}"
+    detail = _detail(exc)
+    tries = f"{attempts} attempt{'s' if attempts != 1 else ''} over {elapsed:.1f}s"
+    if kind == "missing_key":
+        variable = key_variable(model)
+        what = f"set {variable} in the environment" if variable else "set the provider's API key variable"
+        return (f"{head}: no API key ({detail}). Fix: {what}, or pass api_key= (scenario.ModelConfig(api_key=...); "
+                "in a suite, model.api_key_env). Not retried.")
+    if kind == "auth":
+        return (f"{head}: the provider refused the credentials ({detail}). Fix: check that the API key is valid and "
+                "allowed to use this model (and that api_base points at the provider the key belongs to). Not retried.")
+    if kind == "unknown_model":
+        return (f"{head}: unknown model or provider ({detail}). Fix: name it provider/model, e.g. "
+                "'openai/gpt-4o-mini' or 'anthropic/claude-3-5-haiku-latest' (https://docs.litellm.ai/docs/providers), "
+                "and check that the endpoint serves it. Not retried.")
+    if kind == "context_window":
+        return (f"{head}: the request does not fit the model's context window ({detail}). Fix: use a model with a "
+                "larger context window, or shorten the conversation (lower max_turns, shorter agent replies). "
+                "Not retried.")
+    if kind == "bad_request":
+        return (f"{head}: the provider rejected the request as invalid ({detail}). Fix: check the model's parameters "
+                "(temperature, max_tokens, extra litellm parameters) for this provider. Not retried.")
+    if kind == "timeout":
+        per = f"{timeout:g}s" if timeout else "the timeout"
+        return (f"{head}: no answer within {per} per attempt; gave up after {tries}. The endpoint may be down or "
+                "overloaded. Fix: check the URL, or raise the per-call timeout (scenario.ModelConfig(timeout=...) / "
+                "configure(default_model=ModelConfig(..., timeout=...)); in a suite, model.timeout) or "
+                "RetryPolicy(max_timeout_attempts=...).")
+    if kind == "connection":
+        return (f"{head}: could not connect ({detail}); gave up after {tries}. Fix: check api_base and that the "
+                "server is running and reachable.")
+    if kind in ("rate_limit", "server"):
+        what = "rate limited (429)" if kind == "rate_limit" else "failing on the provider's side (5xx)"
+        return (f"{head}: still {what} after {tries} ({detail}). Transient errors are retried with backoff "
+                "(Retry-After honoured); allow more with configure(retry=scenario.RetryPolicy(max_attempts=...)), "
+                "or lower the concurrency / set configure(rate_limits=...).")
+    return f"{head} failed after {tries}: {type(exc).__name__}: {detail}"
+
+
+def _detail(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
