@@ -273,3 +273,41 @@ def test_the_distributed_example_runs_on_ray(ray_cluster):
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "PASSED" in done.stdout and "backend ray: 0 runs re-sent" in done.stdout
+
+
+def test_the_python_snippet_of_batch_md_past_one_machine_runs(ray_cluster, tmp_path):
+    import re
+
+    text = (REPO / "docs" / "batch.md").read_text()
+    section = text[text.index("## Past one machine"):]
+    code = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[0]
+    assert "backend=Ray(" in code
+    # Run as a reader would: a script that defines its agent and specs (in __main__, so they
+    # travel by value), then the snippet; the batch joins the session's cluster via RAY_ADDRESS
+    # and ships the script's folder as the job's working directory.
+    script = tmp_path / "doc_snippet.py"
+    script.write_text(
+        "import asyncio\nimport scenario\n\n"
+        "class MyAgent(scenario.AgentAdapter):\n"
+        "    async def call(self, input):\n"
+        "        return 'ok'\n\n"
+        "specs = [scenario.Scenario(name='doc', description='d', agents=[MyAgent],\n"
+        "                           script=[scenario.user('hi'), scenario.agent(), scenario.succeed()])]\n\n"
+        "async def main():\n"
+        + textwrap.indent(code, "    ")
+        + "    assert result.passed_runs == 5 and result.metadata['backend'] == 'ray', result.summary()\n\n"
+        "asyncio.run(main())\n"
+    )
+    env = dict(os.environ, RAY_ADDRESS=ray_cluster, PYTHONPATH=str(REPO), LITELLM_LOCAL_MODEL_COST_MAP="True")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "PASSED" in done.stdout
+
+
+@pytest.mark.asyncio
+async def test_a_local_working_dir_after_the_caller_connected_is_refused_with_the_fix(ray_cluster):
+    from scenario.errors import ScenarioConfigError
+
+    with pytest.raises(ScenarioConfigError, match=r"pass runtime_env to your own ray.init"):
+        await run_batch([scripted("a")], runs=2, backend=Ray(workers=1, runtime_env={"working_dir": "."}))

@@ -99,11 +99,7 @@ class RayBackend(Backend):
         options = self.options
         if ray.is_initialized():
             return  # the caller's own connection: theirs to shut down
-        env_vars = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
-        runtime_env: Dict[str, Any] = dict(options.runtime_env or {})
-        if env_vars:
-            runtime_env["env_vars"] = {**env_vars, **runtime_env.get("env_vars", {})}
-        kwargs: Dict[str, Any] = {"runtime_env": runtime_env or None, "log_to_driver": True,
+        kwargs: Dict[str, Any] = {"runtime_env": _runtime_env(options), "log_to_driver": True,
                                   "logging_level": "warning", "configure_logging": True}
         kwargs.update(options.init_kwargs or {})
         address = options.address or os.environ.get("RAY_ADDRESS") or None
@@ -147,10 +143,21 @@ class RayBackend(Backend):
             ).remote(limits)
         worker_cls = ray.remote(num_cpus=options.num_cpus, max_restarts=0, max_task_retries=0,
                                 max_concurrency=10_000)(ScenarioWorker)
+        # The runtime environment is the job's when the batch connected (ray.init uploads a local
+        # working_dir). When the caller had connected already, it can only go on the actors, where
+        # Ray accepts no local paths: say so rather than fail deep inside Ray.
+        actor_env = _runtime_env(options) if not self._started_cluster else None
         snapshot = _settings_snapshot(settings())
+        try:
+            configured = worker_cls.options(runtime_env=actor_env) if actor_env else worker_cls
+        except ValueError as exc:
+            raise ScenarioConfigError(
+                f"scenario.distributed.Ray(runtime_env=...): {exc} This process connected to Ray before the batch "
+                "(ray.init was already called), so the batch cannot upload local files: pass runtime_env to your own "
+                "ray.init(...), or let the batch connect (RAY_ADDRESS or Ray(address=...))."
+            ) from None
         self._actors = [
-            worker_cls.options(name=None).remote(payload, snapshot, limits, self._coordinator, workers, i)
-            for i in range(workers)
+            configured.remote(payload, snapshot, limits, self._coordinator, workers, i) for i in range(workers)
         ]
         self._alive = [True] * workers
         self._load = [set() for _ in range(workers)]
@@ -240,6 +247,16 @@ class RayBackend(Backend):
     def metadata(self) -> Dict[str, Any]:
         return {"ray": {"workers": len(self._alive), "workers_alive": sum(self._alive),
                         "address": self._address}}
+
+
+def _runtime_env(options: "Ray") -> Optional[Dict[str, Any]]:
+    """The actors' runtime environment: the caller's, plus the driver's LITELLM_/OTEL_/SCENARIO_
+    variables (the caller's own env_vars win)."""
+    runtime_env: Dict[str, Any] = dict(options.runtime_env or {})
+    forwarded = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+    if forwarded:
+        runtime_env["env_vars"] = {**forwarded, **runtime_env.get("env_vars", {})}
+    return runtime_env or None
 
 
 def _worker_gone(ray: Any) -> Tuple[type, ...]:
