@@ -311,3 +311,49 @@ async def test_a_local_working_dir_after_the_caller_connected_is_refused_with_th
 
     with pytest.raises(ScenarioConfigError, match=r"pass runtime_env to your own ray.init"):
         await run_batch([scripted("a")], runs=2, backend=Ray(workers=1, runtime_env={"working_dir": "."}))
+
+
+def test_a_restarted_coordinator_starts_drained(ray_cluster):
+    import ray
+
+    from scenario.batch.backends.ray import RateCoordinator
+
+    limits = {"openai/*": scenario.RateLimit(requests_per_minute=60)}
+    coordinator = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(RateCoordinator).remote(limits)
+    try:
+        assert ray.get(coordinator.was_restarted.remote()) is False
+        assert ray.get(coordinator.reserve.remote("openai/*", 0)) == 0.0  # a fresh one: the burst is there
+        ray.kill(coordinator, no_restart=False)  # dies; Ray starts it again
+        wait_until(lambda: _answers(coordinator), 60, "the coordinator is back")
+        assert ray.get(coordinator.was_restarted.remote()) is True
+        # Empty buckets: the next permit is a refill away (60/min: about a second), not a new burst.
+        assert ray.get(coordinator.reserve.remote("openai/*", 0)) == pytest.approx(1.0, abs=0.1)
+    finally:
+        ray.kill(coordinator, no_restart=True)
+
+
+def _answers(actor: Any) -> bool:
+    import ray
+
+    try:
+        ray.get(actor.was_restarted.remote(), timeout=5)
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.asyncio
+async def test_adaptive_in_the_driver_hears_the_429s_of_ray_workers(ray_cluster):
+    from scenario.testing import MockBehavior, MockLLMServer
+
+    with MockLLMServer(behavior=MockBehavior(latency=0.02, rate_limit_above=2, retry_after=0.02)) as server:
+        scenario.configure(
+            default_model=scenario.ModelConfig(model="openai/gpt-4o-mini", api_base=server.base_url, api_key="mock",
+                                               timeout=10),
+            retry=scenario.RetryPolicy(max_attempts=30, initial_backoff=0.01, max_backoff=0.05),
+        )
+        adaptive = scenario.Adaptive(initial=16, min=1, max=16, cooldown=0.05)
+        result = await run_batch([autopilot("storm")], runs=16, concurrency=adaptive, backend=Ray(workers=2))
+        assert result.passed_runs == 16
+        assert server.stats.errors_served.get(429, 0) > 0
+        assert adaptive.snapshot()["rate_limited"] > 0 and adaptive.limit < 16
