@@ -486,7 +486,7 @@ class ScenarioEngine:
 
     # -- bookkeeping --------------------------------------------------------------------------
     def add_message(self, message: Message) -> None:
-        self.state.messages.append(message)
+        self.state.record_message(message)
         live.message_added(self.state.messages, self.state.current_turn)
         if self.spec.verbose:
             role = message.get("role", "?")
@@ -527,6 +527,7 @@ class ScenarioEngine:
         index = min(index, len(messages))
         removed = messages[index:]
         del messages[index:]
+        self.state.forget_messages(removed)
         for key, seen in self._seen.items():
             self._seen[key] = min(seen, index)
         return removed

@@ -3,6 +3,6 @@
 The state lives in :mod:`scenario.state`; this module only re-exports it.
 """
 
-from .state import ScenarioState
+from .state import ScenarioState, ToolCall, ToolCalls
 
-__all__ = ["ScenarioState"]
+__all__ = ["ScenarioState", "ToolCall", "ToolCalls"]
