@@ -171,5 +171,16 @@ def test_evaluator_helpers_build_descriptions_and_mappings_read_the_state():
     assert spec.mappings["expected"](state) == "SELECT 1"
     assert scenario.conversation.first_user_message(state) == "hi"
     assert scenario.value(3)(state) == 3
+    assert scenario.conversation.last_agent_message(state) is None
+    assert scenario.trace.tool_calls("run_sql").last.input(state) is None
+    state.add_message({"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "run_sql", "arguments": '{"sql": "SELECT 1"}'}}]})
+    state.add_message({"role": "tool", "tool_call_id": "c1", "content": "1"})
+    state.add_message({"role": "assistant", "content": "One row."})
+    assert scenario.conversation.last_agent_message(state) == "One row."
+    assert scenario.trace.tool_calls("run_sql").last.input(state) == {"sql": "SELECT 1"}
+    assert scenario.trace.tool_calls("run_sql").first.output(state) == "1"
+    assert scenario.trace.tool_calls("run_sql").inputs(state) == [{"sql": "SELECT 1"}]
+    assert scenario.trace.tool_calls("run_sql").outputs(state) == ["1"]
     with pytest.raises(scenario.ScenarioConfigError, match="name the evaluator"):
         scenario.evaluator("")
