@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union, overload
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Union, overload
 
 from .types import Message
 
@@ -248,6 +248,42 @@ class ScenarioState:
         """
         return "\n".join(f"{message.get('role', 'unknown')}: {message_text(message)}" for message in self.messages)
 
+    # -- langwatch-scenario's span views: not collected here -----------------------------------
+    @property
+    def spans(self) -> Any:
+        """Not available: langwatch-scenario reads the agent's in-process OpenTelemetry spans here;
+        this library does not collect them (raises :class:`scenario.NotSupportedError`)."""
+        _no_span_views("spans")
+
+    @property
+    def traces(self) -> Any:
+        """Not available (see :attr:`spans`)."""
+        _no_span_views("traces")
+
+    @property
+    def contexts(self) -> Any:
+        """Not available (see :attr:`spans`): retrieved contexts come from RAG spans there."""
+        _no_span_views("contexts")
+
+    @property
+    def turns(self) -> Any:
+        """Not available (see :attr:`spans`): each turn's view carries its trace there."""
+        _no_span_views("turns")
+
+    @property
+    def timeline(self) -> List[Any]:
+        """langwatch-scenario's voice events of the run: always empty here (no voice agents)."""
+        return []
+
+    def set_effects(self, effects: List[Any]) -> None:
+        """langwatch-scenario's audio effects for the user simulator: voice, not provided here."""
+        from .peer_only import MIGRATING, NotSupportedError
+
+        raise NotSupportedError(
+            f"ScenarioState.set_effects() sets audio effects for voice agents, which this library does not "
+            f"provide; remove it from this test, see {MIGRATING}."
+        )
+
     # -- writing ------------------------------------------------------------------------------
     def add_message(self, message: Message) -> None:
         """Append a message to the conversation (through the engine when one is attached, so
@@ -284,6 +320,17 @@ class ScenarioState:
 
     def __repr__(self) -> str:
         return f"<ScenarioState {self.name!r} turn={self.current_turn} messages={len(self.messages)}>"
+
+
+def _no_span_views(name: str) -> NoReturn:
+    from .peer_only import MIGRATING, NotSupportedError
+
+    raise NotSupportedError(
+        f"ScenarioState.{name} reads the OpenTelemetry spans langwatch-scenario collects from your agent "
+        "in-process; this library does not collect them. Read the conversation instead: "
+        "state.tool_calls(name) (each ToolCall has its turn), state.messages, or return the assistant "
+        f"tool_calls and tool results from your adapter so they are in the messages; see {MIGRATING}."
+    )
 
 
 def _parse_arguments(arguments: Any) -> Any:

@@ -14,8 +14,6 @@ import scenario
 
 from agents_for_tests import EXECUTORS
 
-pytestmark = pytest.mark.asyncio
-
 
 @pytest.fixture(params=sorted(EXECUTORS))
 def execute(request):
@@ -38,6 +36,7 @@ class OrderAgent(scenario.AgentAdapter):
         return "Anything else I can help with?"
 
 
+@pytest.mark.asyncio
 async def test_reading_helpers_return_the_peer_types(execute):
     seen = {}
 
@@ -104,6 +103,7 @@ async def test_reading_helpers_return_the_peer_types(execute):
     assert lines[3] == "assistant: Order 42 has shipped; a refund is not needed."
 
 
+@pytest.mark.asyncio
 async def test_last_user_and_last_message_raise_on_an_empty_conversation(execute):
     errors = []
 
@@ -119,6 +119,7 @@ async def test_last_user_and_last_message_raise_on_an_empty_conversation(execute
     assert "no messages" in errors[0] and "'user'" in errors[1]
 
 
+@pytest.mark.asyncio
 async def test_tool_calls_forget_rolled_back_messages(execute):
     seen = {}
 
@@ -136,6 +137,7 @@ async def test_tool_calls_forget_rolled_back_messages(execute):
     assert seen == {"before": 1, "after": 0, "text": ""}
 
 
+@pytest.mark.asyncio
 async def test_state_config_carries_the_runs_settings(execute):
     seen = {}
 
@@ -151,3 +153,17 @@ async def test_state_config_carries_the_runs_settings(execute):
     )
     assert result.success
     assert seen == {"max_turns": 7, "min_turns": 2, "cache_key": "global-key"}
+
+
+@pytest.mark.parametrize("name", ["spans", "traces", "contexts", "turns"])
+def test_span_views_say_they_are_not_collected_here(name):
+    state = scenario.ScenarioState(description="d", thread_id="t")
+    with pytest.raises(scenario.NotSupportedError, match=rf"ScenarioState\.{name} reads the OpenTelemetry spans.*tool_calls"):
+        getattr(state, name)
+
+
+def test_voice_members_of_the_state():
+    state = scenario.ScenarioState(description="d", thread_id="t")
+    assert state.timeline == []
+    with pytest.raises(scenario.NotSupportedError, match="voice"):
+        state.set_effects([])
