@@ -83,7 +83,7 @@ _LAZY = {
         "OpenAIRealtimeAgentAdapter", "PipecatAgentAdapter", "TwilioAgentAdapter", "VapiAgentAdapter",
         "WebRTCAgentAdapter", "WebSocketAgentAdapter", "WebSocketProtocol", "setup_scenario_tracing",
         "scenario_only", "with_custom_scopes", "realtime_langwatch_session", "ConnectedAgentAdapter",
-        "ConnectedAgentCall", "NotSupportedError",
+        "ConnectedAgentCall", "NotSupportedError", "TraceView", "TurnView",
     )},
 }
 
