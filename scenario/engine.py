@@ -556,6 +556,7 @@ class ScenarioEngine:
             "scenario.turns": self.state.current_turn + (1 if self.state.messages else 0),
             "scenario.passed_criteria": result.passed_criteria,
             "scenario.failed_criteria": result.failed_criteria,
+            "scenario.inconclusive_criteria": result.inconclusive_criteria,
             "scenario.total_time": result.total_time,
             "scenario.agent_time": result.agent_time,
         }
