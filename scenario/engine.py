@@ -153,7 +153,7 @@ def build_spec(
         cache_key=cache_key,
         set_id=set_id,
         metadata=dict(metadata or {}),
-        verbose=settings().verbose if verbose is None else verbose,
+        verbose=(settings().verbose or settings().debug) if verbose is None else verbose,
         timeout=timeout,
         min_turns=min_turns,
         fields=dict(fields or {}),
@@ -394,6 +394,12 @@ class ScenarioEngine:
         return None
 
     def _turn_limit_result(self) -> ScenarioResult:
+        if self._checkpoints and self._agents[AgentRole.JUDGE] and self._judges_lack_criteria():
+            # The judge only rules on inline checkpoints, so running out of turns after they all
+            # passed is the script's natural end, not a missing verdict.
+            return self._checkpoints_passed_result(
+                f"Reached the turn limit (max_turns={self.spec.max_turns}) after the judge() checkpoints passed"
+            )
         judge_note = "" if self._agents[AgentRole.JUDGE] else " (agents has no judge, so nothing could end it earlier)"
         return ScenarioResult(
             success=False,

@@ -468,6 +468,9 @@ async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tu
         telemetry.add_event(span, "retry", {"attempt": event.attempt, "error": f"{type(event.exception).__name__}: {event.exception}"[:500]})
 
     policy = settings().retry or RetryPolicy()
+    debug = settings().debug
+    if debug:
+        _debug_print(f"{role} -> {model}", _redacted(kwargs))
     started = time.perf_counter()
     try:
         with telemetry.use_span(span):
@@ -476,6 +479,10 @@ async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tu
         result.attempts = attempts
     except Exception as exc:
         from .model_errors import explain, model_error_kind
+
+        if debug:
+            _debug_print(f"{role} <- {model} failed after {time.perf_counter() - started:.2f}s",
+                         {"error": f"{type(exc).__name__}: {exc}"})
 
         attempts = getattr(exc, "scenario_attempts", 1)
         if classify_error(exc) == "rate_limit":
@@ -497,6 +504,10 @@ async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tu
         telemetry.end_span(span, exc)
         raise
     notify_success()
+    if debug:
+        _debug_print(f"{role} <- {result.model or model} in {time.perf_counter() - started:.2f}s", {
+            "message": result.message(), "input_tokens": result.input_tokens, "output_tokens": result.output_tokens,
+            "cost_usd": result.cost_usd, "attempts": attempts})
     if run is not None:
         run.model_attempts += attempts
         run.record_usage(role=role, model=result.model or model, input_tokens=result.input_tokens,
@@ -517,6 +528,35 @@ async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tu
         attributes["gen_ai.output.messages"] = json.dumps([result.message()], default=str, ensure_ascii=False)
     telemetry.end_span(span, None, attributes)
     return raw, result
+
+
+_SECRET_NAME = ("key", "token", "secret", "password", "authorization", "auth", "cookie", "signature")
+
+
+def _redacted(value: Any, name: str = "") -> Any:
+    """A copy safe to print: credential-looking fields replaced, URLs stripped of credentials."""
+    if name and any(word in name.lower() for word in _SECRET_NAME) and not name.lower().endswith("tokens"):
+        return "***" if value else value
+    if isinstance(value, dict):
+        return {k: _redacted(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v) for v in value]
+    if name in ("api_base", "base_url") and isinstance(value, str):
+        from .model_errors import redact_url
+
+        return redact_url(value)
+    return value
+
+
+def _debug_print(title: str, payload: Dict[str, Any]) -> None:
+    """configure(debug=True): one model request or response, whole, to standard error."""
+    import sys
+
+    body = json.dumps(payload, default=str, ensure_ascii=False, indent=2)
+    try:
+        print(f"[scenario debug] {title}\n{body}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # a closed stream: debugging output is never worth failing a call
+        pass
 
 
 async def acompletion(**kwargs: Any) -> Any:
