@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--processes", type=_positive_int, default=1, metavar="N",
                      help="spread the runs over N worker processes (past one core; results stream back and are "
                           "stored by this process as they finish)")
+    run.add_argument("--backend", choices=("local", "ray"), default="local",
+                     help="where runs execute: local (this machine; see --processes) or ray (a Ray cluster: "
+                          "RAY_ADDRESS, --address, a cluster running here, else a local one; needs scenario[ray])")
+    run.add_argument("--address", metavar="A", help="with --backend ray: the cluster to join, e.g. ray://head:10001 or auto")
+    run.add_argument("--workers", type=_positive_int, metavar="N",
+                     help="with --backend ray: worker actors to start (default: the cluster's CPUs)")
     run.add_argument("--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)")
     run.add_argument("--variant", action="append", metavar="NAME", help="run only this variant (repeatable)")
     run.add_argument("--mock", action="store_true",
@@ -147,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", choices=("auto", "rich", "plain", "off"), default="auto",
                      help="live display (auto: rich on a terminal, plain lines in CI or a pipe)")
     run.add_argument("--dry-run", action="store_true", help="check the suite, agents and store, print the plan, run nothing")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="print each conversation as it happens (lines are tagged with the scenario's name; "
+                          "use --max-concurrency 1 to read one conversation at a time)")
+    run.add_argument("--debug", action="store_true",
+                     help="also print every model request and response of the simulator and judge (keys redacted)")
 
     report = commands.add_parser(
         "report",
@@ -355,6 +366,7 @@ def run_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
     out = sys.stdout
     err = sys.stderr
     targets = _report_targets(args)
+    _check_backend_flags(args)
     overrides = Overrides(
         runs=args.runs,
         max_concurrency=args.max_concurrency,
@@ -403,6 +415,30 @@ def run_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return _run_with_store(args, argv, suite, store, targets, needs_model, out, err)
 
 
+def _check_backend_flags(args: argparse.Namespace) -> None:
+    if args.backend != "ray":
+        given = [flag for flag, value in (("--address", args.address), ("--workers", args.workers)) if value is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)} only apply to --backend ray; add --backend ray or drop them")
+        return
+    if args.processes > 1:
+        raise UsageError("--processes forks workers on this machine; with --backend ray use --workers N instead")
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("--backend ray: Ray is not installed here; install the extra: pip install 'scenario[ray]'")
+
+
+def _batch_backend(args: argparse.Namespace, suite: Any) -> Any:
+    """``local``, or the Ray options; the suite's folder travels as the job's working directory so
+    its ``module:factory`` references import on every node."""
+    if args.backend != "ray":
+        return "local"
+    from .distributed import Ray
+
+    return Ray(address=args.address, workers=args.workers, runtime_env={"working_dir": str(Path(suite.path).parent.resolve())})
+
+
 def _needs_model(scenario: Any) -> bool:
     if scenario.criteria:
         return True
@@ -444,6 +480,10 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
         # A dry run plans with the mock's model settings without starting it (addresses are not
         # part of a run's fingerprint, so the plan is the one a real --mock run makes).
         _configure_models(suite, mock_url or ("http://127.0.0.1:0/v1" if args.mock else None))
+        if args.verbose or args.debug:
+            import scenario
+
+            scenario.configure(verbose=args.verbose or None, debug=args.debug or None)
         strategy = _strategy(suite)
         progress_hook: Dict[str, Any] = {}
 
@@ -456,7 +496,7 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
             config = prepare_batch(
                 _batch_scenarios(suite), suite=suite.name, variants=dict(suite.variants), executor=suite.executor,
                 concurrency=strategy, retries=suite.retries, on_error="fail_fast" if args.fail_fast else "continue",
-                on_run_finished=on_run_finished, processes=args.processes,
+                on_run_finished=on_run_finished, processes=args.processes, backend=_batch_backend(args, suite),
             )
             stored = StoredBatch.open(store, config, resume=args.resume, command=_command_line(argv),
                                       git_dir=suite.path.parent, info=_suite_info(suite))
@@ -680,7 +720,7 @@ def _finish(suite, store, batch_id, planned: int, targets, elapsed: float, out: 
     vwidth = max([len("variant")] + [len(g.variant) for g in groups])
     print(f"  {'scenario':<{width}}  {'variant':<{vwidth}}  {'passed':>7}  {'rate':>5}  {'needs':>5}  verdict", file=out)
     for g in groups:
-        verdict = "ok" if g.met else "MISSED"
+        verdict = "tracked" if g.tracked_only else ("ok" if g.met else "MISSED")
         extra = f" ({g.errors} errored)" if g.errors else ""
         print(f"  {g.scenario:<{width}}  {g.variant:<{vwidth}}  {f'{g.passed}/{g.runs}':>7}  {g.pass_rate:>5.0%}  "
               f"{g.threshold:>5.0%}  {verdict}{extra}", file=out)
