@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", choices=("auto", "rich", "plain", "off"), default="auto",
                      help="live display (auto: rich on a terminal, plain lines in CI or a pipe)")
     run.add_argument("--dry-run", action="store_true", help="check the suite, agents and store, print the plan, run nothing")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="print each conversation as it happens (lines are tagged with the scenario's name; "
+                          "use --max-concurrency 1 to read one conversation at a time)")
+    run.add_argument("--debug", action="store_true",
+                     help="also print every model request and response of the simulator and judge (keys redacted)")
 
     report = commands.add_parser(
         "report",
@@ -475,6 +480,10 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
         # A dry run plans with the mock's model settings without starting it (addresses are not
         # part of a run's fingerprint, so the plan is the one a real --mock run makes).
         _configure_models(suite, mock_url or ("http://127.0.0.1:0/v1" if args.mock else None))
+        if args.verbose or args.debug:
+            import scenario
+
+            scenario.configure(verbose=args.verbose or None, debug=args.debug or None)
         strategy = _strategy(suite)
         progress_hook: Dict[str, Any] = {}
 
@@ -711,7 +720,7 @@ def _finish(suite, store, batch_id, planned: int, targets, elapsed: float, out: 
     vwidth = max([len("variant")] + [len(g.variant) for g in groups])
     print(f"  {'scenario':<{width}}  {'variant':<{vwidth}}  {'passed':>7}  {'rate':>5}  {'needs':>5}  verdict", file=out)
     for g in groups:
-        verdict = "ok" if g.met else "MISSED"
+        verdict = "tracked" if g.tracked_only else ("ok" if g.met else "MISSED")
         extra = f" ({g.errors} errored)" if g.errors else ""
         print(f"  {g.scenario:<{width}}  {g.variant:<{vwidth}}  {f'{g.passed}/{g.runs}':>7}  {g.pass_rate:>5.0%}  "
               f"{g.threshold:>5.0%}  {verdict}{extra}", file=out)

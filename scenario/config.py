@@ -59,7 +59,6 @@ class Settings(BaseModel):
     max_workers: Optional[int] = None
     tracing: Optional[str] = None
     trace_content: bool = True
-    extra: Dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def configure(cls, **kwargs: Any) -> "Settings":
@@ -118,14 +117,22 @@ def configure(
         verbose: print each conversation as it happens.
         cache_key: replay model calls deterministically across runs (see docs/caching.md).
         cache_dir: where the replay cache lives (default ``.scenario-cache`` in the working dir).
-        debug: also print model requests.
+        debug: print every model request the library makes (simulator, judge,
+            ``scenario.acompletion``) and its response to standard error, API keys and other
+            credentials redacted; also prints conversations like ``verbose``.
         retry: a :class:`scenario.RetryPolicy` for the library's own model calls.
         max_workers: cap on worker threads used by :func:`scenario.run`.
         rate_limits: ``{"model or pattern": scenario.RateLimit(...)}`` shared by all runs.
         tracing: ``"otlp"`` to export spans over OTLP/HTTP when the app installed no tracer
             provider; ``"off"`` to create no spans at all.
         trace_content: put message content on spans (default True).
+
+    Raises:
+        scenario.ScenarioConfigError: an unknown keyword (``configure(max_turn=5)`` would
+            otherwise be silently ignored), with the closest known name.
     """
+    if extra:
+        raise ScenarioConfigError(_unknown_keys_message(extra))
     global _settings
     with _lock:
         data = _settings.model_dump()
@@ -166,7 +173,6 @@ def configure(
         ):
             if value is not None:
                 data[key] = value
-        data["extra"] = {**data.get("extra", {}), **extra}
         _settings = Settings(**data)
         new = _settings
     if rate_limits is not None:
@@ -178,6 +184,23 @@ def configure(
 
         telemetry.apply_tracing_setting(tracing)
     return new
+
+
+def _unknown_keys_message(extra: Dict[str, Any]) -> str:
+    import difflib
+    import inspect
+
+    known = [name for name, p in inspect.signature(configure).parameters.items() if p.kind is p.KEYWORD_ONLY
+             or p.kind is p.POSITIONAL_OR_KEYWORD]
+    parts = []
+    for key in extra:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (
+        f"configure(): unknown setting{'s' if len(parts) > 1 else ''} {', '.join(parts)}. Known settings: "
+        f"{', '.join(known)}. Model parameters (temperature, api_base, extra litellm arguments) go in "
+        "scenario.ModelConfig(...) passed as default_model."
+    )
 
 
 def reset_configuration() -> None:

@@ -3,6 +3,11 @@
 Runs a small suite of example scenarios under both executors (``run`` and ``arun``), printing each
 transcript, verdict and the cost rollup. Offline by default against the built-in mock model; with
 ``OPENAI_API_KEY`` set, or ``--model``, the same suite runs against a real model.
+
+It ends the way a first session should: the runs are stored as a batch in the result store, an HTML
+report is written, and the last lines point at the example suite, the store, the report and the
+next command. It exits 1 when a run ended unexpectedly (an error, or a verdict other than the
+expected one), so ``make demo`` fails loudly rather than printing a reassuring summary.
 """
 
 from __future__ import annotations
@@ -120,7 +125,68 @@ def _print_rollup(label: str, results: List[scenario.ScenarioResult], elapsed: f
     return total
 
 
-async def _main_async(model: scenario.ModelConfig, mock: bool) -> int:
+def _unexpected(spec: Dict[str, Any], result: scenario.ScenarioResult, mock: bool) -> bool:
+    """An error is always unexpected; against the mock every verdict is known in advance, against
+    a real model only the scenarios not marked as expected to fail must pass."""
+    if result.error is not None:
+        return True
+    if spec.get("expect_failure"):
+        return mock and result.success
+    return not result.success
+
+
+def _record(spec: Dict[str, Any], result: scenario.ScenarioResult, variant: str, batch_id: str) -> Any:
+    from .records import RunRecord, run_id
+
+    status = "passed" if result.success else ("error" if result.error is not None else "failed")
+    error = result.error
+    return RunRecord(
+        id=run_id("demo", spec["name"], variant, 0), suite="demo", scenario=spec["name"], variant=variant,
+        status=status, result=result, usage=result.usage, duration=result.total_time or 0.0,
+        started_at=time.time() - (result.total_time or 0.0), batch_id=batch_id,
+        error_type=error.type if error else None, error_message=error.message if error else None,
+        error_where=error.where if error else None, error_traceback=error.traceback if error else None,
+    )
+
+
+def _save(specs: List[Dict[str, Any]], outcomes: Dict[str, List[scenario.ScenarioResult]], store_path: str,
+          report_path: str) -> Optional[str]:
+    """Store the demo's runs as one batch (variants "run" and "arun") and write the HTML report;
+    returns the batch id (None when the store cannot be used: the demo itself still counts)."""
+    from .reports import report_from_store, write_report
+    from .store import ResultStore, StoreError
+
+    thresholds = {s["name"]: (0.0 if s.get("expect_failure") else 1.0) for s in specs}
+    info = {"description": "scenario demo: the example suite under run and arun", "thresholds": thresholds,
+            "scenario_order": [s["name"] for s in specs],
+            "scenarios": [{"name": s["name"], "description": s["description"], "criteria": s.get("criteria", [])}
+                          for s in specs]}
+    try:
+        with ResultStore(store_path) as store:
+            batch = store.start_batch("demo", planned=2 * len(specs), info=info, command="scenario demo")
+            for variant, results in outcomes.items():
+                store.put_many([_record(spec, result, variant, batch.id) for spec, result in zip(specs, results)])
+            store.finish_batch(batch.id)
+            write_report(report_from_store(store, batch_id=batch.id), "html", report_path)
+        return batch.id
+    except (StoreError, OSError) as exc:
+        print(f"demo: could not store the results ({exc}); the runs above are unaffected.", file=sys.stderr)
+        return None
+
+
+def _pointers(store_path: str, report_path: str, batch_id: Optional[str]) -> None:
+    suite = os.path.join("examples", "suite.yaml")
+    print("\nWhere to go next:")
+    if os.path.exists(suite):
+        print(f"  the example suite   {suite}  (scenarios, agents, thresholds in one file: docs/cli.md)")
+    if batch_id is not None:
+        print(f"  results             {store_path}, batch {batch_id}  (browse them: scenario view {store_path})")
+        print(f"  report              {report_path}")
+    run = f"scenario run {suite} --mock" if os.path.exists(suite) else "scenario run SUITE.yaml --mock"
+    print(f"  next command        {run}  (then write your own AgentAdapter: docs/getting-started.md)")
+
+
+async def _main_async(model: scenario.ModelConfig, mock: bool, store_path: str = "", report_path: str = "") -> int:
     specs = demo_scenarios(mock)
     scenario.configure(default_model=model)
     # litellm takes a few seconds to import; load it up front so the timings below are the runs'.
@@ -143,16 +209,20 @@ async def _main_async(model: scenario.ModelConfig, mock: bool) -> int:
     )
     if mock:
         print(f"\nrun and arun gave {'identical' if same else 'DIFFERENT'} transcripts and verdicts.")
-    unexpected = [
-        spec["name"]
-        for spec, result in zip(specs, outcomes["run"] + outcomes["arun"])
-        if result.success == bool(spec.get("expect_failure"))
-    ]
-    unexpected += [s["name"] for s, r in zip(specs, outcomes["arun"]) if r.success == bool(s.get("expect_failure"))]
-    if mock and (unexpected or not same):
-        print(f"demo: unexpected outcome for {sorted(set(unexpected))}", file=sys.stderr)
+    unexpected = sorted({
+        f"{spec['name']} ({executor})"
+        for executor, results in outcomes.items()
+        for spec, result in zip(specs, results)
+        if _unexpected(spec, result, mock)
+    })
+    batch_id = _save(specs, outcomes, store_path, report_path) if store_path else None
+    if store_path:
+        _pointers(store_path, report_path, batch_id)
+    if unexpected or (mock and not same):
+        what = ", ".join(unexpected) if unexpected else "run and arun disagreed"
+        print(f"\ndemo FAILED: unexpected outcome for {what}. The reasons are printed above each verdict.",
+              file=sys.stderr)
         return 1
-    print("\nNext: write your own AgentAdapter (docs/getting-started.md) and run `make test`.")
     return 0
 
 
@@ -161,20 +231,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--model", help="real litellm model to use instead of the mock, e.g. openai/gpt-4o-mini")
     parser.add_argument("--mock", action="store_true", help="force the built-in mock model even if OPENAI_API_KEY is set")
     parser.add_argument("--latency", type=float, default=0.05, help="mock model latency per call in seconds")
+    parser.add_argument("--store", default=".scenario/results.db", help="result store for the demo's batch")
+    parser.add_argument("--report", default=".scenario/demo-report.html", help="where to write the HTML report")
     args = parser.parse_args(argv)
 
     use_real = (args.model or os.environ.get("OPENAI_API_KEY")) and not args.mock
     if use_real:
         model = scenario.ModelConfig(model=args.model or "openai/gpt-4o-mini", timeout=60)
         print(f"Using real model {model.model} (credentials from the environment).")
-        return asyncio.run(_main_async(model, mock=False))
+        return asyncio.run(_main_async(model, mock=False, store_path=args.store, report_path=args.report))
 
     from scenario.testing import MockLLMServer
 
     with MockLLMServer(latency=args.latency) as server:
         print(f"Using the built-in mock model at {server.base_url} (offline, deterministic).")
         model = scenario.ModelConfig(model="openai/gpt-4o-mini", api_base=server.base_url, api_key="mock", timeout=30)
-        return asyncio.run(_main_async(model, mock=True))
+        return asyncio.run(_main_async(model, mock=True, store_path=args.store, report_path=args.report))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,6 +25,7 @@ from .records import RunRecord
 
 PLAIN_INTERVAL = 5.0
 HEARTBEAT = 30.0
+MIN_TICK = 1.0  # the ticker never wakes more often than this, whatever ``interval`` is
 
 
 def use_rich(stream: TextIO) -> bool:
@@ -112,9 +113,13 @@ class BatchProgress:
             self._ticker.start()
 
     def _tick(self) -> None:
-        """Plain mode between finished runs: show retries and waits as they happen."""
-        while not self._ticking.wait(self.interval):
+        """Plain mode between finished runs: show retries and waits as they happen (a line when
+        the status changed and nothing was written for a period; a heartbeat while runs hang)."""
+        period = max(self.interval, MIN_TICK)
+        while not self._ticking.wait(period):
             now = time.monotonic()
+            if now - self._last_line < period:
+                continue  # a finished run just wrote the status
             text = self.status_line()
             changed = _without_clock(text) != _without_clock(self._last_text)
             if changed or (now - self._last_line >= HEARTBEAT and self.in_flight):

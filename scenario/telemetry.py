@@ -38,9 +38,13 @@ SPAN_STEP = "scenario.step"
 AGENT_SPAN_PREFIX = "invoke_agent "
 MODEL_SPAN_PREFIX = "chat "
 
-# The money a model call cost, in US dollars. The GenAI conventions define no cost attribute yet;
-# this one sits beside their gen_ai.usage.* token counts.
+# The money one model call cost, in US dollars: the one cost attribute of a model-call span. The
+# GenAI conventions define no cost attribute yet; this one sits beside their gen_ai.usage.* token
+# counts. Only model-call spans carry gen_ai.usage.*: rollups (a scenario's root span, a batch)
+# carry theirs as scenario.usage.* (ATTR_ROLLUP_COST), so a back-end that sums gen_ai.usage.* over
+# a trace counts every token and cent once.
 ATTR_COST = "gen_ai.usage.cost_usd"
+ATTR_ROLLUP_COST = "scenario.usage.cost_usd"
 
 # Variables that, with no provider installed, switch on our private OTLP/HTTP export.
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -420,12 +424,14 @@ def provider_name(model: str) -> str:
 
 
 def usage_attributes(usage: Any) -> Dict[str, Any]:
-    """Flatten a :class:`scenario.types.Usage` rollup onto a span (see docs/observability.md)."""
+    """Flatten a :class:`scenario.types.Usage` rollup onto a span (see docs/observability.md).
+
+    All under ``scenario.usage.*``, never ``gen_ai.usage.*`` (see ATTR_COST for why)."""
     attrs: Dict[str, Any] = {
         "scenario.usage.calls": usage.calls,
-        "gen_ai.usage.input_tokens": usage.input_tokens,
-        "gen_ai.usage.output_tokens": usage.output_tokens,
-        ATTR_COST: round(usage.cost_usd, 12),
+        "scenario.usage.input_tokens": usage.input_tokens,
+        "scenario.usage.output_tokens": usage.output_tokens,
+        ATTR_ROLLUP_COST: round(usage.cost_usd, 12),
         "scenario.usage.unpriced_calls": usage.unpriced_calls,
         "scenario.usage.cached_calls": usage.cached_calls,
     }

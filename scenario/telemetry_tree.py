@@ -106,6 +106,9 @@ DEFAULT_SHOWN = (
     "gen_ai.usage.input_tokens",
     "gen_ai.usage.output_tokens",
     "gen_ai.usage.cost_usd",
+    "scenario.usage.input_tokens",
+    "scenario.usage.output_tokens",
+    "scenario.usage.cost_usd",
 )
 
 
@@ -125,7 +128,8 @@ def render_tree(roots: Sequence[SpanNode], shown: Sequence[str] = DEFAULT_SHOWN,
                 value = node.attributes[key]
                 if isinstance(value, float):
                     value = f"{value:.8f}".rstrip("0").rstrip(".") if value else "0"
-                details.append(f"{key.rsplit('.', 1)[-1] if key.startswith('gen_ai.usage') else key}={value}")
+                short = key.startswith(("gen_ai.usage.", "scenario.usage."))
+                details.append(f"{key.rsplit('.', 1)[-1] if short else key}={value}")
         if details:
             parts.append("[" + ", ".join(details) + "]")
         return "  ".join(parts)

@@ -109,3 +109,29 @@ def test_format_duration():
     assert format_duration(None) == "--:--"
     assert format_duration(65) == "01:05"
     assert format_duration(3725) == "1:02:05"
+
+
+def test_plain_mode_shows_calls_waiting_to_retry_as_they_happen(monkeypatch):
+    """No run finishes while calls sleep before retrying: the ticker still says what is going on."""
+    import time
+
+    from scenario import progress as progress_module
+    from scenario.retry import retry_board
+
+    monkeypatch.setattr(progress_module, "MIN_TICK", 0.05)
+    stream = io.StringIO()
+    progress = BatchProgress(3, mode="plain", stream=stream, title="shop", interval=0.05)
+    progress.start()
+    tokens = [retry_board.add(4.0, "rate_limit"), retry_board.add(9.0, "server"), retry_board.add(6.0, "timeout")]
+    try:
+        deadline = time.monotonic() + 10
+        while "retrying" not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        for token in tokens:
+            retry_board.remove(token)
+        progress.stop()
+    line = next(line for line in stream.getvalue().splitlines() if "retrying" in line)
+    assert "| 3 calls retrying, next in 4 s; 1 rate-limited |" in line or \
+        "| 3 calls retrying, next in 3 s; 1 rate-limited |" in line
+    assert progress._ticker is not None and not progress._ticker.is_alive()  # stop() ends its thread

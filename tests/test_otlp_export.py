@@ -161,8 +161,9 @@ async def test_spans_exported_over_otlp_http_read_back_from_phoenix(phoenix, con
         assert root.attributes["scenario.thread_id"] == result.thread_id
         assert root.attributes["scenario.success"] is True
         assert root.attributes["scenario.usage.calls"] == result.usage.calls
-        assert root.attributes["gen_ai.usage.input_tokens"] == result.usage.input_tokens
-        assert root.attributes[telemetry.ATTR_COST] == pytest.approx(result.usage.cost_usd, abs=1e-12)
+        assert root.attributes["scenario.usage.input_tokens"] == result.usage.input_tokens
+        assert root.attributes[telemetry.ATTR_ROLLUP_COST] == pytest.approx(result.usage.cost_usd, abs=1e-12)
+        assert not any(key.startswith("gen_ai.usage.") for key in root.attributes)
         chats = [n for n in root.walk() if n.name.startswith("chat ")]
         assert len(chats) == result.usage.calls
         assert sum(n.attributes["gen_ai.usage.output_tokens"] for n in chats) == result.usage.output_tokens

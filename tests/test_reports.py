@@ -219,3 +219,13 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a real page, not a blank one
+
+
+def test_a_zero_threshold_scenario_is_tracked_not_shown_as_met():
+    records = [record("known gap", "default", i, "failed") for i in range(3)]
+    report = report_from_records(records, suite_info={"shop": {"thresholds": {"known gap": 0.0}}})
+    [group] = report.groups
+    assert group.met and group.verdict == "tracked" and group.as_dict()["verdict"] == "tracked"
+    html = render(report, "html")
+    assert 'class="badge tracked"' in html and "tracked (0% needed)" in html
+    assert 'class="badge met"' not in html

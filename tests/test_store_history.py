@@ -297,3 +297,14 @@ async def test_a_changed_judge_model_or_criterion_changes_the_fingerprint(tmp_pa
 
     assert changed_parts(base, parts(spec("The agent answers politely"))) == ["criteria"]
     assert changed_parts(base, parts(spec("The agent answers", temperature=0.5))) == ["judge"]
+
+
+def test_the_resume_example_runs_offline(tmp_path):
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "resume_batch.py")
+    done = subprocess.run([sys.executable, example, str(tmp_path / "r.db")], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "interrupted (fail_fast" in done.stdout
+    assert "1 of 8 runs kept; running 7: 5 not finished; 1 ended on an error or timeout; 1 changed since they ran: " \
+           "criteria (1)." in done.stdout
+    assert "8 records (one per run)" in done.stdout and "the store holds 2 batches" in done.stdout

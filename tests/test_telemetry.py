@@ -111,10 +111,19 @@ async def test_one_tree_per_scenario_under_the_callers_span(executor, configured
     assert attrs["scenario.thread_id"] == result.thread_id
     assert attrs["scenario.success"] is True and attrs["scenario.verdict"] == "success"
     assert attrs["scenario.usage.calls"] == 4 == result.usage.calls
-    assert attrs["gen_ai.usage.input_tokens"] == result.usage.input_tokens
-    assert attrs["gen_ai.usage.output_tokens"] == result.usage.output_tokens
-    assert attrs[telemetry.ATTR_COST] == pytest.approx(result.usage.cost_usd, abs=1e-12)
+    assert attrs["scenario.usage.input_tokens"] == result.usage.input_tokens
+    assert attrs["scenario.usage.output_tokens"] == result.usage.output_tokens
+    assert attrs[telemetry.ATTR_ROLLUP_COST] == pytest.approx(result.usage.cost_usd, abs=1e-12)
     assert attrs["scenario.usage.judge.calls"] == 2 and attrs["scenario.usage.user.calls"] == 2
+    # The rollup is not in the GenAI namespace: summing gen_ai.usage.* over the trace counts each
+    # token and each cent once, on the model-call spans.
+    assert not any(key.startswith("gen_ai.usage.") for key in attrs)
+    spans_with_usage = [n for n in top.walk() if "gen_ai.usage.input_tokens" in n.attributes]
+    assert spans_with_usage and all(n.name.startswith("chat ") for n in spans_with_usage)
+    assert sum(n.attributes["gen_ai.usage.input_tokens"] for n in spans_with_usage) == result.usage.input_tokens
+    assert sum(n.attributes["gen_ai.usage.output_tokens"] for n in spans_with_usage) == result.usage.output_tokens
+    assert sum(n.attributes.get(telemetry.ATTR_COST, 0.0) for n in spans_with_usage) == pytest.approx(
+        result.usage.cost_usd, abs=1e-12)
 
     assert [t.name for t in root.children] == ["scenario.turn", "scenario.turn"]
     assert [t.attributes["scenario.turn"] for t in root.children] == [0, 1]

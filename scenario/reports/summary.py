@@ -43,6 +43,19 @@ class GroupSummary:
         return self.runs > 0 and self.pass_rate + 1e-9 >= self.threshold
 
     @property
+    def tracked_only(self) -> bool:
+        """A 0% threshold: the scenario is watched, not required (it can never miss)."""
+        return self.threshold <= 0.0
+
+    @property
+    def verdict(self) -> str:
+        """``met``, ``missed``, or ``tracked`` for a 0% threshold: a green "met" next to 0/3
+        passed would read as a pass it is not."""
+        if self.tracked_only:
+            return "tracked"
+        return "met" if self.met else "missed"
+
+    @property
     def retries(self) -> int:
         return max(0, self.attempts - self.runs)
 
@@ -70,6 +83,7 @@ class GroupSummary:
             "pass_rate": round(self.pass_rate, 6),
             "threshold": self.threshold,
             "met": self.met,
+            "verdict": self.verdict,
             "retries": self.retries,
             "cost_usd": self.cost_usd,
             "tokens": self.tokens,
