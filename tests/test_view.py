@@ -341,7 +341,7 @@ def test_the_demo_keeps_its_runs_for_scenario_view(tmp_path, capsys):
     import scenario.demo
 
     path = tmp_path / "demo.db"
-    assert scenario.demo.main(["--mock", "--latency", "0", "--store", str(path)]) == 0
+    assert scenario.demo.main(["--mock", "--latency", "0", "--store", str(path), "--report", str(tmp_path / "demo.html")]) == 0
     assert f"(browse them: scenario view {path})" in capsys.readouterr().out
     with ResultStore(path, readonly=True) as store:
         [batch] = store.batches("demo")
