@@ -104,6 +104,9 @@ async def batch(specs: List[Any], runs: int, concurrency: int, **kwargs: Any) ->
 
 
 async def main(args: argparse.Namespace) -> int:
+    # A local cluster on loopback, not the machine's network address (Ray's own switch, read when
+    # Ray is imported; see tests_ray/conftest.py).
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
@@ -114,9 +117,6 @@ async def main(args: argparse.Namespace) -> int:
 
     scratch = tempfile.mkdtemp(prefix="sbr", dir="/tmp")
     os.environ["HOME"] = scratch  # Ray's ~/.ray files go to the scratch directory
-    # A local cluster on loopback, not the machine's network address (Ray's own switch; see
-    # tests_ray/conftest.py).
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray.init(num_cpus=2, _temp_dir=os.path.join(scratch, "t"), include_dashboard=False, logging_level="warning",
              runtime_env={"working_dir": str(Path(__file__).resolve().parent),
                           "env_vars": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}})
