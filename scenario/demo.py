@@ -158,7 +158,9 @@ def _save(specs: List[Dict[str, Any]], outcomes: Dict[str, List[scenario.Scenari
 
     thresholds = {s["name"]: (0.0 if s.get("expect_failure") else 1.0) for s in specs}
     info = {"description": "scenario demo: the example suite under run and arun", "thresholds": thresholds,
-            "scenario_order": [s["name"] for s in specs]}
+            "scenario_order": [s["name"] for s in specs],
+            "scenarios": [{"name": s["name"], "description": s["description"], "criteria": s.get("criteria", [])}
+                          for s in specs]}
     try:
         with ResultStore(store_path) as store:
             batch = store.start_batch("demo", planned=2 * len(specs), info=info, command="scenario demo")

@@ -13,10 +13,10 @@ import inspect
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from . import live, telemetry
-from .agents.adapter import adapter_name, invoke, normalize_return
+from .agents.adapter import adapter_name, invoke, normalize_return, runs_on_any_loop
 from .collector import report_result
 from .config import _check_max_turns, settings
 from .errors import ScenarioConfigError
@@ -24,6 +24,9 @@ from .run_context import RunContext, current_run
 from .script import AgentStep, JudgeStep, MessageStep, ProceedStep, ScriptStep, UserStep, VerdictStep, proceed
 from .state import ScenarioState, message_text
 from .types import AgentInput, AgentRole, CriterionResult, ErrorInfo, JudgmentRequest, Message, ScenarioResult
+
+if TYPE_CHECKING:
+    from .executors import RunThread
 
 _ROLE_ORDER = {AgentRole.USER: 0, AgentRole.AGENT: 1, AgentRole.JUDGE: 2}
 _MESSAGE_ROLE = {"user": AgentRole.USER, "assistant": AgentRole.AGENT, "tool": AgentRole.AGENT}
@@ -176,11 +179,15 @@ class _StepFailed(Exception):
 class ScenarioEngine:
     """Runs one :class:`ScenarioSpec` to a :class:`ScenarioResult`. One engine per run."""
 
-    def __init__(self, spec: ScenarioSpec, *, owns_loop: bool):
+    def __init__(self, spec: ScenarioSpec, *, owns_loop: bool = False, user_thread: Optional["RunThread"] = None):
         self.spec = spec
-        # Under `run` the engine owns its thread and loop, so a sync adapter may simply block it;
-        # under `arun` the loop is the caller's and sync adapters go to the worker pool.
+        # Where user code (the agent under test, script steps, callbacks) runs. With a
+        # user_thread (`run`), all of it goes to the run's own thread and loop, where a sync
+        # adapter may simply block; the library's own agents stay here. Without one (`arun`),
+        # it runs on this loop and sync adapters go to the worker pool, unless the engine owns
+        # its loop (owns_loop), where a sync adapter may block it.
         self.owns_loop = owns_loop
+        self.user_thread = user_thread
         self.state = ScenarioState(
             name=spec.name, description=spec.description, thread_id=str(uuid.uuid4()), engine=self, fields=spec.fields
         )
@@ -302,9 +309,7 @@ class ScenarioEngine:
 
     async def _custom_step(self, step: Any, label: str) -> Optional[ScenarioResult]:
         try:
-            value = step(self.state)
-            if inspect.isawaitable(value):
-                value = await value
+            value = await self._user_code(step, self.state)
         except Exception as exc:
             raise _StepFailed(f"step {label}", exc) from exc
         if isinstance(value, ScriptStep):
@@ -389,6 +394,12 @@ class ScenarioEngine:
         return None
 
     def _turn_limit_result(self) -> ScenarioResult:
+        if self._checkpoints and self._agents[AgentRole.JUDGE] and self._judges_lack_criteria():
+            # The judge only rules on inline checkpoints, so running out of turns after they all
+            # passed is the script's natural end, not a missing verdict.
+            return self._checkpoints_passed_result(
+                f"Reached the turn limit (max_turns={self.spec.max_turns}) after the judge() checkpoints passed"
+            )
         judge_note = "" if self._agents[AgentRole.JUDGE] else " (agents has no judge, so nothing could end it earlier)"
         return ScenarioResult(
             success=False,
@@ -400,11 +411,18 @@ class ScenarioEngine:
 
     async def _callback(self, callback: Any, what: str) -> None:
         try:
-            value = callback(self.state)
-            if inspect.isawaitable(value):
-                await value
+            await self._user_code(callback, self.state)
         except Exception as exc:
             raise _StepFailed(f"step {self._step_label} ({what} callback)", exc) from exc
+
+    async def _user_code(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``, awaited if it returns an awaitable, where this run's user code runs."""
+        if self.user_thread is not None:
+            return await self.user_thread.call(fn, *args)
+        value = fn(*args)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
 
     # -- calling agents -----------------------------------------------------------------------
     async def _call_role(self, role: AgentRole, judgment: Optional[JudgmentRequest] = None) -> Optional[ScenarioResult]:
@@ -442,7 +460,10 @@ class ScenarioEngine:
         where = f"step {self._step_label}, {role.key} adapter {name}"
         try:
             with telemetry.use_span(span):
-                value = await invoke(agent, agent_input, offload_sync=not self.owns_loop)
+                if self.user_thread is None or runs_on_any_loop(agent):
+                    value = await invoke(agent, agent_input, offload_sync=not self.owns_loop)
+                else:
+                    value = await self.user_thread.call(_invoke_here, agent, agent_input)
             outcome = normalize_return(value, role=role, adapter=name, step=self._step_label)
         except Exception as exc:
             telemetry.end_span(span, exc)
@@ -539,6 +560,11 @@ class ScenarioEngine:
         }
         attributes.update(telemetry.usage_attributes(result.usage))
         telemetry.end_span(span, exception, attributes)
+
+
+async def _invoke_here(agent: Any, agent_input: AgentInput) -> Any:
+    # On the run's own thread and loop: a sync adapter may block it, nothing else waits there.
+    return await invoke(agent, agent_input, offload_sync=False)
 
 
 def _describe(step: Any) -> str:

@@ -18,5 +18,9 @@ def drain(loop: asyncio.AbstractEventLoop) -> None:
         task.cancel()
     if pending:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.run_until_complete(loop.shutdown_default_executor())
+    # Each pass below is a full loop run; skip the ones with nothing to do (most worker loops:
+    # no async generator was ever started, no default executor ever made).
+    if getattr(loop, "_asyncgens", True):
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    if getattr(loop, "_default_executor", True) is not None:
+        loop.run_until_complete(loop.shutdown_default_executor())

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import os
 import threading
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, TypeVar, Union
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
-from .engine import ScenarioEngine, build_spec
+from .agents.adapter import runs_on_any_loop
+from .engine import ScenarioEngine, ScenarioSpec, build_spec
 from .event_loops import drain
 from .peer_keywords import warn_ignored
 from .types import ScenarioResult
-from .worker_pool import get_pool
+from .worker_pool import at_thread_exit, get_pool
 
 T = TypeVar("T")
 
@@ -126,7 +128,7 @@ async def run(
         cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=_verbose(verbose, debug), timeout=timeout,
         min_turns=min_turns, fields=fields,
     )
-    return await run_on_worker_loop(ScenarioEngine(spec, owns_loop=True).execute)
+    return await run_engine(spec)
 
 
 def _verbose(verbose: Optional[Union[bool, int]], debug: Optional[bool]) -> Optional[bool]:
@@ -226,8 +228,22 @@ def _give_back_thread_loop(loop: asyncio.AbstractEventLoop) -> None:
     if _is_pristine(loop):
         asyncio.set_event_loop(None)
         _thread_loop.kept = _KeptLoop(loop)
+        if not getattr(_thread_loop, "closes_at_exit", False):
+            _thread_loop.closes_at_exit = True
+            at_thread_exit(_close_kept_loop)  # the pool ends idle threads: the loop goes with it
         return
     _shutdown_loop(loop)
+
+
+def _close_kept_loop() -> None:
+    """On a worker thread that is ending: close the loop it kept (its epoll and self-pipe)."""
+    kept = getattr(_thread_loop, "kept", None)
+    _thread_loop.kept = None
+    loop = kept.loop if kept is not None else None
+    if kept is not None:
+        kept.loop = None
+    if loop is not None and not loop.is_closed():
+        _shutdown_loop(loop)
 
 
 def _is_pristine(loop: asyncio.AbstractEventLoop) -> bool:
@@ -283,3 +299,176 @@ async def run_on_worker_loop(make_coro: Callable[[], Awaitable[T]], *, reuse_loo
         if future.done() and not future.cancelled():
             future.exception()  # consumed: the cancellation below is what the caller sees
         raise
+
+
+class _UserCall:
+    """One call of user code (an adapter, a script step, a callback) sent to a run's own loop."""
+
+    __slots__ = ("fn", "args", "context", "caller", "future", "task", "abandoned")
+
+    def __init__(self, fn: Callable[..., Any], args: Tuple[Any, ...], caller: asyncio.AbstractEventLoop,
+                 future: "asyncio.Future[Any]"):
+        self.fn = fn
+        self.args = args
+        self.context = contextvars.copy_context()  # the run context and the current span travel along
+        self.caller = caller
+        self.future = future
+        self.task: Optional["asyncio.Task[Any]"] = None
+        self.abandoned = False
+
+
+class RunThread:
+    """Where a ``run``'s user code executes: a pool thread running a fresh event loop for the
+    whole run, started on the first call and shut down by :meth:`close`.
+
+    The engine stays on the caller's loop and sends each piece of user code here (the agent under
+    test, script steps, callbacks), so the agent sees one loop of its own from its first turn to
+    its last and may block its thread; the library's own agents and every model call never wake
+    this thread. Each call gets a copy of the engine's context (the run, the current span).
+    """
+
+    def __init__(self, *, reuse_loop: bool = False):
+        self._reuse_loop = reuse_loop
+        self._lock = threading.Lock()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._waiting: List[_UserCall] = []  # sent before the thread's loop was up
+        self._job: "Optional[asyncio.Future[Any]]" = None
+        self._stop = False
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` (awaited if it returns an awaitable) on this run's loop; its outcome here."""
+        caller = asyncio.get_running_loop()
+        item = _UserCall(fn, args, caller, caller.create_future())
+        with self._lock:
+            loop = self._loop
+            if loop is None:
+                self._waiting.append(item)
+        if loop is not None:
+            loop.call_soon_threadsafe(self._start, item)
+        elif self._job is None:
+            self._job = asyncio.wrap_future(get_pool().submit(self._serve))
+        try:
+            return await item.future
+        except BaseException:
+            item.abandoned = True
+            with self._lock:
+                loop = self._loop
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(_cancel_user_call, item)
+                except RuntimeError:  # already closed: nothing left to cancel
+                    pass
+            raise
+
+    async def close(self) -> None:
+        """Stop the loop and wait (at most ``CANCEL_GRACE`` s) until it is shut down (or kept)."""
+        job = self._job
+        if job is None:
+            return
+        with self._lock:
+            self._stop = True
+            loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(loop.stop)
+            except RuntimeError:
+                pass
+        await asyncio.wait({job}, timeout=CANCEL_GRACE)
+        if job.done() and not job.cancelled():
+            job.exception()  # a failure here is the pool's, already reported by the call it broke
+
+    # -- on the run's thread --------------------------------------------------------------------
+    def _serve(self) -> None:
+        loop = _take_thread_loop() if self._reuse_loop else _new_thread_loop()
+        try:
+            with self._lock:
+                self._loop = loop
+                waiting, self._waiting = self._waiting, []
+                stop = self._stop
+            for item in waiting:
+                self._start(item)
+            if stop:
+                loop.call_soon(loop.stop)
+            loop.run_forever()
+        finally:
+            with self._lock:
+                self._loop = None
+            if self._reuse_loop:
+                _give_back_thread_loop(loop)
+            else:
+                _shutdown_loop(loop)
+
+    def _start(self, item: _UserCall) -> None:
+        if item.abandoned:
+            return
+        loop = asyncio.get_running_loop() if self._loop is None else self._loop
+        task = loop.create_task(_execute(item.fn, item.args), context=item.context)
+        item.task = task
+        task.add_done_callback(lambda _task, item=item: _answer(item))
+
+
+async def _execute(fn: Callable[..., Any], args: Tuple[Any, ...]) -> Any:
+    value = fn(*args)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def _answer(item: _UserCall) -> None:
+    """On the run's loop, when its call is done: wake the caller's loop with the outcome."""
+    if item.abandoned:
+        _consume(item.task)
+        return
+    try:
+        item.caller.call_soon_threadsafe(_settle_user_call, item)
+    except RuntimeError:  # the caller's loop is gone: nobody waits any more
+        _consume(item.task)
+
+
+def _settle_user_call(item: _UserCall) -> None:
+    future, task = item.future, item.task
+    if future.done() or task is None:
+        _consume(task)
+    elif task.cancelled():
+        future.cancel()
+    else:
+        exc = task.exception()
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(task.result())
+
+
+def _cancel_user_call(item: _UserCall) -> None:
+    if item.task is not None and not item.task.done():
+        item.task.cancel()
+
+
+def _consume(task: "Optional[asyncio.Task[Any]]") -> None:
+    if task is not None and task.done() and not task.cancelled():
+        task.exception()
+
+
+def _new_thread_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
+async def run_engine(spec: ScenarioSpec, *, reuse_loop: bool = False) -> ScenarioResult:
+    """``run``'s door: the engine on this loop, the run's user code on a :class:`RunThread`.
+
+    ``reuse_loop=True`` (batches) lets the thread start on the loop its previous run left
+    pristine (see ``_is_pristine``) instead of making a new one. Cancelling the awaiting task
+    cancels the user code in flight and waits (boundedly) for the run's loop to shut down, so a
+    cancelled run leaves no loop behind.
+    """
+    if not any(runs_on_any_loop(agent) for agent in spec.agents):
+        # No library agent to keep on this loop (a scripted run): the whole engine goes to the
+        # run's thread in one hop, which costs fewer thread wake-ups than one hop per user call.
+        return await run_on_worker_loop(ScenarioEngine(spec, owns_loop=True).execute, reuse_loop=reuse_loop)
+    thread = RunThread(reuse_loop=reuse_loop)
+    try:
+        return await ScenarioEngine(spec, user_thread=thread).execute()
+    finally:
+        await thread.close()

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
+import contextvars
 import json
 import os
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Coroutine, Dict, List, Optional
+from typing import Any, Coroutine, Deque, Dict, List, Optional
 
 from . import telemetry
 from .config import DEFAULT_MODEL_TIMEOUT, ModelConfig, settings
@@ -94,13 +96,38 @@ class _DropLoggingWorkerErrors:
             return True
 
 
+class _Call:
+    """One coroutine sent to the model loop on behalf of a caller on another loop."""
+
+    __slots__ = ("coro", "context", "caller", "future", "task", "abandoned")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], caller: asyncio.AbstractEventLoop, future: "asyncio.Future[Any]"):
+        self.coro = coro
+        self.context = contextvars.copy_context()
+        self.caller = caller
+        self.future = future
+        self.task: Optional["asyncio.Task[Any]"] = None
+        self.abandoned = False
+
+
 class ModelLoop:
-    """One long-lived event loop on a daemon thread that runs every litellm coroutine."""
+    """One long-lived event loop on a daemon thread that runs every litellm coroutine.
+
+    Calls cross between threads in batches: callers queue their coroutines in an inbox and only
+    the first one to find the model loop without a pending wake-up writes to its self-pipe; the
+    model loop takes every queued call in one pass. Results travel back the same way: the
+    completions of one pass are grouped per caller loop, and each caller loop is woken once for
+    its whole group. Under ``arun`` (every run on one loop) that is one wake-up for many
+    completions instead of one each; under ``run`` (a loop per run) it is never more than one.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
+        self._inbox: Deque[_Call] = collections.deque()
+        self._wake_pending = False
+        self._outbox: Dict[asyncio.AbstractEventLoop, List[_Call]] = {}
 
     def loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
@@ -108,8 +135,15 @@ class ModelLoop:
             return loop
         with self._lock:
             if self._loop is None or self._loop.is_closed():
+                from .worker_pool import WorkerPool
+
                 ready = threading.Event()
                 new_loop = asyncio.new_event_loop()
+                # litellm runs part of every call in the loop's default executor; ours lets those
+                # threads end when idle, like the library's other workers (same size as asyncio's).
+                new_loop.set_default_executor(
+                    WorkerPool(min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="scenario-model-io")
+                )
 
                 def serve() -> None:
                     asyncio.set_event_loop(new_loop)
@@ -123,7 +157,78 @@ class ModelLoop:
             return self._loop
 
     def submit(self, coro: Coroutine[Any, Any, Any]) -> "Future[Any]":
+        """Run ``coro`` on the model loop; a thread-safe future for code that is not on a loop."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop())
+
+    async def run(self, coro: Coroutine[Any, Any, Any], timeout: Optional[float] = None) -> Any:
+        """Await ``coro`` executed on the model loop, from any loop in any thread.
+
+        Past ``timeout`` seconds the call is cancelled on the model loop and ``asyncio.TimeoutError``
+        raised here; cancelling the awaiting task cancels the call on the model loop too.
+        """
+        loop = self.loop()
+        caller = asyncio.get_running_loop()
+        if caller is loop:  # already there: no hop
+            return await asyncio.wait_for(coro, timeout)
+        future = caller.create_future()
+        call = _Call(coro, caller, future)
+        self._inbox.append(call)
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                loop.call_soon_threadsafe(self._take_inbox)
+            except RuntimeError:  # closed between loop() and here (interpreter exit)
+                self._wake_pending = False
+                raise
+        timer = caller.call_later(timeout, _expire, future) if timeout is not None else None
+        try:
+            return await future
+        except BaseException:
+            # Timed out or cancelled here: stop the call there too (its result is not wanted).
+            call.abandoned = True
+            try:
+                loop.call_soon_threadsafe(_cancel_call, call)
+            except RuntimeError:  # the model loop is closed: nothing left to cancel
+                pass
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    # -- on the model loop ------------------------------------------------------------------
+    def _take_inbox(self) -> None:
+        self._wake_pending = False  # before taking: a call queued after this line wakes us again
+        loop = asyncio.get_running_loop()
+        inbox = self._inbox
+        while inbox:
+            call = inbox.popleft()
+            if call.abandoned:
+                call.coro.close()
+                continue
+            task = loop.create_task(call.coro, context=call.context)
+            call.task = task
+            task.add_done_callback(lambda _task, call=call: self._finished(call))
+
+    def _finished(self, call: _Call) -> None:
+        if call.abandoned:
+            _consume(call.task)
+            return
+        group = self._outbox.get(call.caller)
+        if group is None:
+            if not self._outbox:
+                asyncio.get_running_loop().call_soon(self._send_outbox)  # after every completion of this pass
+            self._outbox[call.caller] = [call]
+        else:
+            group.append(call)
+
+    def _send_outbox(self) -> None:
+        outbox, self._outbox = self._outbox, {}
+        for caller, calls in outbox.items():
+            try:
+                caller.call_soon_threadsafe(_settle, calls)
+            except RuntimeError:  # the caller's loop is closed: nobody waits for these any more
+                for call in calls:
+                    _consume(call.task)
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancel what is in flight, close litellm's clients, stop and join the thread."""
@@ -138,7 +243,8 @@ class ModelLoop:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if _litellm is not None:
+            self._release_callers()
+            if _litellm is not None and self is model_loop:  # litellm's clients live on the process's loop
                 try:
                     from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
 
@@ -156,6 +262,52 @@ class ModelLoop:
             thread.join(timeout)
         if not loop.is_running():
             loop.close()
+
+
+    def _release_callers(self) -> None:
+        """At close, on the model loop: answer every caller still waiting (their calls were
+        cancelled with the loop's tasks), and cancel calls that never started."""
+        self._send_outbox()
+        while self._inbox:
+            call = self._inbox.popleft()
+            call.coro.close()
+            try:
+                call.caller.call_soon_threadsafe(call.future.cancel)
+            except RuntimeError:
+                pass
+
+
+def _expire(future: "asyncio.Future[Any]") -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError())
+
+
+def _cancel_call(call: _Call) -> None:
+    task = call.task
+    if task is not None and not task.done():
+        task.cancel()  # a call still in the inbox is dropped when the inbox is taken
+
+
+def _consume(task: "Optional[asyncio.Task[Any]]") -> None:
+    """Mark an unwanted call's outcome as seen, so asyncio does not log it as never retrieved."""
+    if task is not None and task.done() and not task.cancelled():
+        task.exception()
+
+
+def _settle(calls: List[_Call]) -> None:
+    """On the caller's loop: hand each finished call's outcome to the future its caller awaits."""
+    for call in calls:
+        future, task = call.future, call.task
+        if future.done() or task is None:  # timed out or cancelled meanwhile
+            _consume(task)
+        elif task.cancelled():
+            future.cancel()
+        else:
+            exc = task.exception()
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(task.result())
 
 
 model_loop = ModelLoop()
@@ -256,13 +408,12 @@ async def _attempt(kwargs: Dict[str, Any], timeout: float) -> Any:
     if client is not None:  # the user's own OpenAI-compatible client (scenario.custom_client)
         from .custom_client import complete_with_client
 
-        future = model_loop.submit(complete_with_client(client, kwargs))
+        call = complete_with_client(client, kwargs)
     else:
-        future = model_loop.submit(litellm.acompletion(**kwargs))
+        call = litellm.acompletion(**kwargs)
     try:
-        response = await asyncio.wait_for(asyncio.wrap_future(future), timeout + TIMEOUT_BACKSTOP)
+        response = await model_loop.run(call, timeout + TIMEOUT_BACKSTOP)
     except asyncio.TimeoutError:
-        future.cancel()
         raise litellm.Timeout(
             message=f"no answer within {timeout + TIMEOUT_BACKSTOP:.0f}s (backstop)",
             model=kwargs["model"],

@@ -74,6 +74,29 @@ class RunRecord(BaseModel):
 
     _exception: Optional[BaseException] = PrivateAttr(default=None)
 
+    @classmethod
+    def from_result(cls, result: ScenarioResult, *, suite: str, scenario: str, index: int = 0,
+                    variant: str = DEFAULT_VARIANT, batch_id: Optional[str] = None) -> "RunRecord":
+        """The record of one ``scenario.run``/``arun`` result made outside a batch (a pytest test,
+        the demo): status from the verdict or the error, timing and usage from the result."""
+        import time
+
+        error = result.error
+        status = "passed" if result.success else "failed"
+        if error is not None:
+            timed_out = "timed out" in (error.message or "").lower() or "Timeout" in error.type
+            status = "timeout" if timed_out else "error"
+        duration = float(result.total_time or 0.0)
+        record = cls(
+            id=run_id(suite, scenario, variant, index), suite=suite, scenario=scenario, variant=variant, index=index,
+            status=status, result=result, started_at=time.time() - duration, duration=duration, usage=result.usage,
+            batch_id=batch_id,
+        )
+        if error is not None:
+            record.error_type, record.error_message, record.error_where = error.type, error.message, error.where
+            record.error_traceback = getattr(error, "traceback", None)
+        return record
+
     @property
     def passed(self) -> bool:
         return self.status == "passed"

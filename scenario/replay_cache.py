@@ -70,6 +70,55 @@ def store(key: str, value: Any) -> None:
         os.replace(tmp, folder / f"{key}.json")
 
 
+def _key_part(value: Any) -> Any:
+    """What of an argument decides the answer. An ``AgentInput`` or ``ScenarioState`` (a cached
+    ``call(self, input)``) counts by its conversation and description, never by the per-run
+    thread id or trace headers: with those in the key it would never hit."""
+    from .state import ScenarioState
+    from .types import AgentInput
+
+    if isinstance(value, AgentInput):
+        request = value.judgment_request
+        return {
+            "messages": value.messages,
+            "new_messages": value.new_messages,
+            "judgment_request": request.model_dump() if request is not None else None,
+            "description": getattr(value.scenario_state, "description", None),
+        }
+    if isinstance(value, ScenarioState):
+        return {"messages": value.messages, "description": value.description}
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON data: pydantic models (litellm/OpenAI messages) become their dicts.
+    Raises TypeError for anything else that JSON cannot hold."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return _plain(dump(exclude_none=True))
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def _store_value(key: str, value: Any, namespace: str) -> None:
+    """Store a function's return value, or (not JSON data) skip it and say so once: replaying a
+    repr() string instead of the real value would silently change what the agent returns."""
+    try:
+        plain = _plain(value)
+    except TypeError as exc:
+        from .telemetry import warn_once
+
+        warn_once(f"cache:{namespace}", f"@scenario.cache: {namespace} returned {exc}; its calls are not cached. "
+                  "Return strings, dicts, lists, numbers or pydantic models.")
+        return
+    store(key, {"value": plain})
+
+
 def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
     """Decorator: replay a function's (JSON-serialisable) return value while a cache key is active.
 
@@ -78,8 +127,12 @@ def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
         @scenario.cache()
         async def call_llm(self, messages): ...
 
-    Arguments named in ``ignore`` (``self`` always) do not enter the key. Without an active cache
-    key the function simply runs.
+    Arguments named in ``ignore`` (``self`` always) do not enter the key; an ``AgentInput`` enters
+    by its messages, judgment request and scenario description (so ``@scenario.cache()`` on an
+    adapter's ``call`` replays across runs, as with langwatch-scenario). Without an active cache
+    key the function simply runs. Return values are stored as JSON: pydantic models (litellm and
+    OpenAI message objects) replay as their dicts; anything JSON cannot hold is not cached
+    (warned once) rather than replayed wrongly.
     """
     ignored = set(ignore) | {"self"}
 
@@ -93,7 +146,7 @@ def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
                 return None
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            payload = {k: v for k, v in bound.arguments.items() if k not in ignored}
+            payload = {k: _key_part(v) for k, v in bound.arguments.items() if k not in ignored}
             return make_key(namespace, cache_key, payload)
 
         if inspect.iscoroutinefunction(func):
@@ -107,7 +160,7 @@ def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
                         return hit["value"]
                 value = await func(*args, **kwargs)
                 if key is not None:
-                    store(key, {"value": value})
+                    _store_value(key, value, namespace)
                 return value
 
             return async_wrapper  # type: ignore[return-value]
@@ -121,7 +174,7 @@ def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
                     return hit["value"]
             value = func(*args, **kwargs)
             if key is not None:
-                store(key, {"value": value})
+                _store_value(key, value, namespace)
             return value
 
         return wrapper  # type: ignore[return-value]

@@ -147,3 +147,20 @@ def test_lookups_answer_reads_searches_and_explain_bad_arguments():
 def test_judge_lookup_settings_are_checked(kwargs):
     with pytest.raises(scenario.ScenarioConfigError, match="expected an integer"):
         scenario.JudgeAgent(criteria=["ok"], **kwargs)
+
+
+@pytest.mark.asyncio
+async def test_one_huge_reply_overflows_neither_the_simulator_nor_the_judge():
+    class Huge(scenario.AgentAdapter):
+        async def call(self, input: scenario.AgentInput) -> str:
+            return "Here's some weather data:\n" + "x" * 200_000  # ~50k tokens
+
+    with MockLLMServer(behavior=MockBehavior(context_window=16_000)) as server:
+        _configure(server)
+        result = await scenario.run(
+            name="huge reply", description="A user asks for weather info.",
+            agents=[Huge(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=["Gives weather info"])],
+        )
+        served = server.stats.errors_served
+    assert result.success, result.reasoning
+    assert served == {}

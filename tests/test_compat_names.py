@@ -59,6 +59,7 @@ PEER_MODULES = {
     ],
     "scenario.connected_agent": ["ConnectedAgentAdapter", "ConnectedAgentCall"],
     "scenario.pytest_plugin": [],
+    "scenario.scenario_executor": ["run", "arun"],
 }
 
 

@@ -248,3 +248,15 @@ async def test_persona_reaches_the_simulator_prompt(configured, mock_server):
 
 def test_configure_takes_a_verbosity_level():
     assert scenario.configure(verbose=2).verbose is True
+
+
+@pytest.mark.asyncio
+async def test_proceeding_to_the_turn_limit_after_passed_checkpoints_succeeds(configured):
+    result = await scenario.run(
+        name="checkpoint then proceed", description="d", max_turns=3,
+        agents=[EchoAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent()],
+        script=[scenario.user("hi"), scenario.agent(), scenario.judge(criteria=["Greets back"]), scenario.proceed()],
+    )
+    assert result.success, result.reasoning
+    assert result.reasoning.startswith("Reached the turn limit (max_turns=3) after the judge() checkpoints passed")
+    assert sum(1 for m in result.messages if m["role"] == "assistant") == 3

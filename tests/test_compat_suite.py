@@ -346,3 +346,82 @@ def test_a_plain_install_runs_users_tool_calling_litellm_code(mock_server):
                                   messages=[{"role": "user", "content": "weather in Paris?"}], tools=WEATHER_TOOLS,
                                   timeout=10)
     assert response.choices[0].message.tool_calls[0].function.name == "get_current_weather"
+
+
+def test_the_gateway_client_example_runs_offline():
+    import pathlib
+    import subprocess
+    import sys
+
+    example = pathlib.Path(__file__).resolve().parent.parent / "examples" / "gateway_client.py"
+    out = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.strip() == "success=True; 4 model calls through the gateway, headers: ['my-subscription-key']"
+
+
+@pytest.mark.asyncio
+async def test_a_wrapper_client_set_once_with_configure_serves_every_agent(mock_server):
+    models_sent: List[str] = []
+
+    class Wrapper:
+        """A hand-written OpenAI-compatible client around the SDK (what some gateways need)."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+            self.chat = self.completions = self
+
+        async def create(self, **params: Any) -> Any:
+            models_sent.append(params["model"])
+            return await self.inner.chat.completions.create(**params)
+
+    client = Wrapper(openai.AsyncOpenAI(base_url=mock_server.base_url, api_key="mock"))
+    scenario.configure(default_model=scenario.ModelConfig(model="openai/gpt-4o-mini", client=client))
+    result = await scenario.run(name="configured client", description="d",
+                                agents=[EchoAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=["ok"])])
+    assert result.success, result.reasoning
+    assert models_sent == ["gpt-4o-mini"] * 4 and result.usage.calls == 4
+
+
+@pytest.mark.asyncio
+async def test_cached_agent_functions_replay_litellm_messages_as_messages(tmp_path, mock_server):
+    scenario.configure(cache_dir=str(tmp_path))
+    calls: List[int] = []
+
+    @scenario.cache()
+    def shopping_agent(messages: List[Dict[str, Any]]) -> List[Any]:
+        calls.append(1)
+        response = litellm.completion(model="openai/gpt-4o-mini", api_base=mock_server.base_url, api_key="mock",
+                                      messages=messages, timeout=10)
+        return [response.choices[0].message]  # a litellm Message object, as the peer's examples return
+
+    class Shop(scenario.AgentAdapter):
+        async def call(self, input: scenario.AgentInput) -> scenario.AgentReturnTypes:
+            return shopping_agent(input.messages)
+
+    runs = [await scenario.run(name="cached", description="d", agents=[Shop()], cache_key="v1",
+                               script=[scenario.user("headphones?"), scenario.agent(), scenario.succeed()])
+            for _ in range(2)]
+    assert len(calls) == 1, "the second run replays the agent's answer"
+    assert runs[0].messages == runs[1].messages
+    assert runs[1].messages[1] == {"role": "assistant", "content": "Mock agent reply to: headphones?"}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("executor", ["run", "arun"])
+async def test_cache_on_an_adapters_call_replays_across_runs(executor, tmp_path):
+    scenario.configure(cache_dir=str(tmp_path))
+    bodies: List[str] = []
+
+    class Cached(scenario.AgentAdapter):
+        @scenario.cache()
+        async def call(self, input: scenario.AgentInput) -> scenario.AgentReturnTypes:
+            bodies.append(input.last_new_user_message_str())
+            return {"role": "assistant", "content": f"fresh answer {len(bodies)}"}
+
+    async def once() -> scenario.ScenarioResult:
+        return await EXECUTORS[executor](
+            name="cached call", description="d", agents=[Cached()], cache_key="suite-v1",
+            script=[scenario.user("hi"), scenario.agent(), scenario.user("more"), scenario.agent(), scenario.succeed()])
+
+    first, second = await once(), await once()
+    assert bodies == ["hi", "more"], "the second run (new thread id, new trace) replays both answers"
+    assert first.messages == second.messages and first.thread_id != second.thread_id

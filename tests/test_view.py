@@ -335,3 +335,17 @@ def test_a_host_other_than_loopback_warns(store_path, monkeypatch, capsys):
     assert main(["view", str(store_path), "--no-browser", "--host", "0.0.0.0"]) == 2
     err = capsys.readouterr().err
     assert "WARNING: serving on 0.0.0.0, reachable from other machines" in err and "stop here" in err
+
+
+def test_the_demo_keeps_its_runs_for_scenario_view(tmp_path, capsys):
+    import scenario.demo
+
+    path = tmp_path / "demo.db"
+    assert scenario.demo.main(["--mock", "--latency", "0", "--store", str(path)]) == 0
+    assert f"browse the transcripts and verdicts with `scenario view {path}`" in capsys.readouterr().out
+    with ResultStore(path, readonly=True) as store:
+        [batch] = store.batches("demo")
+        assert batch.status == "finished" and batch.failed == 1 and batch.passed == batch.finished - 1
+        [failing] = [o for o in store.outcomes(batch_id=batch.id) if o.status == "failed"]
+        record = store.record(batch.id, failing.id)
+    assert record.result.messages and record.result.criteria  # the transcript and the judge's reasoning

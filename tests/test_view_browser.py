@@ -188,6 +188,11 @@ def history_store(tmp_path_factory):
     failing on the mock judge: a seeded regression) and one real pytest session, in one store."""
     work = tmp_path_factory.mktemp("view-history")
     shutil.copy(ROOT / "examples" / "support_agent.py", work / "support_agent.py")
+    (work / ".gitignore").write_text("results.db*\n__pycache__/\n")
+    (work / "suite.yaml").write_text(SUITE_YAML.format(marker=""))
+    for git in (["init", "-q", "-b", "main"], ["add", "-A"],  # batches record the suite's commit and branch
+                ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "shop suite"]):
+        subprocess.run(["git", *git], cwd=work, check=True, capture_output=True, timeout=60)
     path = work / "results.db"
     for marker in ("", " [mock:fail]"):
         (work / "suite.yaml").write_text(SUITE_YAML.format(marker=marker))
@@ -211,6 +216,7 @@ def test_batches_to_batch_to_failing_run_in_two_clicks(history_store, page, tmp_
         rows = page.locator("table.batches tbody tr")
         assert rows.count() == 3
         assert rows.first.get_attribute("data-status") == "finished"
+        assert " main" in rows.nth(1).inner_text() and rows.nth(1).locator("code").count() == 1  # commit, branch
         shot(page, "batches", tmp_path)
         page.select_option("#suite-filter", "shop")  # filter by suite
         page.click("form.toolbar button")
@@ -274,7 +280,7 @@ def test_live_pages_update_while_a_batch_runs(tmp_path, page):
 
     def batch() -> None:
         try:  # slow mock answers: each run takes several seconds, long enough to watch it grow
-            run_shop_batch(store, latency=0.3, runs=3, judge_turns=4, max_turns=6)
+            run_shop_batch(store, latency=0.4, runs=3, judge_turns=5, max_turns=7)
         except BaseException as exc:  # reported by the test, not lost in the thread
             errors.append(exc)
 
@@ -287,11 +293,22 @@ def test_live_pages_update_while_a_batch_runs(tmp_path, page):
         page.wait_for_selector("main[data-live]")
         page.wait_for_selector("#running li a")  # a run in flight, with its transcript so far
         shot(page, "live-batch", tmp_path)
-        page.locator("#running li a").first.click()
+        batch_url = page.url
+        for _ in range(5):  # a run may finish between the list and its page: then take the next one
+            page.goto(batch_url)
+            page.wait_for_selector("#running li a")
+            page.locator("#running li a").first.click()
+            page.wait_for_selector("#transcript")
+            if page.locator("#finished-link").count() == 0:
+                break
+        else:
+            raise AssertionError("every run finished before its live page loaded")
         first = page.locator("#transcript .msg").count()
         shot(page, "live-run", tmp_path)
-        page.wait_for_function(f"document.querySelectorAll('#transcript .msg').length > {first}")
-        page.go_back()
+        # The page changes in place: more messages, or the run finishing (then its full transcript).
+        page.wait_for_function(f"document.querySelectorAll('#transcript .msg').length > {first}"
+                               " || document.querySelector('#finished-link') !== null")
+        page.goto(batch_url)
         page.wait_for_function("document.querySelectorAll('a.run-link').length > 0")  # finished runs appear
         page.wait_for_function("!document.querySelector('main').hasAttribute('data-live')", timeout=120_000)
         assert page.locator("a.run-link").count() == 6  # the whole batch, without a reload

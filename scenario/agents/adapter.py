@@ -52,6 +52,17 @@ def adapter_name(adapter: Any) -> str:
     return getattr(adapter, "display_name", None) or type(adapter).__name__
 
 
+def runs_on_any_loop(adapter: Any) -> bool:
+    """True when the adapter's ``call`` is one of the library's own (user simulator, judge, red
+    team): those only build prompts and await the model loop, never block and keep no state bound
+    to a loop, so ``run`` lets them run on the engine's loop instead of waking the run's thread.
+    A subclass that overrides ``call`` is the user's code and runs where user code runs."""
+    for klass in type(adapter).__mro__:
+        if "call" in klass.__dict__:
+            return bool(klass.__dict__.get("_library_call", False))
+    return False
+
+
 def is_async_call(adapter: Any) -> bool:
     call = adapter.call
     return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(getattr(call, "__call__", None))

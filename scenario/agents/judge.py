@@ -65,6 +65,8 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
     """
 
     role = AgentRole.JUDGE
+    # Library code that only awaits the model loop: `run` keeps it on the engine's loop.
+    _library_call = True
 
     def __init__(
         self,

@@ -30,6 +30,8 @@ import inspect
 import json
 import random
 import re
+import threading
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
@@ -199,6 +201,11 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
                 f"{where}(techniques=[]) with injection_probability > 0: give at least one AttackTechnique, "
                 "leave techniques out for the defaults, or set injection_probability=0."
             )
+        if metaprompt_template is not None and not strategy.needs_metaprompt_plan:
+            warnings.warn(
+                f"{where}(metaprompt_template=...): {type(strategy).__name__} writes no attack plan, so the "
+                "template is not used.", UserWarning, stacklevel=3,
+            )
         ModelBackedAgent.__init__(
             self, model=model, api_base=api_base, api_key=api_key, temperature=temperature,
             max_tokens=max_tokens, system_prompt=None, **litellm_params,
@@ -219,6 +226,8 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
         self.metaprompt_temperature = metaprompt_temperature if metaprompt_temperature is not None else temperature
         self._random = random.Random(seed)
         self._runs: "weakref.WeakKeyDictionary[Any, _Run]" = weakref.WeakKeyDictionary()
+        # Runs under scenario.run live on different worker threads and may share this agent.
+        self._runs_lock = threading.Lock()
 
     # -- constructors ---------------------------------------------------------------------------
     @classmethod
@@ -262,6 +271,11 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
         if techniques is not None and encoding_techniques is not None:
             raise ScenarioConfigError(
                 "RedTeamAgent.goat(): pass encoding_techniques=... or its old name techniques=..., not both."
+            )
+        if techniques is not None:
+            warnings.warn(
+                "RedTeamAgent.goat(techniques=...) is the old name of encoding_techniques=... (message disguises); "
+                "the GOAT catalogue itself is goat_techniques=...", DeprecationWarning, stacklevel=2,
             )
         return cls(
             strategy=GoatStrategy(techniques=goat_techniques), target=target, total_turns=total_turns,
@@ -321,7 +335,9 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
         """Like :meth:`objective_reached` from scores already computed (no model call).
 
         Without ``state`` it reads the only run this agent is taking part in."""
-        run = self._runs.get(state) if state is not None else (next(iter(self._runs.values())) if len(self._runs) == 1 else None)
+        with self._runs_lock:
+            runs = list(self._runs.values())
+            run = self._runs.get(state) if state is not None else (runs[0] if len(runs) == 1 else None)
         if self.success_score is None or run is None or run.attacks < self.success_confirm_turns:
             return False
         recent = [run.scores.get(n) for n in range(run.attacks, run.attacks - self.success_confirm_turns, -1)]
@@ -342,9 +358,10 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
     # -- one turn -------------------------------------------------------------------------------
     async def call(self, input: AgentInput) -> Dict[str, Any]:
         state = input.scenario_state
-        run = self._runs.get(state)
-        if run is None:
-            run = self._runs[state] = _Run(backtracks_left=self.max_backtracks)
+        with self._runs_lock:
+            run = self._runs.get(state)
+            if run is None:
+                run = self._runs[state] = _Run(backtracks_left=self.max_backtracks)
         description = getattr(state, "description", "")
         if self.strategy.needs_metaprompt_plan and run.plan is None:
             run.plan = self.attack_plan or await self._write_plan(description)
@@ -374,6 +391,15 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
             run.history.append({"role": "system", "content": f"[INJECTED {technique.name}] the agent received your "
                                                              "message in this disguised form."})
         run.attacks = turn
+        _describe_turn_on_span({
+            "red_team.strategy": type(self.strategy).__name__,
+            "red_team.turn": turn,
+            "red_team.total_turns": self.total_turns,
+            "red_team.phase": self.strategy.get_phase_name(turn, self.total_turns),
+            "red_team.last_score": run.scores.get(turn - 1, (None, ""))[0],
+            "red_team.backtracks_left": run.backtracks_left,
+            "red_team.parse_failures": run.parse_failures,
+        })
         return {"role": "user", "content": reply}
 
     async def _take_in_reply(self, run: _Run, state: Any, messages: List[Dict[str, Any]]) -> None:
@@ -459,6 +485,17 @@ class RedTeamAgent(AgentAdapter, ModelBackedAgent):
             self.metaprompt_model or self.model, agent_name="RedTeamAgent",
             api_base=self.api_base, api_key=self.api_key, **{**self.litellm_params, **overrides},
         )
+
+
+def _describe_turn_on_span(attributes: Dict[str, Any]) -> None:
+    """Label the agent's invoke span (current during call) with what this attack turn was."""
+    from opentelemetry import trace
+
+    from .. import telemetry
+
+    span = trace.get_current_span()
+    if span.is_recording():
+        telemetry.set_attributes(span, attributes)
 
 
 def _check_int(value: Any, where: str, *, minimum: int, maximum: Optional[int] = None) -> None:

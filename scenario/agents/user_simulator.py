@@ -38,6 +38,8 @@ class UserSimulatorAgent(AgentAdapter, ModelBackedAgent):
     """
 
     role = AgentRole.USER
+    # Library code that only awaits the model loop: `run` keeps it on the engine's loop.
+    _library_call = True
 
     def __init__(
         self,
@@ -86,9 +88,15 @@ class UserSimulatorAgent(AgentAdapter, ModelBackedAgent):
         return {"role": "user", "content": (response.content or "").strip()}
 
 
+# A user reads the gist of a reply, not 200 pages of it: longer agent messages reach the
+# simulator cut to their start, so one huge reply cannot overflow the simulator's context window.
+SIMULATOR_MESSAGE_CHARS = 4000
+
+
 def reverse_roles(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The conversation from the simulator's seat: its own lines become "assistant", the agent's
-    "user". Tool traffic is folded into the agent's text, since the simulator cannot see tools."""
+    "user" (cut to ``SIMULATOR_MESSAGE_CHARS``). Tool traffic is left out, since the simulator
+    cannot see tools."""
     reversed_messages: List[Dict[str, Any]] = []
     for message in messages:
         role = message.get("role")
@@ -97,6 +105,8 @@ def reverse_roles(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         elif role == "assistant":
             text = message.get("content")
             if isinstance(text, str) and text.strip():
+                if len(text) > SIMULATOR_MESSAGE_CHARS:
+                    text = f"{text[:SIMULATOR_MESSAGE_CHARS]}\n[... {len(text) - SIMULATOR_MESSAGE_CHARS} more characters]"
                 reversed_messages.append({"role": "user", "content": text})
         # system and tool messages are the agent's business, not the user's
     return reversed_messages

@@ -26,7 +26,7 @@ from .. import live, telemetry
 from ..concurrency import ConcurrencyStrategy, SlidingWindow, current_strategy
 from ..engine import ScenarioEngine, build_spec
 from ..errors import ModelCallError, ScenarioConfigError
-from ..executors import run_on_worker_loop
+from ..executors import run_engine
 from ..records import AttemptInfo, BatchResult, RunRecord
 from ..types import ScenarioResult, Usage
 from .spec import AgentRecipe, RunUnit, Scenario, check_rate, check_runs, check_timeout, normalize_variants, plan_units
@@ -594,7 +594,7 @@ class BatchRunner:
         if config.executor == "thread":
             # Like scenario.run, except that a worker thread may start on the loop its previous run
             # left pristine: making and closing a loop per run was a third of the executor's CPU.
-            awaitable: Any = run_on_worker_loop(ScenarioEngine(spec, owns_loop=True).execute, reuse_loop=True)
+            awaitable: Any = run_engine(spec, reuse_loop=True)
         else:
             awaitable = ScenarioEngine(spec, owns_loop=False).execute()
         try:

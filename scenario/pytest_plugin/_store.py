@@ -16,7 +16,6 @@ batch as ``finished``, or ``interrupted`` when the session was.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -100,29 +99,12 @@ class SessionStore:
         """Store one test's results (called when its call phase ends)."""
         if self.store is None or self.batch_id is None or not results:
             return
-        from ..records import run_id
+        from ..records import RunRecord
 
-        records = [self._record(nodeid, index, result, run_id(self.suite, nodeid, "default", index))
+        records = [RunRecord.from_result(result, suite=self.suite, scenario=nodeid, index=index, batch_id=self.batch_id)
                    for index, result in enumerate(results)]
         self.store.put_many(records)
         self.written += len(records)
-
-    def _record(self, nodeid: str, index: int, result: Any, id_: str) -> Any:
-        from ..records import RunRecord
-
-        error = result.error
-        status = "passed" if result.success else "failed"
-        if error is not None:
-            status = "timeout" if "timed out" in (error.message or "").lower() or "Timeout" in error.type else "error"
-        duration = float(result.total_time or 0.0)
-        record = RunRecord(
-            id=id_, suite=self.suite, scenario=nodeid, index=index, status=status, result=result,
-            started_at=time.time() - duration, duration=duration, usage=result.usage, batch_id=self.batch_id,
-        )
-        if error is not None:
-            record.error_type, record.error_message, record.error_where = error.type, error.message, error.where
-            record.error_traceback = getattr(error, "traceback", None)
-        return record
 
     def close(self, exitstatus: int) -> None:
         if self.store is None:

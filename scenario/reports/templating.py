@@ -16,6 +16,7 @@ Jinja2 is imported on first use: ``import scenario`` stays light.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -64,7 +65,7 @@ STATUS_WORDS = {"passed": "passed", "failed": "failed", "error": "error", "timeo
 # -- value formatting -------------------------------------------------------------------------
 
 def format_cost(value: Optional[float]) -> str:
-    """``$0.0045``: four significant decimals for small sums, cents for large ones."""
+    """``$0.0045``: four decimals (two significant digits for tiny sums), cents for large ones."""
     value = float(value or 0.0)
     if value == 0:
         return "$0"
@@ -72,7 +73,9 @@ def format_cost(value: Optional[float]) -> str:
         return f"${value:,.0f}"
     if value >= 1:
         return f"${value:.2f}"
-    return f"${value:.4f}" if value >= 1e-4 else f"${value:.1e}"
+    # Two significant digits, never an exponent: $0.0045, $0.0000075.
+    digits = max(4, 1 - math.floor(math.log10(value)))
+    return f"${value:.{digits}f}"
 
 
 def format_seconds(value: Optional[float]) -> str:

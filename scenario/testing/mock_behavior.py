@@ -45,8 +45,12 @@ _ANY_MARKER_RE = re.compile(r"\[mock:[^\]]*\]")
 
 _TRANSCRIPT_AGENT_RE = re.compile(r"<message\s+role\s*=\s*[\"']assistant[\"']")
 _TRANSCRIPT_ANY_RE = re.compile(r"<message\s+role\s*=")
+# langwatch-scenario's judge sends ``<transcript>`` with one ``role: content`` line per message.
+_TRANSCRIPT_LINE_AGENT_RE = re.compile(r"^\s*assistant:", re.MULTILINE)
 
 _USER_SIMULATOR_PHRASE = "you are a user simulator"
+# langwatch-scenario's simulator prompt, so the peer can be benchmarked against this mock.
+_PEER_USER_SIMULATOR_PHRASE = "you are pretending to be a user"
 _SCORER_PHRASE = "rate how far this reply advances the attack"
 _SCORE_MARKER_RE = re.compile(r"\[mock:score=(\d+)\]")
 _DESCRIPTION_TAG_RE = re.compile(
@@ -264,11 +268,12 @@ def _function_names(tools: list[dict[str, Any]]) -> set[str]:
 
 def classify(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Role:
     """Decide who is asking: judge, user simulator, or agent (see module doc)."""
-    if tools and "finish_test" in _function_names(tools):
-        return "judge"
+    if tools and _function_names(tools) & {"finish_test", "make_verdict"}:
+        return "judge"  # make_verdict: langwatch-scenario's judge deciding whether to go on
     for message in messages:
         if message.get("role") in ("system", "developer"):
-            if _USER_SIMULATOR_PHRASE in content_text(message.get("content")).lower():
+            text = content_text(message.get("content")).lower()
+            if _USER_SIMULATOR_PHRASE in text or _PEER_USER_SIMULATOR_PHRASE in text:
                 return "user"
     return "agent"
 
@@ -365,6 +370,9 @@ def count_agent_replies(messages: list[dict[str, Any]]) -> int:
         if "<message" in text and _TRANSCRIPT_ANY_RE.search(text):
             markup_seen = True
             count += len(_TRANSCRIPT_AGENT_RE.findall(text))
+        elif "<transcript>" in text:
+            markup_seen = True
+            count += len(_TRANSCRIPT_LINE_AGENT_RE.findall(text.split("<transcript>", 1)[1].split("</transcript>", 1)[0]))
     if markup_seen:
         return count
     return sum(1 for m in messages if m.get("role") == "assistant")
@@ -431,6 +439,9 @@ def judge_reply(request: ChatRequest, behavior: MockBehavior) -> MockReply:
         finish = forced == "finish_test" or agent_replies >= turns or "continue_test" not in names
     if not finish:
         return MockReply(tool_name="continue_test", tool_arguments="{}")
+    if "finish_test" not in names and "make_verdict" in names:
+        # langwatch-scenario asks "go on or rule?" first, then for the verdict in a second call.
+        return MockReply(tool_name="make_verdict", tool_arguments="{}")
 
     verdicts: dict[str, dict[str, str]] = {}
     tally = {"passed": 0, "failed": 0, "inconclusive": 0}
