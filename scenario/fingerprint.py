@@ -153,7 +153,8 @@ def _model_settings(agent: Any) -> Any:
     # library agent keeps as simple values shapes its answers.
     data["settings"] = {
         name: value for name, value in sorted(vars(agent).items())
-        if not name.startswith("_") and name not in _NOT_FINGERPRINTED and name not in ("model", "litellm_params")
+        if not name.startswith("_") and name not in _NOT_FINGERPRINTED
+        and name not in ("model", "litellm_params", "criteria")  # criteria: a part of their own
         and _plain(value)
     }
     return data
