@@ -8,6 +8,11 @@ STAMP  := $(VENV)/.installed
 PHOENIX_VENV  ?= .venv-phoenix
 PHOENIX_STAMP := $(PHOENIX_VENV)/.installed
 PHOENIX_REQ   := arize-phoenix==19.12.0
+# The Ray backend's tests (tests_ray/) get one too: Ray is an optional extra (~70 MB installed, a
+# ~600 MiB local cluster at run time), so the default environment never has it. Its tests run as
+# a second pytest invocation against one local 2-CPU cluster.
+RAY_VENV  ?= .venv-ray
+RAY_STAMP := $(RAY_VENV)/.installed
 
 .PHONY: demo test bench install clean browser
 
@@ -23,6 +28,12 @@ $(PHOENIX_STAMP):
 	$(PHOENIX_VENV)/bin/pip install --quiet '$(PHOENIX_REQ)'
 	touch $(PHOENIX_STAMP)
 
+$(RAY_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/pip install --quiet --upgrade pip
+	$(RAY_VENV)/bin/pip install --quiet -e '.[ray]' 'pytest>=8,<10' 'pytest-asyncio>=1.0,<2'
+	touch $(RAY_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -36,14 +47,18 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) || \
 	( [ -z "$$CI" ] && echo "could not install chromium (apt-get needs root): the browser tests will be skipped" )
 
-# pytest exits 5 when it collects no test: treat that as a failure too, loudly.
-test: $(STAMP) $(PHOENIX_STAMP) browser
+# pytest exits 5 when it collects no test: treat that as a failure too, loudly. The Ray tests run
+# even when the main suite failed (both results are worth seeing); either failing fails the target.
+test: $(STAMP) $(PHOENIX_STAMP) $(RAY_STAMP) browser
 	SCENARIO_PHOENIX_PYTHON=$(abspath $(PHOENIX_VENV))/bin/python \
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "no tests were collected"; exit 1; fi; exit $$rc
+	if [ $$rc -eq 5 ]; then echo "no tests were collected"; rc=1; fi; \
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(RAY_VENV)/bin/python -m pytest -q tests_ray $(RAY_PYTEST_ARGS); ray_rc=$$?; \
+	if [ $$ray_rc -eq 5 ]; then echo "no Ray tests were collected"; ray_rc=1; fi; \
+	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$ray_rc
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(PHOENIX_VENV) build *.egg-info
+	rm -rf $(VENV) $(PHOENIX_VENV) $(RAY_VENV) build *.egg-info

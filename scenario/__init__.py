@@ -88,7 +88,17 @@ _LAZY = {
 }
 
 
+# Submodules reachable as attributes without importing them here (``scenario.distributed.Ray``).
+_SUBMODULES = ("distributed",)
+
+
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBMODULES:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
     if name == "default_config":
         # langwatch-scenario's snapshot of the configuration; here always the current one.
         from .config import settings
@@ -97,7 +107,6 @@ def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'scenario' has no attribute {name!r}")
-    import importlib
 
     value = getattr(importlib.import_module(f".{module_name}", __name__), name)
     globals()[name] = value

@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--processes", type=_positive_int, default=1, metavar="N",
                      help="spread the runs over N worker processes (past one core; results stream back and are "
                           "stored by this process as they finish)")
+    run.add_argument("--backend", choices=("local", "ray"), default="local",
+                     help="where runs execute: local (this machine; see --processes) or ray (a Ray cluster: "
+                          "RAY_ADDRESS, --address, a cluster running here, else a local one; needs scenario[ray])")
+    run.add_argument("--address", metavar="A", help="with --backend ray: the cluster to join, e.g. ray://head:10001 or auto")
+    run.add_argument("--workers", type=_positive_int, metavar="N",
+                     help="with --backend ray: worker actors to start (default: the cluster's CPUs)")
     run.add_argument("--scenario", action="append", metavar="NAME", help="run only this scenario (repeatable)")
     run.add_argument("--variant", action="append", metavar="NAME", help="run only this variant (repeatable)")
     run.add_argument("--mock", action="store_true",
@@ -360,6 +366,7 @@ def run_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
     out = sys.stdout
     err = sys.stderr
     targets = _report_targets(args)
+    _check_backend_flags(args)
     overrides = Overrides(
         runs=args.runs,
         max_concurrency=args.max_concurrency,
@@ -406,6 +413,30 @@ def run_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     with store:
         return _run_with_store(args, argv, suite, store, targets, needs_model, out, err)
+
+
+def _check_backend_flags(args: argparse.Namespace) -> None:
+    if args.backend != "ray":
+        given = [flag for flag, value in (("--address", args.address), ("--workers", args.workers)) if value is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)} only apply to --backend ray; add --backend ray or drop them")
+        return
+    if args.processes > 1:
+        raise UsageError("--processes forks workers on this machine; with --backend ray use --workers N instead")
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("--backend ray: Ray is not installed here; install the extra: pip install 'scenario[ray]'")
+
+
+def _batch_backend(args: argparse.Namespace, suite: Any) -> Any:
+    """``local``, or the Ray options; the suite's folder travels as the job's working directory so
+    its ``module:factory`` references import on every node."""
+    if args.backend != "ray":
+        return "local"
+    from .distributed import Ray
+
+    return Ray(address=args.address, workers=args.workers, runtime_env={"working_dir": str(Path(suite.path).parent.resolve())})
 
 
 def _needs_model(scenario: Any) -> bool:
@@ -465,7 +496,7 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
             config = prepare_batch(
                 _batch_scenarios(suite), suite=suite.name, variants=dict(suite.variants), executor=suite.executor,
                 concurrency=strategy, retries=suite.retries, on_error="fail_fast" if args.fail_fast else "continue",
-                on_run_finished=on_run_finished, processes=args.processes,
+                on_run_finished=on_run_finished, processes=args.processes, backend=_batch_backend(args, suite),
             )
             stored = StoredBatch.open(store, config, resume=args.resume, command=_command_line(argv),
                                       git_dir=suite.path.parent, info=_suite_info(suite))

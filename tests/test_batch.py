@@ -365,9 +365,9 @@ async def test_a_hanging_run_is_cancelled_at_its_timeout_and_recorded_as_timed_o
 
 @pytest.mark.asyncio
 async def test_a_blocking_sync_agent_past_its_timeout_is_stopped_by_the_backstop(monkeypatch):
-    from scenario.batch import runner
+    from scenario.batch import execute
 
-    monkeypatch.setattr(runner, "BACKSTOP_GRACE", 0.1)
+    monkeypatch.setattr(execute, "BACKSTOP_GRACE", 0.1)
     result = await run_batch([scripted("block", agents=Blocks, timeout=0.1)], executor="thread")
     record = result.runs[0]
     assert record.status == "timeout"
@@ -567,8 +567,9 @@ async def test_cancelling_a_multi_process_batch_stops_the_workers_and_keeps_fini
     assert result.cancelled and result.reason.startswith("interrupted")
     assert result.total == 4 and result.cancelled_runs == 4
     assert all(r.status == "cancelled" for r in result.runs if r.scenario == "slow")
-    # A worker that had finished its share reports no reason; the other was interrupted.
-    assert {w.get("reason") for w in result.metadata["workers"]} <= {None, "interrupted: the batch was cancelled"}
+    # Every worker process said goodbye with nothing left running.
+    assert result.metadata["processes"] == 2
+    assert [w.get("runs_left") for w in result.metadata["workers"]] == [0, 0]
 
 
 @pytest.mark.asyncio

@@ -654,3 +654,114 @@ def test_report_of_an_older_batch_by_id(in_tmp, capsys):
     assert code == 0 and json.loads(out)["totals"]["runs"] == 4
     code, _, err = run_cli(["report", "r.db", "--batch", "nope", "--format", "json"], capsys)
     assert code == 2 and f"--batch nope: no such batch in r.db (latest: {newest}, {older})" in err
+
+
+def _children_of(pid: int) -> List[int]:
+    """Live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def _alive(pids: List[int]) -> List[int]:
+    alive = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.append(pid)
+        except OSError:
+            pass
+    return alive
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker processes")
+@pytest.mark.parametrize("signum, code, name", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_processes_stop_cleanly_when_the_whole_process_group_is_signalled(in_tmp, capsys, signum, code, name):
+    # What a terminal (Ctrl-C) or a CI runner (cancelling a job) does: every process of the group
+    # gets the signal, the workers too. The parent decides: exit code, stored runs, resume hint.
+    suite = write_suite(in_tmp, SCRIPTED_SUITE)
+    store = in_tmp / "r.db"
+    proc = subprocess.Popen(
+        _command() + ["run", str(suite), "--store", str(store), "--processes", "2"],
+        cwd=in_tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        _wait_for_rows(store, 3, proc)
+        workers = _children_of(proc.pid)
+        assert len(workers) >= 2
+        started = time.monotonic()
+        os.killpg(proc.pid, signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+    assert proc.returncode == code, err[-3000:]
+    assert time.monotonic() - started < 15
+    assert f"{name}: stopping" in err and "Resume with:" in err and "--resume" in err
+    assert "Traceback" not in err and "RuntimeError" not in err and "worker process" not in err, err[-3000:]
+    assert _alive(workers) == []
+    stored = rows(store)
+    assert 3 <= len(stored) < 24 and {r[4] for r in stored} <= {"passed", "failed"}
+
+    resumed, _, err = run_cli(["run", str(suite), "--store", str(store), "--resume", "--processes", "2"], capsys)
+    assert resumed == 0, err
+    ids = [r[0] for r in rows(store)]
+    assert len(ids) == len(set(ids)) == 24
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker processes")
+def test_processes_workers_stop_within_seconds_when_the_batch_process_is_killed(in_tmp):
+    suite = write_suite(in_tmp, SCRIPTED_SUITE)
+    store = in_tmp / "r.db"
+    proc = subprocess.Popen(
+        _command() + ["run", str(suite), "--store", str(store), "--processes", "2"],
+        cwd=in_tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        _wait_for_rows(store, 2, proc)
+        workers = _children_of(proc.pid)
+        assert len(workers) >= 2
+        proc.kill()
+        proc.communicate(timeout=30)
+        deadline = time.monotonic() + 10
+        while _alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _alive(workers) == [], "worker processes outlived the killed batch process"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--address", "auto"], "--address only apply to --backend ray"),
+    (["--workers", "2"], "--workers only apply to --backend ray"),
+    (["--backend", "ray", "--processes", "2"], "with --backend ray use --workers N instead"),
+])
+def test_backend_flags_that_do_not_fit_together_are_refused(in_tmp, capsys, flags, message):
+    suite = write_suite(in_tmp, SUITE)
+    code, _, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", *flags], capsys)
+    assert code == 2 and message in err
+
+
+def test_backend_ray_without_ray_installed_names_the_extra(in_tmp, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    suite = write_suite(in_tmp, SUITE)
+    code, _, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--backend", "ray"], capsys)
+    assert code == 2 and "pip install 'scenario[ray]'" in err
+    assert not (in_tmp / "r.db").exists()

@@ -14,14 +14,15 @@ See docs/batch.md.
 from __future__ import annotations
 
 from ..records import BatchResult, GroupStats, RunRecord, RunStatus, run_id
-from .runner import DEFAULT_MAX_CONCURRENCY, BatchRunner, prepare_batch, run_batch
+from .dispatch import Dispatcher
+from .runner import DEFAULT_MAX_CONCURRENCY, prepare_batch, run_batch
 from .spec import AgentFactory, Scenario
 
 __all__ = [
     "AgentFactory",
     "BatchResult",
-    "BatchRunner",
     "DEFAULT_MAX_CONCURRENCY",
+    "Dispatcher",
     "GroupStats",
     "RunRecord",
     "RunStatus",

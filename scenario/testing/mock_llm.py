@@ -114,6 +114,9 @@ class MockStats:
     """Chat-completion requests being handled right now (hung ones included)."""
     max_in_flight: int = 0
     """Highest ``in_flight`` seen: a measure of the client's real concurrency."""
+    request_times: list[float] = field(default_factory=list)
+    """``time.monotonic()`` at each chat-completion request's arrival: to check a client's pacing
+    (rate limits) from the server's side."""
 
     def __getitem__(self, key: str) -> Any:
         try:
@@ -129,6 +132,7 @@ class MockStats:
             "faults": dict(self.faults),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "request_times": list(self.request_times),
         }
 
     def copy(self) -> "MockStats":
@@ -138,6 +142,7 @@ class MockStats:
             errors_served=dict(self.errors_served),
             faults=dict(self.faults),
             in_flight=self.in_flight,
+            request_times=list(self.request_times),
             max_in_flight=self.max_in_flight,
         )
 
@@ -419,6 +424,7 @@ class MockLLMServer:
         with self._lock:
             busy = stats.in_flight  # requests already in flight when this one arrived
             stats.requests += 1
+            stats.request_times.append(time.monotonic())
             stats.in_flight += 1
             if stats.in_flight > stats.max_in_flight:
                 stats.max_in_flight = stats.in_flight

@@ -1,0 +1,171 @@
+"""The worker side of a remote backend: runs what the driver sends, reports what happened.
+
+A forked ``processes=N`` worker and a Ray actor both keep one :class:`WorkerSession` on their
+own event loop. It starts each unit it is given as a task (``execute.py`` runs it), cancels runs
+when told, and reports through one ``send`` callable: finished records (as JSON, since the
+original exception object cannot travel; its type, message and where do), and the concurrency
+feedback its model calls produce, relayed to the driver's strategy so Adaptive sees 429s from
+every worker. The session never decides what runs next, never retries a lost run and never
+writes a store: the driver does, once for every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Mapping, Optional
+
+from ..concurrency import ConcurrencyStrategy, current_strategy
+from ..records import RunRecord
+from .execute import execute_unit, make_record
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .runner import BatchConfig
+    from .spec import RunUnit
+
+Send = Callable[[Any], None]
+
+
+class FeedbackRelay(ConcurrencyStrategy):
+    """The current strategy on a worker: never limits (the driver already did), forwards every
+    signal to the driver's strategy."""
+
+    def __init__(self, send: Send) -> None:
+        super().__init__(1 << 30)
+        self._send = send
+
+    def on_success(self) -> None:
+        self._send(("feedback", "success", None, ""))
+
+    def on_rate_limited(self, retry_after: Optional[float] = None) -> None:
+        self._send(("feedback", "rate_limited", retry_after, ""))
+
+    def on_error(self, exc: BaseException) -> None:
+        self._send(("feedback", "error", None, f"{type(exc).__name__}: {exc}"[:300]))
+
+
+def dump_record(record: RunRecord) -> str:
+    try:
+        return record.model_dump_json(fallback=str)
+    except Exception:  # pragma: no cover - exotic message content
+        return json.dumps(record.model_dump(mode="python"), default=str)
+
+
+def load_record(payload: str) -> RunRecord:
+    return RunRecord.model_validate_json(payload)
+
+
+def parent_from_traceparent(carrier: Optional[Mapping[str, str]]) -> Any:
+    """A span to nest a worker's run spans under, rebuilt from the driver's W3C traceparent."""
+    if not carrier:
+        return None
+    try:
+        from opentelemetry import trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        context = TraceContextTextMapPropagator().extract(dict(carrier))
+        span = trace.get_current_span(context)
+        return span if span.get_span_context().is_valid else None
+    except Exception:  # pragma: no cover - no OpenTelemetry: nothing to nest under
+        return None
+
+
+def traceparent_of(span: Any) -> Dict[str, str]:
+    """The W3C traceparent carrier for ``span`` (empty without a span)."""
+    if span is None:
+        return {}
+    try:
+        from opentelemetry import trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        carrier: Dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(span))
+        return carrier
+    except Exception:  # pragma: no cover
+        return {}
+
+
+class WorkerSession:
+    """Runs units on the current loop for a remote driver (see the module docstring)."""
+
+    def __init__(self, config: "BatchConfig", send: Send, parent: Any = None) -> None:
+        self.config = config
+        self._send = send
+        self._parent = parent
+        self._tasks: Dict[str, "asyncio.Task[Any]"] = {}
+        self._reasons: Dict[str, str] = {}
+        self.relay = FeedbackRelay(send)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def _create(self, unit: "RunUnit", parent: Any) -> "asyncio.Task[Any]":
+        loop = asyncio.get_running_loop()
+        token = current_strategy.set(self.relay)
+        try:
+            task = loop.create_task(execute_unit(unit, self.config, parent,
+                                                 cancel_reason=lambda: self._reasons.get(unit.id)))
+        finally:
+            current_strategy.reset(token)
+        self._tasks[unit.id] = task
+        return task
+
+    def start(self, unit: "RunUnit") -> "asyncio.Task[Any]":
+        """Start ``unit``; its record is sent when it ends (also when cancelled)."""
+        task = self._create(unit, self._parent)
+
+        def done(task: "asyncio.Task[Any]") -> None:
+            record = self._finish(unit, task)
+            self._send(("record", dump_record(record)))
+
+        task.add_done_callback(done)
+        return task
+
+    async def run(self, unit: "RunUnit", parent: Any = None) -> RunRecord:
+        """Run ``unit`` and return its record (for transports where the reply is the result)."""
+        task = self._create(unit, parent if parent is not None else self._parent)
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:  # the call itself was cancelled: stop the run with it
+            task.cancel()
+            await asyncio.wait({task})
+        return self._finish(unit, task)
+
+    def _finish(self, unit: "RunUnit", task: "asyncio.Task[Any]") -> RunRecord:
+        self._tasks.pop(unit.id, None)
+        reason = self._reasons.pop(unit.id, None)
+        if task.cancelled():
+            record = make_record(unit, self.config.suite, None, 0, 0.0, 0.0, None, cancelled=reason or "cancelled")
+        elif task.exception() is not None:
+            exc = task.exception()
+            record = make_record(unit, self.config.suite, None, 0, 0.0, 0.0, None,
+                                 cancelled=f"internal error on the worker: {type(exc).__name__}: {exc}")
+        else:
+            record = task.result()
+        self.flush_spans()
+        return record
+
+    @staticmethod
+    def flush_spans() -> None:
+        """Export this worker's finished spans before its record leaves: the driver may end (and
+        the process with it) as soon as the last record arrives."""
+        from .. import telemetry
+
+        if telemetry.get_tracer() is not None:
+            telemetry.force_flush(timeout_millis=5000)
+
+    def cancel(self, run_ids: Collection[str], reason: str) -> None:
+        for run_id in run_ids:
+            task = self._tasks.get(run_id)
+            if task is not None and not task.done():
+                self._reasons[run_id] = reason
+                task.cancel()
+
+    def cancel_all(self, reason: str) -> None:
+        self.cancel(list(self._tasks), reason)
+
+    async def wait_idle(self, timeout: float) -> None:
+        pending = [t for t in self._tasks.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
