@@ -169,7 +169,7 @@ def _pointers(store_path: str, report_path: str, batch_id: Optional[str]) -> Non
         print(f"  the example suite   {suite}  (scenarios, agents, thresholds in one file: docs/cli.md)")
     if batch_id is not None:
         print(f"  results             {store_path}, batch {batch_id}")
-        print(f"  browse them         scenario view {store_path}  (transcripts and verdicts in your browser)")
+        print(f"  browse them         `scenario view {store_path}`  (transcripts and verdicts in your browser)")
         print(f"  report              {report_path}")
     run = f"scenario run {suite} --mock" if os.path.exists(suite) else "scenario run SUITE.yaml --mock"
     print(f"  next command        {run}  (then write your own AgentAdapter: docs/getting-started.md)")
