@@ -1,10 +1,19 @@
-"""The two doors into the engine.
+"""The two doors into the engine; they differ only in where the run's user code executes.
 
-``arun`` awaits the engine on the caller's loop: agents holding loop-bound state (async fixtures,
-gRPC channels, queues made in the test) keep working. ``run`` hands the same engine to a thread
-from the shared worker pool, which runs it on a fresh loop and shuts that loop down completely
-afterwards: blocking, synchronous agents then parallelise for free. The caller's ``contextvars``
-(and so its OpenTelemetry span) travel into the thread, so both doors produce the same trace.
+``arun`` awaits the engine on the caller's loop, and the agent under test, script steps and
+callbacks run there too: agents holding loop-bound state (async fixtures, gRPC channels, queues
+made in the test) keep working; synchronous adapters go to the shared worker pool.
+
+``run`` gives the run's user code a :class:`RunThread`: a thread from the shared worker pool with a
+fresh event loop of its own for the whole run, shut down completely before ``run`` returns, so
+blocking, synchronous agents parallelise for free. The engine itself and the library's own
+simulator and judge stay on the caller's loop, like ``arun``: their model calls then never wake
+the run's thread. That matters because waking one of hundreds of threads for every model call
+(and winning the GIL back) cost more CPU than the call's own bookkeeping (docs/performance.md).
+A run with no library agent (a scripted run) sends the whole engine to the thread in one hop.
+
+The caller's ``contextvars`` (and so its OpenTelemetry span) travel to the user code, so both
+doors produce the same trace, result and usage.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ _SCRATCH = tempfile.mkdtemp(prefix="sray", dir="/tmp")  # short: Ray's socket pa
 os.environ["HOME"] = os.path.join(_SCRATCH, "home")
 os.makedirs(os.environ["HOME"], exist_ok=True)
 os.environ.pop("RAY_ADDRESS", None)
+# The cluster lives on loopback: by default Ray registers every process under the machine's network
+# address, and tests send traffic to 127.0.0.1 only. This switch (Ray's own, meant for laptops)
+# makes a local cluster use 127.0.0.1; subprocess drivers inherit it through os.environ.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 import pytest
 
