@@ -221,8 +221,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--mock", action="store_true", help="force the built-in mock model even if OPENAI_API_KEY is set")
     parser.add_argument("--latency", type=float, default=0.05, help="mock model latency per call in seconds")
     parser.add_argument("--store", default=".scenario/results.db", help="result store for the demo's batch")
-    parser.add_argument("--report", default=".scenario/demo-report.html", help="where to write the HTML report")
+    parser.add_argument("--report", default=None, metavar="PATH",
+                        help="where to write the HTML report (default: demo-report.html beside the store)")
     args = parser.parse_args(argv)
+    if args.report is None:
+        args.report = os.path.join(os.path.dirname(args.store) or ".", "demo-report.html")
 
     use_real = (args.model or os.environ.get("OPENAI_API_KEY")) and not args.mock
     if use_real:

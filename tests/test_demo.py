@@ -38,3 +38,9 @@ def test_demo_exits_1_when_a_run_fails_unexpectedly(tmp_path, capsys, monkeypatc
     assert code == 1
     assert "demo FAILED: unexpected outcome for late parcel (arun), late parcel (run)" in captured.err
     assert "Where to go next:" in captured.out  # the pointers still show where the evidence is
+
+
+def test_the_report_goes_beside_the_store_by_default(tmp_path, capsys):
+    assert demo.main(["--mock", "--latency", "0", "--store", str(tmp_path / "sub" / "r.db")]) == 0
+    assert (tmp_path / "sub" / "demo-report.html").exists()
+    assert str(tmp_path / "sub" / "demo-report.html") in capsys.readouterr().out
