@@ -135,11 +135,11 @@ def _unexpected(spec: Dict[str, Any], result: scenario.ScenarioResult, mock: boo
     return not result.success
 
 
-def _save(specs: List[Dict[str, Any]], results: List[scenario.ScenarioResult], store_path: str,
+def _save(specs: List[Dict[str, Any]], outcomes: Dict[str, List[scenario.ScenarioResult]], store_path: str,
           report_path: str) -> Optional[str]:
-    """Store the demo's runs (the ``run`` executor's; ``arun`` gave the same transcripts) as one
-    batch of suite "demo" and write its HTML report; returns the batch id, or None when the store
-    cannot be used (the demo's verdict does not depend on it)."""
+    """Store the demo's runs as one batch of suite "demo" (variants "run" and "arun") and write its
+    HTML report; returns the batch id, or None when the store cannot be used (the demo's verdict
+    does not depend on it)."""
     from .records import RunRecord
     from .reports import report_from_store, write_report
     from .store import ResultStore, StoreError
@@ -151,9 +151,10 @@ def _save(specs: List[Dict[str, Any]], results: List[scenario.ScenarioResult], s
                           for s in specs]}
     try:
         with ResultStore(store_path) as store:
-            batch = store.start_batch("demo", planned=len(specs), info=info, command="scenario demo")
-            store.put_many(RunRecord.from_result(result, suite="demo", scenario=spec["name"], batch_id=batch.id)
-                           for spec, result in zip(specs, results))
+            batch = store.start_batch("demo", planned=len(specs) * len(outcomes), info=info, command="scenario demo")
+            store.put_many(RunRecord.from_result(result, suite="demo", scenario=spec["name"], variant=variant,
+                                                 batch_id=batch.id)
+                           for variant, results in outcomes.items() for spec, result in zip(specs, results))
             store.finish_batch(batch.id)
             write_report(report_from_store(store, batch_id=batch.id), "html", report_path)
         return batch.id
@@ -168,8 +169,7 @@ def _pointers(store_path: str, report_path: str, batch_id: Optional[str]) -> Non
     if os.path.exists(suite):
         print(f"  the example suite   {suite}  (scenarios, agents, thresholds in one file: docs/cli.md)")
     if batch_id is not None:
-        print(f"  results             {store_path}, batch {batch_id}")
-        print(f"  browse them         `scenario view {store_path}`  (transcripts and verdicts in your browser)")
+        print(f"  results             {store_path}, batch {batch_id}  (browse them: scenario view {store_path})")
         print(f"  report              {report_path}")
     run = f"scenario run {suite} --mock" if os.path.exists(suite) else "scenario run SUITE.yaml --mock"
     print(f"  next command        {run}  (then write your own AgentAdapter: docs/getting-started.md)")
@@ -204,7 +204,7 @@ async def _main_async(model: scenario.ModelConfig, mock: bool, store_path: str =
         for spec, result in zip(specs, results)
         if _unexpected(spec, result, mock)
     })
-    batch_id = _save(specs, outcomes["run"], store_path, report_path) if store_path else None
+    batch_id = _save(specs, outcomes, store_path, report_path) if store_path else None
     if store_path:
         _pointers(store_path, report_path, batch_id)
     if unexpected or (mock and not same):
@@ -221,8 +221,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--mock", action="store_true", help="force the built-in mock model even if OPENAI_API_KEY is set")
     parser.add_argument("--latency", type=float, default=0.05, help="mock model latency per call in seconds")
     parser.add_argument("--store", default=".scenario/results.db", help="result store for the demo's batch")
-    parser.add_argument("--report", default=".scenario/demo-report.html", help="where to write the HTML report")
+    parser.add_argument("--report", default=None, metavar="PATH",
+                        help="where to write the HTML report (default: demo-report.html beside the store)")
     args = parser.parse_args(argv)
+    if args.report is None:
+        args.report = os.path.join(os.path.dirname(args.store) or ".", "demo-report.html")
 
     use_real = (args.model or os.environ.get("OPENAI_API_KEY")) and not args.mock
     if use_real:

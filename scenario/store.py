@@ -90,6 +90,14 @@ CREATE TABLE IF NOT EXISTS live_runs (
 # not the runs' rows with their transcripts: a 100,000-run store lists its batches in milliseconds.
 _BATCH_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_batch ON runs (batch_id, scenario, variant, status, cost_usd)"
 
+# Covers outcomes(batch_id=...) in its order: a resume's plan and the run's summary read a batch's
+# statuses and fingerprints from here instead of walking rows that carry whole transcripts (10,000
+# runs: ~0.3 s per read without it).
+_OUTCOMES_INDEX = (
+    "CREATE INDEX IF NOT EXISTS runs_outcomes ON runs (batch_id, suite, scenario, variant, run_index, started_at, id, "
+    "status, duration, cost_usd, attempts, input_tokens, output_tokens, fingerprint)"
+)
+
 _RUNS_TABLE = f"""
 CREATE TABLE IF NOT EXISTS runs (
     batch_id TEXT NOT NULL,
@@ -116,6 +124,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_suite ON runs (suite, scenario, variant);
 {_BATCH_INDEX};
+{_OUTCOMES_INDEX};
 """
 
 _SCHEMA = f"""
@@ -386,7 +395,8 @@ class ResultStore:
         elif version < STORE_VERSION:
             self._migrate(conn, version)
         else:
-            conn.execute(_BATCH_INDEX)  # a store made before this index gets it once (no-op after)
+            conn.execute(_BATCH_INDEX)  # a store made before these indexes gets them once (no-op after)
+            conn.execute(_OUTCOMES_INDEX)
         return conn
 
     def _unreadable(self, exc: BaseException) -> StoreError:
