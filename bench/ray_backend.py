@@ -104,6 +104,9 @@ async def batch(specs: List[Any], runs: int, concurrency: int, **kwargs: Any) ->
 
 
 async def main(args: argparse.Namespace) -> int:
+    # A local cluster on loopback, not the machine's network address (Ray's own switch, read when
+    # Ray is imported; see tests_ray/conftest.py).
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:

@@ -1,5 +1,6 @@
-"""What the result store costs a batch: 1,000 autopilot runs against the mock model, with every
-record written to SQLite as it finishes (as ``scenario run`` does) versus not stored at all.
+"""What the result store costs a batch: 1,000 autopilot runs against the mock model, recorded as a
+batch with every record written to SQLite as it finishes (``run_batch(store=...)``, what
+``scenario run`` does) versus not stored at all.
 
 Goal: storing adds <= 3% to the batch's wall time. Both batches run in this one process, in
 alternating order, against the same mock server (its own process), and the comparison is the
@@ -27,39 +28,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batch_common import agents_for_autopilot, configure_library, mock_server, ratio_line, warm_up  # noqa: E402
 
+from scenario.records import RunRecord  # noqa: E402
+from scenario.store import ResultStore  # noqa: E402
+
 GOAL = 1.03
 
 
+class TimedStore(ResultStore):
+    """A ResultStore whose put() adds up the CPU time of the thread writing."""
+
+    spent = 0.0
+
+    def put(self, record: RunRecord) -> None:
+        started = time.thread_time()
+        try:
+            super().put(record)
+        finally:
+            self.spent += time.thread_time() - started
+
+
 async def one_batch(runs: int, concurrency: int, store_path: Path | None) -> tuple[float, float, float, int]:
-    """Wall seconds of one batch, process CPU seconds, CPU seconds spent writing, rows stored."""
+    """Wall seconds of one batch, process CPU seconds, CPU seconds spent writing, rows stored.
+
+    The stored batch goes through run_batch(store=...), the path `scenario run` takes: a new batch
+    row, fingerprints, every record written before it is counted, the batch closed at the end.
+    """
     import scenario
-    from scenario.store import ResultStore
 
     specs = [scenario.Scenario(name="parcel", description="A customer asks where their parcel is.",
                                agents=agents_for_autopilot())]
-    store = ResultStore(store_path) if store_path is not None else None
-    batch_id = store.start_batch("bench", planned=runs).id if store is not None else None
-    spent = 0.0
-
-    def on_run_finished(record: scenario.RunRecord) -> None:
-        nonlocal spent
-        if store is None:
-            return
-        started = time.thread_time()
-        record.batch_id = batch_id  # what run_batch(store=...) does before writing
-        store.put(record)
-        spent += time.thread_time() - started
-
+    store = TimedStore(store_path) if store_path is not None else None
     started, cpu = time.perf_counter(), time.process_time()
-    result = await scenario.run_batch(specs, runs=runs, max_concurrency=concurrency, suite="bench",
-                                      on_run_finished=on_run_finished)
+    result = await scenario.run_batch(specs, runs=runs, max_concurrency=concurrency, suite="bench", store=store)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     if result.passed_runs != runs:
         raise SystemExit(f"expected {runs} passing runs, got:\n{result.summary()}")
-    stored = 0
+    stored, spent = 0, 0.0
     if store is not None:
-        stored = store.count("bench", batch_id=batch_id)
-        store.finish_batch(batch_id)
+        stored = store.count("bench", batch_id=result.metadata["batch_id"])
+        spent = store.spent
         store.close()
     return wall, cpu, spent, stored
 

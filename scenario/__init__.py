@@ -32,7 +32,7 @@ from .errors import AgentReturnError, ModelCallError, ScenarioConfigError, Scena
 from .executors import arun, run
 from .run_context import report_usage
 from .script import agent, fail, judge, message, proceed, succeed, user
-from .state import ScenarioState
+from .state import ScenarioState, ToolCall, ToolCalls
 from .types import (
     AgentInput,
     AgentRole,
@@ -83,7 +83,7 @@ _LAZY = {
         "OpenAIRealtimeAgentAdapter", "PipecatAgentAdapter", "TwilioAgentAdapter", "VapiAgentAdapter",
         "WebRTCAgentAdapter", "WebSocketAgentAdapter", "WebSocketProtocol", "setup_scenario_tracing",
         "scenario_only", "with_custom_scopes", "realtime_langwatch_session", "ConnectedAgentAdapter",
-        "ConnectedAgentCall", "NotSupportedError",
+        "ConnectedAgentCall", "NotSupportedError", "TraceView", "TurnView",
     )},
 }
 
@@ -116,7 +116,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AgentAdapter", "AgentInput", "AgentReturnError", "AgentReturnTypes", "AgentRole", "CriterionResult",
     "ErrorInfo", "JudgeAgent", "JudgmentRequest", "ModelCallError", "ModelConfig", "ScenarioConfig", "ScenarioConfigError",
-    "ScenarioError", "ScenarioResult", "ScenarioState", "Usage", "UsageTotals", "UserSimulatorAgent",
+    "ScenarioError", "ScenarioResult", "ScenarioState", "ToolCall", "ToolCalls", "Usage", "UsageTotals", "UserSimulatorAgent",
     "agent", "arun", "cache", "configure", "fail", "judge", "message", "proceed", "report_usage", "run",
     "succeed", "user", "default_config", *_LAZY,
 ]

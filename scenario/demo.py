@@ -135,37 +135,25 @@ def _unexpected(spec: Dict[str, Any], result: scenario.ScenarioResult, mock: boo
     return not result.success
 
 
-def _record(spec: Dict[str, Any], result: scenario.ScenarioResult, variant: str, batch_id: str) -> Any:
-    from .records import RunRecord, run_id
-
-    status = "passed" if result.success else ("error" if result.error is not None else "failed")
-    error = result.error
-    return RunRecord(
-        id=run_id("demo", spec["name"], variant, 0), suite="demo", scenario=spec["name"], variant=variant,
-        status=status, result=result, usage=result.usage, duration=result.total_time or 0.0,
-        started_at=time.time() - (result.total_time or 0.0), batch_id=batch_id,
-        error_type=error.type if error else None, error_message=error.message if error else None,
-        error_where=error.where if error else None, error_traceback=error.traceback if error else None,
-    )
-
-
-def _save(specs: List[Dict[str, Any]], outcomes: Dict[str, List[scenario.ScenarioResult]], store_path: str,
+def _save(specs: List[Dict[str, Any]], results: List[scenario.ScenarioResult], store_path: str,
           report_path: str) -> Optional[str]:
-    """Store the demo's runs as one batch (variants "run" and "arun") and write the HTML report;
-    returns the batch id (None when the store cannot be used: the demo itself still counts)."""
+    """Store the demo's runs (the ``run`` executor's; ``arun`` gave the same transcripts) as one
+    batch of suite "demo" and write its HTML report; returns the batch id, or None when the store
+    cannot be used (the demo's verdict does not depend on it)."""
+    from .records import RunRecord
     from .reports import report_from_store, write_report
     from .store import ResultStore, StoreError
 
-    thresholds = {s["name"]: (0.0 if s.get("expect_failure") else 1.0) for s in specs}
-    info = {"description": "scenario demo: the example suite under run and arun", "thresholds": thresholds,
+    info = {"description": "scenario demo: the example suite",
+            "thresholds": {s["name"]: (0.0 if s.get("expect_failure") else 1.0) for s in specs},
             "scenario_order": [s["name"] for s in specs],
             "scenarios": [{"name": s["name"], "description": s["description"], "criteria": s.get("criteria", [])}
                           for s in specs]}
     try:
         with ResultStore(store_path) as store:
-            batch = store.start_batch("demo", planned=2 * len(specs), info=info, command="scenario demo")
-            for variant, results in outcomes.items():
-                store.put_many([_record(spec, result, variant, batch.id) for spec, result in zip(specs, results)])
+            batch = store.start_batch("demo", planned=len(specs), info=info, command="scenario demo")
+            store.put_many(RunRecord.from_result(result, suite="demo", scenario=spec["name"], batch_id=batch.id)
+                           for spec, result in zip(specs, results))
             store.finish_batch(batch.id)
             write_report(report_from_store(store, batch_id=batch.id), "html", report_path)
         return batch.id
@@ -180,8 +168,9 @@ def _pointers(store_path: str, report_path: str, batch_id: Optional[str]) -> Non
     if os.path.exists(suite):
         print(f"  the example suite   {suite}  (scenarios, agents, thresholds in one file: docs/cli.md)")
     if batch_id is not None:
-        print(f"  results             {store_path}, batch {batch_id}  (browse them: scenario view {store_path})")
+        print(f"  results             {store_path}, batch {batch_id}")
         print(f"  report              {report_path}")
+        print(f"\nResults stored in {store_path}: browse the transcripts and verdicts with `scenario view {store_path}`.")
     run = f"scenario run {suite} --mock" if os.path.exists(suite) else "scenario run SUITE.yaml --mock"
     print(f"  next command        {run}  (then write your own AgentAdapter: docs/getting-started.md)")
 
@@ -215,7 +204,7 @@ async def _main_async(model: scenario.ModelConfig, mock: bool, store_path: str =
         for spec, result in zip(specs, results)
         if _unexpected(spec, result, mock)
     })
-    batch_id = _save(specs, outcomes, store_path, report_path) if store_path else None
+    batch_id = _save(specs, outcomes["run"], store_path, report_path) if store_path else None
     if store_path:
         _pointers(store_path, report_path, batch_id)
     if unexpected or (mock and not same):

@@ -486,7 +486,7 @@ class ScenarioEngine:
 
     # -- bookkeeping --------------------------------------------------------------------------
     def add_message(self, message: Message) -> None:
-        self.state.messages.append(message)
+        self.state.record_message(message)
         live.message_added(self.state.messages, self.state.current_turn)
         if self.spec.verbose:
             role = message.get("role", "?")
@@ -527,6 +527,7 @@ class ScenarioEngine:
         index = min(index, len(messages))
         removed = messages[index:]
         del messages[index:]
+        self.state.forget_messages(removed)
         for key, seen in self._seen.items():
             self._seen[key] = min(seen, index)
         return removed
@@ -555,6 +556,7 @@ class ScenarioEngine:
             "scenario.turns": self.state.current_turn + (1 if self.state.messages else 0),
             "scenario.passed_criteria": result.passed_criteria,
             "scenario.failed_criteria": result.failed_criteria,
+            "scenario.inconclusive_criteria": result.inconclusive_criteria,
             "scenario.total_time": result.total_time,
             "scenario.agent_time": result.agent_time,
         }

@@ -10,7 +10,6 @@ can call them to read the same values itself.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,20 +73,11 @@ class EvaluationResult(BaseModel):
     inputs: Optional[Dict[str, str]] = None
 
 
-def _last_agent_text(state: "ScenarioState") -> Optional[str]:
-    from .state import message_text
-
-    for message in reversed(state.messages):
-        if message.get("role") == "assistant":
-            return message_text(message) or None
-    return None
-
-
 class _Conversation:
     """Mappings that read the conversation."""
 
     first_user_message = StateMapping("state.first_user_message() or None", lambda s: s.first_user_message() or None)
-    last_agent_message = StateMapping("last agent message text or None", _last_agent_text)
+    last_agent_message = StateMapping("state.last_agent_message() or None", lambda s: s.last_agent_message() or None)
     transcript = StateMapping("state.transcript()", lambda s: s.transcript())
     messages = StateMapping("state.messages", lambda s: list(s.messages))
 
@@ -99,35 +89,16 @@ class _ScenarioSource:
     criteria = StateMapping('"\\n".join(state.criteria)', lambda s: "\n".join(s.criteria))
 
 
-def _arguments(call: Dict[str, Any]) -> Any:
-    raw = (call.get("function") or {}).get("arguments")
-    try:
-        return json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError:
-        return raw
-
-
-def _tool_output(state: "ScenarioState", call: Dict[str, Any]) -> Any:
-    for message in state.messages:
-        if message.get("role") == "tool" and message.get("tool_call_id") == call.get("id"):
-            return message.get("content")
-    return None
-
-
 class ToolCallPick:
-    """Input (arguments) and output (the tool message's content) of the first or last call."""
+    """Input (parsed arguments) and output (the tool message's content) of the first or last call."""
 
     def __init__(self, name: str, pick: str) -> None:
-        index = 0 if pick == "first" else -1
-
-        def call(state: "ScenarioState") -> Optional[Dict[str, Any]]:
+        def call(state: "ScenarioState") -> Any:
             calls = state.tool_calls(name)
-            return calls[index] if calls else None
+            return calls.first if pick == "first" else calls.last
 
-        self.input = StateMapping(f"tool_calls({name!r}).{pick}.input",
-                                  lambda s: _arguments(c) if (c := call(s)) else None)
-        self.output = StateMapping(f"tool_calls({name!r}).{pick}.output",
-                                   lambda s: _tool_output(s, c) if (c := call(s)) else None)
+        self.input = StateMapping(f"tool_calls({name!r}).{pick}.input", lambda s: call(s).input)
+        self.output = StateMapping(f"tool_calls({name!r}).{pick}.output", lambda s: call(s).output)
 
 
 class ToolCallsMapping:
@@ -136,10 +107,8 @@ class ToolCallsMapping:
     def __init__(self, name: str) -> None:
         self.first = ToolCallPick(name, "first")
         self.last = ToolCallPick(name, "last")
-        self.inputs = StateMapping(f"tool_calls({name!r}).inputs",
-                                   lambda s: [_arguments(c) for c in s.tool_calls(name)])
-        self.outputs = StateMapping(f"tool_calls({name!r}).outputs",
-                                    lambda s: [_tool_output(s, c) for c in s.tool_calls(name)])
+        self.inputs = StateMapping(f"tool_calls({name!r}).inputs", lambda s: s.tool_calls(name).inputs)
+        self.outputs = StateMapping(f"tool_calls({name!r}).outputs", lambda s: s.tool_calls(name).outputs)
 
 
 class _Trace:

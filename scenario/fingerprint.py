@@ -146,11 +146,32 @@ def _model_settings(agent: Any) -> Any:
     else:
         values = {key: getattr(agent, key, None) for key in ("model", "temperature", "max_tokens")}
         values.update(getattr(agent, "litellm_params", None) or {})
-    for secret in ("api_base", "api_key", "base_url", "timeout"):
+    for secret in _NOT_FINGERPRINTED:
         values.pop(secret, None)
     data["model"] = values
-    data["system_prompt"] = getattr(agent, "system_prompt", None)
+    # The agent's other plain settings (system_prompt, persona, token_threshold, ...): whatever a
+    # library agent keeps as simple values shapes its answers.
+    data["settings"] = {
+        name: value for name, value in sorted(vars(agent).items())
+        if not name.startswith("_") and name not in _NOT_FINGERPRINTED
+        and name not in ("model", "litellm_params", "criteria")  # criteria: a part of their own
+        and _plain(value)
+    }
     return data
+
+
+#: Where and with what credentials a model is reached, and how long to wait: not what it answers.
+_NOT_FINGERPRINTED = ("api_base", "api_key", "base_url", "timeout", "client")
+
+
+def _plain(value: Any) -> bool:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
 
 
 def _fallback(value: Any) -> Any:

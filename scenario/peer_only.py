@@ -70,6 +70,7 @@ class _RefusingNamespace:
 VOICE = "voice support"
 CONNECTED = "LangWatch connected agents (langwatch.connect_agent)"
 REALTIME = "LangWatch realtime sessions"
+SPANS = "in-process span collection (ScenarioState.spans/.traces/.turns)"
 
 _CLASSES: Tuple[Tuple[str, str], ...] = tuple(
     (name, VOICE)
@@ -80,7 +81,7 @@ _CLASSES: Tuple[Tuple[str, str], ...] = tuple(
         "OpenAIRealtimeAgentAdapter", "PipecatAgentAdapter", "TwilioAgentAdapter", "VapiAgentAdapter",
         "WebRTCAgentAdapter", "WebSocketAgentAdapter", "WebSocketProtocol", "InterruptionConfig",
     )
-) + (("ConnectedAgentAdapter", CONNECTED), ("ConnectedAgentCall", CONNECTED))
+) + (("ConnectedAgentAdapter", CONNECTED), ("ConnectedAgentCall", CONNECTED), ("TraceView", SPANS), ("TurnView", SPANS))
 
 _FUNCTIONS: Tuple[Tuple[str, str], ...] = tuple(
     (name, VOICE) for name in ("audio", "dtmf", "interrupt", "silence", "sleep", "register_tts_provider", "set_stt_provider")

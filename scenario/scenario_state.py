@@ -3,6 +3,7 @@
 The state lives in :mod:`scenario.state`; this module only re-exports it.
 """
 
-from .state import ScenarioState
+from .peer_only import TraceView, TurnView  # importable; building one refuses (no span views here)
+from .state import ScenarioState, ToolCall, ToolCalls
 
-__all__ = ["ScenarioState"]
+__all__ = ["ScenarioState", "ToolCall", "ToolCalls", "TraceView", "TurnView"]

@@ -1,17 +1,102 @@
 """The conversation as it stands, and helpers to read it.
 
 Messages are plain OpenAI-format dicts: they are what models take and what users already know.
+The reading helpers return what langwatch-scenario's return (a suite written for it asserts on
+them): ``last_message()``/``last_user_message()`` the message dict, ``first_user_message()`` and
+``last_agent_message()`` the text ("" when there is none), ``tool_calls(name)`` a
+:class:`ToolCalls` sequence, ``transcript()`` one ``role: text`` line per message.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Union, overload
 
 from .types import Message
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .config import Settings
     from .engine import ScenarioEngine
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call of a tool the agent made, read from its assistant messages.
+
+    ``input`` is the parsed arguments (the raw string when they are not JSON); ``output`` is the
+    content of the ``tool`` message answering the call (None when there is none yet); ``turn``
+    the turn the call was made in; ``id`` the call id. The empty call that
+    :attr:`ToolCalls.first`/:attr:`ToolCalls.last` give when the tool was never called is
+    falsy, with ``input`` and ``output`` None.
+    """
+
+    name: str
+    input: Any = None
+    output: Any = None
+    turn: Optional[int] = None
+    id: Optional[str] = None
+    #: "message" for a real call; None for the empty stand-in (langwatch-scenario also has
+    #: "span" for calls read from in-process spans, which this library does not collect).
+    source: Optional[str] = None
+
+    def __bool__(self) -> bool:
+        return self.source is not None
+
+
+class ToolCalls(Sequence[ToolCall]):
+    """The tool calls of a run, oldest first: a sequence with ``first``, ``last``, ``inputs``
+    and ``outputs``, so ``state.tool_calls("run_sql").last.input["sql"]`` reads the arguments
+    of the newest call."""
+
+    def __init__(self, calls: Sequence[ToolCall], name: Optional[str] = None) -> None:
+        self._calls = list(calls)
+        self._name = name
+
+    @overload
+    def __getitem__(self, index: int) -> ToolCall: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> List[ToolCall]: ...
+
+    def __getitem__(self, index: Union[int, slice]) -> Union[ToolCall, List[ToolCall]]:
+        return self._calls[index]
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def __iter__(self) -> Iterator[ToolCall]:
+        return iter(self._calls)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ToolCalls):
+            return self._calls == other._calls
+        if isinstance(other, list):
+            return self._calls == other
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"ToolCalls({self._calls!r})"
+
+    @property
+    def first(self) -> ToolCall:
+        """The oldest call; an empty, falsy call when there is none."""
+        return self._calls[0] if self._calls else ToolCall(name=self._name or "")
+
+    @property
+    def last(self) -> ToolCall:
+        """The newest call; an empty, falsy call when there is none."""
+        return self._calls[-1] if self._calls else ToolCall(name=self._name or "")
+
+    @property
+    def inputs(self) -> List[Any]:
+        """Every call's parsed arguments, in order."""
+        return [call.input for call in self._calls]
+
+    @property
+    def outputs(self) -> List[Any]:
+        """Every call's tool-message content (None where unanswered), in order."""
+        return [call.output for call in self._calls]
 
 
 class ScenarioState:
@@ -36,6 +121,9 @@ class ScenarioState:
         self.current_turn: int = 0
         self._engine = engine
         self._fields: Dict[str, Any] = dict(fields or {})
+        # id(message) -> the turn it was added in (kept by add_message / the engine), for
+        # ToolCall.turn. A message added by appending to `messages` directly has no entry.
+        self._message_turns: Dict[int, int] = {}
 
     # -- the scenario's definition ------------------------------------------------------------
     @property
@@ -56,6 +144,22 @@ class ScenarioState:
         return [c for agent in self._engine.spec.agents for c in (getattr(agent, "criteria", None) or [])
                 if agent.role.name == "JUDGE"]
 
+    @property
+    def config(self) -> "Settings":
+        """The settings this run uses (``max_turns``, ``min_turns``, ``verbose``, ``cache_key``
+        are the run's own values, keywords of ``run`` included): langwatch-scenario's
+        ``state.config``. A copy: changing it changes nothing."""
+        from .config import settings
+
+        current = settings()
+        if self._engine is None:
+            return current.model_copy()
+        spec = self._engine.spec
+        return current.model_copy(update={
+            "max_turns": spec.max_turns, "min_turns": spec.min_turns, "verbose": spec.verbose,
+            "cache_key": spec.cache_key if spec.cache_key is not None else current.cache_key,
+        })
+
     # -- reading ------------------------------------------------------------------------------
     def last_message(self) -> Message:
         """The newest message; raises if the conversation is empty."""
@@ -74,9 +178,16 @@ class ScenarioState:
                 return message_text(message)
         return ""
 
-    def last_agent_message(self) -> Message:
-        """The newest assistant message; raises if there is none."""
-        return self._last_with_role("assistant")
+    def last_agent_message(self) -> str:
+        """Text of the newest assistant message, or "" when the agent has not answered yet.
+
+        Text, as with langwatch-scenario (``"refund" in state.last_agent_message()``); for the
+        message dict itself, read ``state.messages`` or ``result.messages``.
+        """
+        for message in reversed(self.messages):
+            if message.get("role") == "assistant":
+                return message_text(message)
+        return ""
 
     def _last_with_role(self, role: str) -> Message:
         for message in reversed(self.messages):
@@ -84,30 +195,94 @@ class ScenarioState:
                 return message
         raise ValueError(f"ScenarioState: no message with role {role!r} in the conversation yet.")
 
-    def tool_calls(self, tool_name: Optional[str] = None) -> List[Dict[str, Any]]:
-        """Every tool call the agent made, oldest first, optionally only those of one tool."""
-        calls: List[Dict[str, Any]] = []
+    def tool_calls(self, tool_name: Optional[str] = None) -> ToolCalls:
+        """Every tool call the agent made, oldest first, optionally only those of one tool.
+
+        Read from the assistant messages' ``tool_calls``, each joined to the ``tool`` message that
+        answers it: ``state.tool_calls("lookup").last.input`` is the newest call's arguments.
+        """
+        outputs = {
+            message.get("tool_call_id"): message.get("content")
+            for message in self.messages
+            if message.get("role") == "tool" and message.get("tool_call_id") is not None
+        }
+        calls: List[ToolCall] = []
         for message in self.messages:
             if message.get("role") != "assistant":
                 continue
             for call in message.get("tool_calls") or []:
-                name = (call.get("function") or {}).get("name")
-                if tool_name is None or name == tool_name:
-                    calls.append(call)
-        return calls
+                function = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(function, dict):
+                    continue
+                name = str(function.get("name", ""))
+                if tool_name is not None and name != tool_name:
+                    continue
+                call_id = call.get("id")
+                calls.append(ToolCall(
+                    name=name, input=_parse_arguments(function.get("arguments")),
+                    output=outputs.get(call_id) if call_id is not None else None,
+                    turn=self._message_turns.get(id(message)), id=call_id, source="message",
+                ))
+        return ToolCalls(calls, tool_name)
 
     def has_tool_call(self, tool_name: str) -> bool:
         """Whether the agent called ``tool_name`` at any point."""
-        return bool(self.tool_calls(tool_name))
+        return self.last_tool_call(tool_name) is not None
 
     def last_tool_call(self, tool_name: str) -> Optional[Dict[str, Any]]:
-        """The agent's newest call to ``tool_name``, or None."""
-        calls = self.tool_calls(tool_name)
-        return calls[-1] if calls else None
+        """The agent's newest call to ``tool_name`` as the message's tool-call dict
+        (``["function"]["arguments"]`` is the JSON string), or None."""
+        for message in reversed(self.messages):
+            if message.get("role") != "assistant":
+                continue
+            for call in reversed(message.get("tool_calls") or []):
+                if isinstance(call, dict) and (call.get("function") or {}).get("name") == tool_name:
+                    return call
+        return None
 
     def transcript(self) -> str:
-        """The conversation as tagged text, one element per message (what the judge reads)."""
-        return render_transcript(self.messages)
+        """The conversation as one ``role: text`` line per message (langwatch-scenario's format).
+
+        The judge reads a tagged rendering instead (:func:`render_transcript`), where multi-line
+        content cannot pass for a new speaker.
+        """
+        return "\n".join(f"{message.get('role', 'unknown')}: {message_text(message)}" for message in self.messages)
+
+    # -- langwatch-scenario's span views: not collected here -----------------------------------
+    @property
+    def spans(self) -> Any:
+        """Not available: langwatch-scenario reads the agent's in-process OpenTelemetry spans here;
+        this library does not collect them (raises :class:`scenario.NotSupportedError`)."""
+        _no_span_views("spans")
+
+    @property
+    def traces(self) -> Any:
+        """Not available (see :attr:`spans`)."""
+        _no_span_views("traces")
+
+    @property
+    def contexts(self) -> Any:
+        """Not available (see :attr:`spans`): retrieved contexts come from RAG spans there."""
+        _no_span_views("contexts")
+
+    @property
+    def turns(self) -> Any:
+        """Not available (see :attr:`spans`): each turn's view carries its trace there."""
+        _no_span_views("turns")
+
+    @property
+    def timeline(self) -> List[Any]:
+        """langwatch-scenario's voice events of the run: always empty here (no voice agents)."""
+        return []
+
+    def set_effects(self, effects: List[Any]) -> None:
+        """langwatch-scenario's audio effects for the user simulator: voice, not provided here."""
+        from .peer_only import MIGRATING, NotSupportedError
+
+        raise NotSupportedError(
+            f"ScenarioState.set_effects() sets audio effects for voice agents, which this library does not "
+            f"provide; remove it from this test, see {MIGRATING}."
+        )
 
     # -- writing ------------------------------------------------------------------------------
     def add_message(self, message: Message) -> None:
@@ -116,7 +291,7 @@ class ScenarioState:
         if self._engine is not None:
             self._engine.add_message(message)
         else:
-            self.messages.append(message)
+            self.record_message(message)
 
     def rollback_messages_to(self, index: int) -> List[Message]:
         """Remove the messages from position ``index`` on and return them.
@@ -130,10 +305,41 @@ class ScenarioState:
             return self._engine.rollback_messages_to(index)
         removed = self.messages[index:]
         del self.messages[index:]
+        self.forget_messages(removed)
         return removed
+
+    def record_message(self, message: Message) -> None:
+        """Append ``message`` and note the turn it arrived in (the engine's way in)."""
+        self.messages.append(message)
+        self._message_turns[id(message)] = self.current_turn
+
+    def forget_messages(self, removed: List[Message]) -> None:
+        """Drop the turn notes of messages a rollback removed (their ids may be reused)."""
+        for message in removed:
+            self._message_turns.pop(id(message), None)
 
     def __repr__(self) -> str:
         return f"<ScenarioState {self.name!r} turn={self.current_turn} messages={len(self.messages)}>"
+
+
+def _no_span_views(name: str) -> NoReturn:
+    from .peer_only import MIGRATING, NotSupportedError
+
+    raise NotSupportedError(
+        f"ScenarioState.{name} reads the OpenTelemetry spans langwatch-scenario collects from your agent "
+        "in-process; this library does not collect them. Read the conversation instead: "
+        "state.tool_calls(name) (each ToolCall has its turn), state.messages, or return the assistant "
+        f"tool_calls and tool results from your adapter so they are in the messages; see {MIGRATING}."
+    )
+
+
+def _parse_arguments(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except ValueError:
+            return arguments
+    return arguments
 
 
 def message_text(message: Message) -> str:

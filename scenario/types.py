@@ -252,9 +252,13 @@ class ScenarioResult(BaseModel):
     messages: List[Message] = Field(default_factory=list)
     reasoning: Optional[str] = None
     passed_criteria: List[str] = Field(default_factory=list)
-    failed_criteria: List[str] = Field(default_factory=list)
+    failed_criteria: List[str] = Field(
+        default_factory=list,
+        description="Criteria that kept the run from passing: the failed ones and the inconclusive ones.",
+    )
     inconclusive_criteria: List[str] = Field(
-        default_factory=list, description="Criteria the judge could not decide (they do not fail the run)."
+        default_factory=list,
+        description="Criteria the judge could not decide from the conversation; they keep the run from passing.",
     )
     criteria: List[CriterionResult] = Field(default_factory=list)
     total_time: Optional[float] = None

@@ -571,7 +571,11 @@ def test_ctrl_c_stores_finished_runs_prints_resume_and_exits_130(in_tmp, capsys)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "Ctrl-C: stopping" in err
-    assert "Resume with:" in err and "--resume" in err.split("Resume with:")[1]
+    [batch_id] = _batch_ids(store)
+    hint = err.split("Resume with:\n")[1].splitlines()[0].strip()
+    assert hint == f"scenario run {suite} --store {store} --resume {batch_id}"  # the exact command
+    with ResultStore(store, readonly=True) as opened:
+        assert opened.batch(batch_id).status == "interrupted"
     stored = rows(store)
     assert 3 <= len(stored) < 24
     assert {r[4] for r in stored} <= {"passed", "failed"}  # cancelled runs are not results

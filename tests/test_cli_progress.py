@@ -135,3 +135,23 @@ def test_plain_mode_shows_calls_waiting_to_retry_as_they_happen(monkeypatch):
     assert "| 3 calls retrying, next in 4 s; 1 rate-limited |" in line or \
         "| 3 calls retrying, next in 3 s; 1 rate-limited |" in line
     assert progress._ticker is not None and not progress._ticker.is_alive()  # stop() ends its thread
+
+
+def test_messages_are_whole_when_output_is_not_a_terminal():
+    long_reason = "The agent never asked for the order number. " * 40 + "THE END"
+    record = rec(5, "failed")
+    record.error_type, record.error_message = None, None
+    from scenario.types import ScenarioResult
+
+    record.result = ScenarioResult(success=False, reasoning=long_reason)
+    stream = io.StringIO()
+    progress = BatchProgress(1, mode="plain", stream=stream, title="shop", interval=0)
+    progress.start()
+    progress.run_finished(record)
+    progress.stop()
+    assert long_reason.strip() in stream.getvalue()
+
+    from scenario.records import BatchResult
+
+    summary = BatchResult.from_records([record]).summary()
+    assert " ".join(long_reason.split()) in summary and "…" not in summary

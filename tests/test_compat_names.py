@@ -46,7 +46,7 @@ PEER_MODULES = {
         "ChatCompletionUserMessageParamWithTrace",
     ],
     "scenario.config": ["ModelConfig", "ScenarioConfig", "LangWatchSettings"],
-    "scenario.scenario_state": ["ScenarioState"],
+    "scenario.scenario_state": ["ScenarioState", "ToolCalls", "TraceView", "TurnView"],
     "scenario.script": ["agent", "fail", "judge", "message", "proceed", "succeed", "user"],
     "scenario.judge_agent": ["JudgeAgent"],
     "scenario.user_simulator_agent": ["UserSimulatorAgent"],
@@ -74,6 +74,20 @@ def test_the_peers_module_paths_import_with_their_names(module, names):
     loaded = importlib.import_module(module)
     missing = [n for n in names if not hasattr(loaded, n)]
     assert not missing, f"{module} lacks {missing}"
+
+
+# Importable from the peer's `scenario` though not in its __all__ (its state views).
+PEER_EXTRA = ["ToolCall", "ToolCalls", "TraceView", "TurnView"]
+
+
+@pytest.mark.parametrize("name", PEER_EXTRA)
+def test_the_peers_state_view_names_import_from_scenario(name):
+    assert hasattr(scenario, name)
+
+
+def test_span_view_classes_import_but_refuse_to_be_built():
+    with pytest.raises(scenario.NotSupportedError, match="span collection"):
+        scenario.TurnView()
 
 
 def test_star_import_gives_every_peer_name():
@@ -171,5 +185,16 @@ def test_evaluator_helpers_build_descriptions_and_mappings_read_the_state():
     assert spec.mappings["expected"](state) == "SELECT 1"
     assert scenario.conversation.first_user_message(state) == "hi"
     assert scenario.value(3)(state) == 3
+    assert scenario.conversation.last_agent_message(state) is None
+    assert scenario.trace.tool_calls("run_sql").last.input(state) is None
+    state.add_message({"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "run_sql", "arguments": '{"sql": "SELECT 1"}'}}]})
+    state.add_message({"role": "tool", "tool_call_id": "c1", "content": "1"})
+    state.add_message({"role": "assistant", "content": "One row."})
+    assert scenario.conversation.last_agent_message(state) == "One row."
+    assert scenario.trace.tool_calls("run_sql").last.input(state) == {"sql": "SELECT 1"}
+    assert scenario.trace.tool_calls("run_sql").first.output(state) == "1"
+    assert scenario.trace.tool_calls("run_sql").inputs(state) == [{"sql": "SELECT 1"}]
+    assert scenario.trace.tool_calls("run_sql").outputs(state) == ["1"]
     with pytest.raises(scenario.ScenarioConfigError, match="name the evaluator"):
         scenario.evaluator("")

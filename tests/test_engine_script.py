@@ -72,7 +72,7 @@ async def test_async_and_sync_custom_steps_see_state(execute):
         seen.append(("sync", state.last_user_message()["content"], state.current_turn))
 
     async def async_step(state: scenario.ScenarioState) -> None:
-        seen.append(("async", state.last_agent_message()["content"], len(state.messages)))
+        seen.append(("async", state.last_agent_message(), len(state.messages)))
 
     result = await execute(
         name="x", description="d", agents=[EchoAgent()],
@@ -210,8 +210,10 @@ async def test_state_helpers():
         state.last_message()
     with pytest.raises(ValueError, match="role 'user'"):
         state.last_user_message()
+    assert state.last_agent_message() == "" and state.first_user_message() == ""
+    assert state.transcript() == "" and len(state.tool_calls()) == 0 and not state.tool_calls("x").last
     state.add_message({"role": "user", "content": "hi\nthere"})
-    assert state.transcript() == '<message role="user">hi\nthere</message>'
+    assert state.transcript() == "user: hi\nthere"
     assert state.last_tool_call("x") is None and not state.has_tool_call("x")
 
 

@@ -40,10 +40,13 @@ async def test_failing_criterion_fails_scenario(execute, configured):
     assert result.passed_criteria == ["Agent is polite"]
 
 
-async def test_inconclusive_does_not_fail(execute, configured):
-    result = await execute(name="inc", description="d", agents=team(["Agent mentions tracking [mock:inconclusive]"]))
-    assert result.success
+async def test_inconclusive_does_not_pass(execute, configured):
+    criterion = "Agent mentions tracking [mock:inconclusive]"
+    result = await execute(name="inc", description="d", agents=team([criterion]), max_turns=3)
+    assert not result.success
     assert result.criteria[0].status == "inconclusive"
+    assert result.inconclusive_criteria == [criterion] and result.failed_criteria == [criterion]
+    assert result.reasoning.startswith("Not passed: the judge could not decide 1 criterion")
 
 
 async def test_usage_and_cost_rollup_by_role_and_model(execute, configured):

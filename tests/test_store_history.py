@@ -308,3 +308,14 @@ def test_the_resume_example_runs_offline(tmp_path):
     assert "1 of 8 runs kept; running 7: 5 not finished; 1 ended on an error or timeout; 1 changed since they ran: " \
            "criteria (1)." in done.stdout
     assert "8 records (one per run)" in done.stdout and "the store holds 2 batches" in done.stdout
+
+
+def test_a_simulator_persona_is_part_of_the_fingerprint_but_its_address_and_key_are_not():
+    from scenario.fingerprint import fingerprint_parts
+
+    spec = Scenario(name="x", description="d")
+    grumpy = fingerprint_parts(spec, [scenario.UserSimulatorAgent(model="openai/x", persona="grumpy")])
+    calm = fingerprint_parts(spec, [scenario.UserSimulatorAgent(model="openai/x", persona="calm")])
+    elsewhere = fingerprint_parts(spec, [scenario.UserSimulatorAgent(model="openai/x", persona="calm", api_key="k",
+                                                                     api_base="http://127.0.0.1:1/v1")])
+    assert grumpy["simulator"] != calm["simulator"] and calm == elsewhere

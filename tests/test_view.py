@@ -341,7 +341,9 @@ def test_the_demo_keeps_its_runs_for_scenario_view(tmp_path, capsys):
     import scenario.demo
 
     path = tmp_path / "demo.db"
-    assert scenario.demo.main(["--mock", "--latency", "0", "--store", str(path)]) == 0
+    report = tmp_path / "demo-report.html"  # not the default .scenario/ of the working directory
+    assert scenario.demo.main(["--mock", "--latency", "0", "--store", str(path), "--report", str(report)]) == 0
+    assert report.exists()
     assert f"(browse them: scenario view {path})" in capsys.readouterr().out
     with ResultStore(path, readonly=True) as store:
         [batch] = store.batches("demo")

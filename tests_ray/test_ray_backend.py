@@ -130,15 +130,21 @@ async def test_a_rate_limit_holds_for_the_whole_cluster_with_uneven_workers(ray_
 @pytest.mark.asyncio
 async def test_a_worker_killed_mid_batch_loses_no_run_and_duplicates_none(ray_cluster):
     seen: List[RunRecord] = []
+    before = set(worker_pids())  # actors of earlier batches may still be exiting
     specs = [scripted("a", agent=lambda: Slow(0.3)), scripted("b", agent=lambda: Slow(0.3))]
     task = asyncio.ensure_future(run_batch(specs, runs=20, max_concurrency=8, backend=Ray(workers=2, infra_retries=3),
                                            on_run_finished=seen.append))
-    while len(seen) < 6:
-        await asyncio.sleep(0.05)
-    pids = worker_pids()
-    assert len(pids) == 2
-    os.kill(pids[0], signal.SIGKILL)
-    result = await asyncio.wait_for(task, 120)
+    try:
+        while len(seen) < 6:
+            await asyncio.sleep(0.05)
+        pids = sorted(set(worker_pids()) - before)
+        assert len(pids) == 2
+        os.kill(pids[0], signal.SIGKILL)
+        result = await asyncio.wait_for(task, 120)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=60)
     ids = [r.id for r in seen]
     assert len(ids) == len(set(ids)) == 40  # every run delivered exactly once
     assert result.passed_runs == 40 and result.error_runs == 0
@@ -229,10 +235,13 @@ def test_the_cli_runs_a_suite_on_ray_with_the_same_results_as_locally(ray_cluste
 
 
 def test_ctrl_c_to_the_cli_group_cancels_runs_on_every_worker_and_exits_130(ray_cluster, suite_dir):
+    before = set(worker_pids())
     proc = cli(suite_dir, ray_cluster)
     try:
         wait_until(lambda: stored_count(suite_dir) >= 4 or proc.poll() is not None, 240, "4 runs stored")
         assert proc.poll() is None, proc.communicate()[1][-3000:]
+        workers = set(worker_pids()) - before
+        assert len(workers) == 2
         os.killpg(proc.pid, signal.SIGINT)
         stopped = time.monotonic()
         out, err = proc.communicate(timeout=60)
@@ -246,20 +255,23 @@ def test_ctrl_c_to_the_cli_group_cancels_runs_on_every_worker_and_exits_130(ray_
     assert "Traceback" not in err, err[-3000:]
     records = stored(suite_dir)
     assert 4 <= len(records) < 30 and {r.status for r in records} <= {"passed", "failed"}
-    wait_until(lambda: not worker_pids(), 20, "the batch's worker actors are gone")
+    wait_until(lambda: not (workers & set(worker_pids())), 30, "the batch's worker actors are gone")
 
 
 def test_killing_the_driver_ends_its_workers_and_a_resume_finishes_the_batch_exactly_once(ray_cluster, suite_dir):
+    before = set(worker_pids())
     proc = cli(suite_dir, ray_cluster)
     try:
         wait_until(lambda: stored_count(suite_dir) >= 4 or proc.poll() is not None, 240, "4 runs stored")
         assert proc.poll() is None, proc.communicate()[1][-3000:]
+        workers = set(worker_pids()) - before
+        assert len(workers) == 2
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    wait_until(lambda: not worker_pids(), 30, "the killed driver's worker actors are gone")
+    wait_until(lambda: not (workers & set(worker_pids())), 30, "the killed driver's worker actors are gone")
     resumed = cli(suite_dir, ray_cluster, "--resume")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]

@@ -1,7 +1,16 @@
 """The judge: a model that reads the conversation and rules on the criteria.
 
 It answers through tools: ``continue_test`` (no verdict yet) or ``finish_test`` with a status and
-reasoning per criterion. Any failed criterion fails the scenario; inconclusive ones do not.
+reasoning per criterion.
+
+Policy (langwatch-scenario's rule, and what a testing tool owes its user): a run passes only on
+evidence. Any failed criterion fails the run; otherwise any inconclusive criterion (or no criteria
+at all) means the run did not pass either, because "could not tell" is not "met". A verdict the
+judge gives of its own accord that leaves a criterion inconclusive is not final: the conversation
+goes on so the evidence can appear, and only a verdict it was made to give (the last turn, a
+``scenario.judge()`` step) ends the run that way. An inconclusive criterion is listed in both
+``inconclusive_criteria`` and ``failed_criteria`` (as with langwatch-scenario: ``success`` is
+"nothing in failed_criteria"), and ``criteria`` keeps each one's own status.
 """
 
 from __future__ import annotations
@@ -120,6 +129,18 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
     async def call(self, input: AgentInput) -> Optional[ScenarioResult]:
         request = input.judgment_request
         criteria = list(request.criteria) if request is not None and request.criteria else self.criteria
+        if not criteria:
+            # Nothing to rule on: no model call. Asked for a verdict, say so (it cannot pass).
+            if request is None:
+                return None
+            return ScenarioResult(
+                success=False,
+                messages=list(input.messages),
+                reasoning=(
+                    "The judge was asked for a verdict but has no criteria to rule on: give "
+                    "JudgeAgent(criteria=[...]) or scenario.judge(criteria=[...])."
+                ),
+            )
         keys = criterion_keys(criteria)
         description = getattr(input.scenario_state, "description", "")
         numbered = "\n".join(f"{i + 1}. {c}" for i, c in enumerate(criteria))
@@ -244,16 +265,40 @@ def parse_verdict(
             entry = {"status": entry}
         status = (entry or {}).get("status")
         if status not in ("passed", "failed", "inconclusive"):
-            results.append(CriterionResult(requirement=criterion, status="inconclusive",
-                                           reasoning=f"the judge gave no valid status (got {status!r})"))
+            # Fail closed: a criterion the judge did not rule on was not shown to be met.
+            results.append(CriterionResult(requirement=criterion, status="failed",
+                                           reasoning=f"the judge gave no valid status for this criterion (got {status!r})"))
         else:
             results.append(CriterionResult(requirement=criterion, status=status, reasoning=(entry or {}).get("reasoning")))
     failed = [r.requirement for r in results if r.status == "failed"]
+    inconclusive = [r.requirement for r in results if r.status == "inconclusive"]
+    if not failed and (inconclusive or not results) and not forced:
+        # A voluntary verdict that cannot decide everything yet: let the conversation go on.
+        return None
+    judge_reasoning = arguments.get("reasoning") or None
     return ScenarioResult(
-        success=not failed,
+        success=not failed and not inconclusive and bool(results),
         messages=list(messages),
-        reasoning=arguments.get("reasoning") or None,
+        reasoning=_verdict_reasoning(judge_reasoning, failed, inconclusive, bool(results)),
         passed_criteria=[r.requirement for r in results if r.status == "passed"],
-        failed_criteria=failed,
+        failed_criteria=[r.requirement for r in results if r.status != "passed"],
+        inconclusive_criteria=inconclusive,
         criteria=results,
     )
+
+
+def _verdict_reasoning(judge: Optional[str], failed: List[str], inconclusive: List[str], any_criteria: bool) -> Optional[str]:
+    """The judge's own reasoning, led by why the run did not pass when that is not a failed criterion."""
+    if not any_criteria:
+        lead = "Not passed: the judge ruled on no criteria, so nothing was shown to be met."
+        return f"{lead} {judge}" if judge else lead
+    if failed or not inconclusive:
+        return judge
+    count = len(inconclusive)
+    names = "; ".join(repr(c) for c in inconclusive)
+    lead = (
+        f"Not passed: the judge could not decide {count} criteri{'on' if count == 1 else 'a'} from the "
+        f"conversation (inconclusive: {names}), and a criterion passes only on evidence. Make the "
+        "conversation show it (more turns, a scripted question) or rephrase the criterion."
+    )
+    return f"{lead} Judge: {judge}" if judge else lead
