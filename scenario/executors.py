@@ -358,7 +358,7 @@ class RunThread:
             self._job = asyncio.wrap_future(get_pool().submit(self._serve))
         try:
             return await item.future
-        except BaseException:
+        except asyncio.CancelledError:  # the run timed out or was cancelled: stop the call there too
             item.abandoned = True
             with self._lock:
                 loop = self._loop
