@@ -1,13 +1,18 @@
-"""Finishing an event loop we own, the same way everywhere.
+"""Finishing an event loop we own, and handing outcomes between loops, the same way everywhere.
 
 A loop that is simply closed leaves tasks "destroyed but pending", async generators unfinalised
 and default-executor threads running. Worker loops, the pytest plugin's loops and the mock
 server's loop all end through :func:`drain` first.
+
+Work that runs as a task on one loop for a caller awaiting a future on another (the model loop's
+calls, a ``run``'s user code) ends through :func:`settle_future`, and an outcome nobody waits for
+any more through :func:`consume_outcome`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Optional
 
 
 def drain(loop: asyncio.AbstractEventLoop) -> None:
@@ -24,3 +29,24 @@ def drain(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(loop.shutdown_asyncgens())
     if getattr(loop, "_default_executor", True) is not None:
         loop.run_until_complete(loop.shutdown_default_executor())
+
+
+def consume_outcome(task: "Optional[asyncio.Task[Any]]") -> None:
+    """Mark an unwanted task's outcome as seen, so asyncio does not log it as never retrieved."""
+    if task is not None and task.done() and not task.cancelled():
+        task.exception()
+
+
+def settle_future(future: "asyncio.Future[Any]", task: "Optional[asyncio.Task[Any]]") -> None:
+    """On the future's loop: give it the finished task's result, exception or cancellation. A future
+    already done (its caller timed out or was cancelled meanwhile) only consumes the outcome."""
+    if future.done() or task is None:
+        consume_outcome(task)
+    elif task.cancelled():
+        future.cancel()
+    else:
+        exc = task.exception()
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(task.result())

@@ -27,7 +27,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tup
 
 from .agents.adapter import runs_on_any_loop
 from .engine import ScenarioEngine, ScenarioSpec, build_spec
-from .event_loops import drain
+from .event_loops import consume_outcome, drain, settle_future
 from .peer_keywords import warn_ignored
 from .types import ScenarioResult
 from .worker_pool import at_thread_exit, get_pool
@@ -426,36 +426,21 @@ async def _execute(fn: Callable[..., Any], args: Tuple[Any, ...]) -> Any:
 def _answer(item: _UserCall) -> None:
     """On the run's loop, when its call is done: wake the caller's loop with the outcome."""
     if item.abandoned:
-        _consume(item.task)
+        consume_outcome(item.task)
         return
     try:
         item.caller.call_soon_threadsafe(_settle_user_call, item)
     except RuntimeError:  # the caller's loop is gone: nobody waits any more
-        _consume(item.task)
+        consume_outcome(item.task)
 
 
 def _settle_user_call(item: _UserCall) -> None:
-    future, task = item.future, item.task
-    if future.done() or task is None:
-        _consume(task)
-    elif task.cancelled():
-        future.cancel()
-    else:
-        exc = task.exception()
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(task.result())
+    settle_future(item.future, item.task)
 
 
 def _cancel_user_call(item: _UserCall) -> None:
     if item.task is not None and not item.task.done():
         item.task.cancel()
-
-
-def _consume(task: "Optional[asyncio.Task[Any]]") -> None:
-    if task is not None and task.done() and not task.cancelled():
-        task.exception()
 
 
 def _new_thread_loop() -> asyncio.AbstractEventLoop:

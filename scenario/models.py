@@ -27,6 +27,7 @@ from typing import Any, Coroutine, Deque, Dict, List, Optional
 from . import telemetry
 from .config import DEFAULT_MODEL_TIMEOUT, ModelConfig, settings
 from .errors import ModelCallError
+from .event_loops import consume_outcome, settle_future
 from .run_context import current_run
 from .types import ModelCall
 
@@ -211,7 +212,7 @@ class ModelLoop:
 
     def _finished(self, call: _Call) -> None:
         if call.abandoned:
-            _consume(call.task)
+            consume_outcome(call.task)
             return
         group = self._outbox.get(call.caller)
         if group is None:
@@ -228,7 +229,7 @@ class ModelLoop:
                 caller.call_soon_threadsafe(_settle, calls)
             except RuntimeError:  # the caller's loop is closed: nobody waits for these any more
                 for call in calls:
-                    _consume(call.task)
+                    consume_outcome(call.task)
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancel what is in flight, close litellm's clients, stop and join the thread."""
@@ -288,26 +289,10 @@ def _cancel_call(call: _Call) -> None:
         task.cancel()  # a call still in the inbox is dropped when the inbox is taken
 
 
-def _consume(task: "Optional[asyncio.Task[Any]]") -> None:
-    """Mark an unwanted call's outcome as seen, so asyncio does not log it as never retrieved."""
-    if task is not None and task.done() and not task.cancelled():
-        task.exception()
-
-
 def _settle(calls: List[_Call]) -> None:
     """On the caller's loop: hand each finished call's outcome to the future its caller awaits."""
     for call in calls:
-        future, task = call.future, call.task
-        if future.done() or task is None:  # timed out or cancelled meanwhile
-            _consume(task)
-        elif task.cancelled():
-            future.cancel()
-        else:
-            exc = task.exception()
-            if exc is not None:
-                future.set_exception(exc)
-            else:
-                future.set_result(task.result())
+        settle_future(call.future, call.task)
 
 
 model_loop = ModelLoop()
