@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scenario.concurrency import Adaptive, ConcurrencyStrategy, SlidingWindow  # noqa: E402
+from scenario.concurrency.strategies import Adaptive, ConcurrencyStrategy, SlidingWindow  # noqa: E402
 
 
 class SimulatedServer:

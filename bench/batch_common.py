@@ -13,9 +13,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -27,7 +28,7 @@ MODEL = "openai/gpt-4o-mini"
 
 
 @contextlib.contextmanager
-def mock_server(latency: float = 0.0, rate_limit_above: Optional[int] = None, retry_after: Optional[float] = None,
+def mock_server(latency: float = 0.0, rate_limit_above: int | None = None, retry_after: float | None = None,
                 judge_turns: int = 2) -> Iterator[str]:
     """Start the mock model in a separate process; yield its base URL; stop it after."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -78,20 +79,20 @@ def measured() -> Iterator[Measure]:
     m.cpu = time.process_time() - cpu
 
 
-_CAPTURED: List[Dict[str, Any]] = []
+_CAPTURED: list[dict[str, Any]] = []
 
 
-async def capture_requests(base_url: str) -> List[Dict[str, Any]]:
+async def capture_requests(base_url: str) -> list[dict[str, Any]]:
     """The exact litellm arguments of one autopilot run (simulator and judge calls, judge tools
     included), so the bare-litellm ceiling sends the same requests the batch sends."""
     import scenario
-    from scenario import models
+    from scenario.llm import client as models
 
     configure_library(base_url)
     original = models._attempt
-    captured: List[Dict[str, Any]] = []
+    captured: list[dict[str, Any]] = []
 
-    async def spy(kwargs: Dict[str, Any], timeout: float) -> Any:
+    async def spy(kwargs: dict[str, Any], timeout: float) -> Any:
         captured.append(dict(kwargs))
         return await original(kwargs, timeout)
 
@@ -112,15 +113,15 @@ async def bare_litellm(base_url: str, calls: int, concurrency: int) -> Measure:
     litellm's logging worker and client cache are bound to one loop, and driving it from a second
     loop in the same process (this benchmark's own) makes both measurements worse.
     """
-    from scenario.models import model_loop
+    from scenario.llm.client import model_loop
 
     if not _CAPTURED:
         await capture_requests(base_url)
     return await asyncio.wrap_future(model_loop.submit(_bare_litellm(list(_CAPTURED), calls, concurrency)))
 
 
-async def _bare_litellm(requests: List[Dict[str, Any]], calls: int, concurrency: int) -> Measure:
-    from scenario.models import litellm_module
+async def _bare_litellm(requests: list[dict[str, Any]], calls: int, concurrency: int) -> Measure:
+    from scenario.llm.client import litellm_module
 
     litellm = litellm_module()
     remaining = iter(range(calls))
@@ -141,7 +142,7 @@ async def warm_up(base_url: str) -> None:
     configure_library(base_url)
     # litellm prints a "Give Feedback / Get Help" banner for every exception it maps; a bench
     # that provokes thousands of 429s would drown its own output in them.
-    from scenario.models import litellm_module
+    from scenario.llm.client import litellm_module
 
     litellm_module().suppress_debug_info = True
     await scenario.arun(name="warm-up", description="warm up", agents=agents_for_autopilot())
@@ -174,7 +175,7 @@ def EchoAgent() -> Any:  # noqa: N802 - used like a class (a factory of adapters
     return _ECHO_CLASS()
 
 
-def agents_for_autopilot() -> List[Any]:
+def agents_for_autopilot() -> list[Any]:
     import scenario
 
     return [EchoAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=["The agent answers"])]

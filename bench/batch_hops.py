@@ -29,7 +29,7 @@ async def remote() -> int:
 
 
 def threads(n: int) -> float:
-    from scenario.models import model_loop
+    from scenario.llm.client import model_loop
 
     per = max(20, HOPS // n)
     barrier = threading.Barrier(n + 1)
@@ -56,7 +56,7 @@ def threads(n: int) -> float:
 
 
 def one_loop(n: int) -> float:
-    from scenario.models import model_loop
+    from scenario.llm.client import model_loop
 
     per = max(20, HOPS // n)
 
@@ -73,13 +73,13 @@ def one_loop(n: int) -> float:
 
 
 def main() -> int:
-    from scenario.models import model_loop
+    from scenario.llm.client import model_loop
 
     model_loop.loop()
     for n in (50, 200):
-        t, l = threads(n), one_loop(n)
-        print(f"hop to the model loop and back, {n} concurrent callers: {t:.0f} us CPU as threads, {l:.0f} us on one "
-              f"loop; threads / one loop: {t / l:.2f} (reported)")
+        t, loop_us = threads(n), one_loop(n)
+        print(f"hop to the model loop and back, {n} concurrent callers: {t:.0f} us CPU as threads, {loop_us:.0f} us on one "
+              f"loop; threads / one loop: {t / loop_us:.2f} (reported)")
     return 0
 
 

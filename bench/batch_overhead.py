@@ -66,7 +66,7 @@ async def memory_per_run_in_flight(held: int, executor: str) -> tuple[float, flo
     heap_before = tracemalloc.get_traced_memory()[0]
     before = rss_bytes()
     task = asyncio.ensure_future(scenario.run_batch([spec], runs=held, executor=executor, max_concurrency=held))
-    from scenario.worker_pool import pool_size
+    from scenario.runtime.worker_pool import pool_size
 
     expected = held if executor == "loop" else min(held, pool_size())
     for _ in range(600):

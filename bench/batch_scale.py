@@ -17,7 +17,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from batch_common import agents_for_autopilot, bare_litellm, configure_library, measured, mock_server, ratio_line, warm_up  # noqa: E402
+from batch_common import (  # noqa: E402
+    agents_for_autopilot,
+    bare_litellm,
+    configure_library,
+    measured,
+    mock_server,
+    ratio_line,
+    warm_up,
+)
 
 CALLS_PER_RUN = 4  # user, judge (continue), user, judge (finish): the agent under test answers locally
 

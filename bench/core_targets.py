@@ -34,12 +34,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batch_common import (  # noqa: E402
-    REPO, EchoAgent, agents_for_autopilot, bare_litellm, configure_library, measured, mock_server, ratio_line, warm_up,
+    REPO,
+    EchoAgent,
+    agents_for_autopilot,
+    bare_litellm,
+    configure_library,
+    measured,
+    mock_server,
+    ratio_line,
+    warm_up,
 )
 
 PEER_PYTHON = os.environ.get("SCENARIO_PEER_PYTHON", "/tmp/peer-venv/bin/python")
@@ -115,7 +122,7 @@ print(json.dumps({"import": imported - started, "total": time.perf_counter() - s
 '''
 
 
-def cold_first_run(python: str, url: str, door: str, ours: bool) -> Optional[Dict[str, float]]:
+def cold_first_run(python: str, url: str, door: str, ours: bool) -> dict[str, float] | None:
     """Import plus first run in a fresh interpreter; also the whole process's wall (start and exit)."""
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")  # no price-list download for either side
     env.pop("PYTHONPATH", None)
@@ -144,8 +151,8 @@ def cold_first_run(python: str, url: str, door: str, ours: bool) -> Optional[Dic
 def cold_targets(rounds: int) -> bool:
     ok = True
     with mock_server(latency=0.0) as url:
-        ours: Dict[str, Dict[str, float]] = {}
-        peer: Optional[Dict[str, float]] = None
+        ours: dict[str, dict[str, float]] = {}
+        peer: dict[str, float] | None = None
         have_peer = os.path.exists(PEER_PYTHON)
         for _ in range(rounds):  # interleaved, best of the rounds
             for door in ("run", "arun"):
@@ -228,7 +235,7 @@ async def concurrent_targets(rounds: int) -> bool:
               f"{first.cpu:.2f}s CPU, critical path {critical:.1f}s (reported)")
         await warm_up(url)
         floor = min([(await bare_litellm(url, 50 * calls, 50)).wall for _ in range(rounds)])
-        walls: Dict[str, float] = {"run": float("inf"), "arun": float("inf")}
+        walls: dict[str, float] = {"run": float("inf"), "arun": float("inf")}
         for _ in range(rounds):  # interleaved, best of the rounds
             for fn_name in walls:
                 walls[fn_name] = min(walls[fn_name], await concurrent_autopilot(fn_name, 50))

@@ -23,7 +23,7 @@ import sys
 import threading
 import types
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -34,8 +34,14 @@ DOORS = ("arun", "run", "loop", "thread")
 
 def install_fake_litellm(latency: float) -> None:
     """Answer every model call in process (after ``latency`` s on the model loop), like the mock."""
-    from scenario import models
-    from scenario.testing.mock_behavior import ChatRequest, MockBehavior, RequestMarkers, build_reply, classify
+    from scenario.llm import client as models
+    from scenario.testing.mock_behavior import (
+        ChatRequest,
+        MockBehavior,
+        RequestMarkers,
+        build_reply,
+        classify,
+    )
 
     behavior = MockBehavior()
     real = models.litellm_module()
@@ -62,10 +68,10 @@ def install_fake_litellm(latency: float) -> None:
                                             completion_cost=real.completion_cost)
 
 
-def thread_cpu() -> Dict[str, float]:
+def thread_cpu() -> dict[str, float]:
     """CPU seconds so far per thread group (exact: schedstat counts nanoseconds)."""
     names = {t.native_id: t.name for t in threading.enumerate()}
-    groups: Dict[str, float] = {}
+    groups: dict[str, float] = {}
     for tid in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{tid}/schedstat") as fh:
@@ -90,7 +96,7 @@ def context_switches() -> int:
     return total
 
 
-async def one_round(door: str, runs: int) -> Dict[str, Any]:
+async def one_round(door: str, runs: int) -> dict[str, Any]:
     import scenario
 
     before, switches = thread_cpu(), context_switches()
@@ -119,7 +125,7 @@ async def main(args: argparse.Namespace) -> int:
         await one_round(door, 20)
     gc.collect()
     gc.freeze()
-    best: Dict[str, Dict[str, Any]] = {}
+    best: dict[str, dict[str, Any]] = {}
     for _ in range(args.rounds):
         for door in DOORS:
             measured_round = await one_round(door, args.runs)

@@ -27,17 +27,17 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batch_common import autopilot_spec, configure_library, mock_server, warm_up  # noqa: E402
 
 
-def actor_cpu() -> Dict[int, float]:
+def actor_cpu() -> dict[int, float]:
     """CPU seconds (user + system) of every live ``ray::ScenarioWorker`` process."""
     ticks = os.sysconf("SC_CLK_TCK")
-    found: Dict[int, float] = {}
+    found: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -57,7 +57,7 @@ class ActorCpu:
     """Samples the actors' CPU while a batch runs (they are gone when it returns)."""
 
     def __init__(self) -> None:
-        self.last: Dict[int, float] = {}
+        self.last: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -66,7 +66,7 @@ class ActorCpu:
             self.last.update(actor_cpu())
             self._stop.wait(0.05)
 
-    def __enter__(self) -> "ActorCpu":
+    def __enter__(self) -> ActorCpu:
         self._thread.start()
         return self
 
@@ -80,19 +80,19 @@ class ActorCpu:
 
 
 def scripted_spec() -> Any:
-    import scenario
-
     from batch_common import EchoAgent
+
+    import scenario
 
     return scenario.Scenario(name="scripted", description="d", agents=[EchoAgent],
                              script=[scenario.user("hi"), scenario.agent(), scenario.succeed()])
 
 
-async def batch(specs: List[Any], runs: int, concurrency: int, **kwargs: Any) -> Tuple[float, float, float, float]:
+async def batch(specs: list[Any], runs: int, concurrency: int, **kwargs: Any) -> tuple[float, float, float, float]:
     """(wall, first-to-last-record seconds, driver cpu, actor cpu) of one batch."""
     import scenario
 
-    stamps: List[float] = []
+    stamps: list[float] = []
     cpu0 = time.process_time()
     started = time.perf_counter()
     with ActorCpu() as actors:
@@ -149,7 +149,7 @@ async def main(args: argparse.Namespace) -> int:
             print(f"ray cpu-bound: {m} autopilot runs x 4 calls, concurrency {ac}, mock latency {args.latency}s, "
                   f"{os.cpu_count()} CPUs; runs/s between the first and last finished run (whole wall in brackets)")
 
-            def rate(sample: Tuple[float, float, float, float]) -> str:
+            def rate(sample: tuple[float, float, float, float]) -> str:
                 return f"{(m - 1) / sample[1]:.0f} runs/s [{sample[0]:.1f}s]"
 
             print(f"ray cpu-bound: one process {rate(one)}, processes=2 {rate(two)}, 2 Ray workers {rate(on_ray)}")

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Tuple
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -26,20 +25,20 @@ HELPERS = {"run_all.py", "batch_common.py"}
 TIMEOUT = 30 * 60
 
 
-def scripts(only: List[str], skip: List[str]) -> List[Path]:
+def scripts(only: list[str], skip: list[str]) -> list[Path]:
     found = sorted(p for p in BENCH.glob("*.py") if p.name not in HELPERS and not p.name.startswith("_"))
     if only:
         found = [p for p in found if p.stem in only or p.name in only]
     return [p for p in found if p.stem not in skip and p.name not in skip]
 
 
-def run(script: Path) -> Tuple[int, List[str], float]:
+def run(script: Path) -> tuple[int, list[str], float]:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONUNBUFFERED="1")
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(script)], cwd=str(REPO), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    lines: List[str] = []
+    lines: list[str] = []
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
@@ -73,8 +72,8 @@ def main() -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     args = parser.parse_args()
 
-    summary: List[str] = []
-    crashed: List[str] = []
+    summary: list[str] = []
+    crashed: list[str] = []
     missed = 0
     for script in scripts(args.only, args.skip):
         print(f"== {script.name}", flush=True)

@@ -23,8 +23,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ async def batch(run: Callable[..., Any], scenarios: int) -> float:
     return elapsed
 
 
-def count_span_objects() -> List[int]:
+def count_span_objects() -> list[int]:
     from opentelemetry.sdk import trace as sdk_trace
     from opentelemetry.trace import span as api_span
 
@@ -86,7 +87,7 @@ server.serve_forever()
 """
 
 
-def start_span_sink() -> "tuple[subprocess.Popen[str], str]":
+def start_span_sink() -> tuple[subprocess.Popen[str], str]:
     """An OTLP/HTTP endpoint in its own process that answers 200 and drops what it gets."""
     proc = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -94,7 +95,7 @@ def start_span_sink() -> "tuple[subprocess.Popen[str], str]":
     return proc, f"http://127.0.0.1:{port}/v1/traces"
 
 
-def start_mock_server(latency: float) -> "tuple[subprocess.Popen[str], str]":
+def start_mock_server(latency: float) -> tuple[subprocess.Popen[str], str]:
     """The mock model in its own process (MockBehavior(latency=..., judge_turns=2) via its command
     line), so its CPU does not compete with the library's for this process's GIL."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -145,8 +146,8 @@ async def main() -> None:
             await batch(run, min(args.scenarios, 10))
         modes = ("on", "on, no content", "off")
         settings = {"on": ("auto", True), "on, no content": ("auto", False), "off": ("off", True)}
-        times: Dict[str, Dict[str, List[float]]] = {n: {m: [] for m in modes} for n in ("run", "arun")}
-        cpu: Dict[str, float] = {m: 0.0 for m in modes}
+        times: dict[str, dict[str, list[float]]] = {n: {m: [] for m in modes} for n in ("run", "arun")}
+        cpu: dict[str, float] = {m: 0.0 for m in modes}
         spans_on = 0
         spans_made_off = 0
         for round_index in range(args.rounds):

@@ -21,7 +21,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -30,7 +30,7 @@ from batch_common import ratio_line  # noqa: E402
 GOAL_SECONDS = 0.5
 
 
-def make_store(path: Path, runs: int, batches: int) -> Dict[str, str]:
+def make_store(path: Path, runs: int, batches: int) -> dict[str, str]:
     """Fill ``path``; returns ids of a batch and a failing run to request (from the middle)."""
     from scenario.records import RunRecord, run_id
     from scenario.store import ResultStore
@@ -52,12 +52,12 @@ def make_store(path: Path, runs: int, batches: int) -> Dict[str, str]:
                        latency=0.4),
              ModelCall(role="judge", model="gpt-4o-mini", input_tokens=900, output_tokens=90, cost_usd=0.0002,
                        latency=0.6)]
-    target: Dict[str, str] = {}
+    target: dict[str, str] = {}
     with ResultStore(path) as store:
         for b in range(batches):
             batch = store.start_batch("bench-suite", planned=per_batch,
                                       info={"thresholds": {s: 0.8 for s in scenarios}, "scenario_order": scenarios})
-            records: List[RunRecord] = []
+            records: list[RunRecord] = []
             for i in range(per_batch):
                 scenario = scenarios[i % len(scenarios)]
                 index = i // len(scenarios)
@@ -88,7 +88,7 @@ def make_store(path: Path, runs: int, batches: int) -> Dict[str, str]:
     return target
 
 
-def time_pages(path: Path, target: Dict[str, str], requests: int) -> Dict[str, float]:
+def time_pages(path: Path, target: dict[str, str], requests: int) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
@@ -96,7 +96,7 @@ def time_pages(path: Path, target: Dict[str, str], requests: int) -> Dict[str, f
 
     pages = {"batches page": "/", "batch page": f"/batch/{target['batch']}",
              "run page": f"/batch/{target['batch']}/run/{target['run']}"}
-    medians: Dict[str, float] = {}
+    medians: dict[str, float] = {}
     with TestClient(create_app(path), base_url="http://127.0.0.1") as client:
         for name, url in pages.items():
             assert client.get(url).status_code == 200, url  # warm: templates compiled, pages cached by SQLite

@@ -20,38 +20,30 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .agents import AgentAdapter, AgentReturnTypes, JudgeAgent, UserSimulatorAgent
-
 # `scenario.cache` is the decorator, and `scenario/cache.py` is langwatch-scenario's module path
 # for it. Importing the submodule first means a later `import scenario.cache` finds it loaded and
 # does not rebind the package attribute from the function to the module.
-from . import cache as _cache_module  # noqa: F401
-from .replay_cache import cache
-from .config import ModelConfig, ScenarioConfig, configure
-from .errors import AgentReturnError, ModelCallError, ScenarioConfigError, ScenarioError
-from .executors import arun, run
-from .run_context import report_usage
-from .script import agent, fail, judge, message, proceed, succeed, user
-from .state import ScenarioState, ToolCall, ToolCalls
-from .types import (
-    AgentInput,
-    AgentRole,
-    CriterionResult,
-    ErrorInfo,
-    JudgmentRequest,
-    ScenarioResult,
-    Usage,
-    UsageTotals,
-)
+from scenario import cache as _cache_module  # noqa: F401
+from scenario.agents import AgentAdapter, AgentReturnTypes, JudgeAgent, UserSimulatorAgent
+from scenario.engine.state import ScenarioState, ToolCall, ToolCalls
+from scenario.errors import AgentReturnError, ModelCallError, ScenarioConfigError, ScenarioError
+from scenario.executors import arun, run
+from scenario.llm.replay_cache import cache
+from scenario.messages import AgentInput, AgentRole, JudgmentRequest
+from scenario.result import CriterionResult, ErrorInfo, ScenarioResult
+from scenario.run_context import report_usage
+from scenario.script import agent, fail, judge, message, proceed, succeed, user
+from scenario.settings import ModelConfig, ScenarioConfig, configure
+from scenario.usage import Usage, UsageTotals
 
 # Heavier or optional pieces, imported when first touched.
 _LAZY = {
-    "acompletion": "models",
-    "SlidingWindow": "concurrency",
-    "Adaptive": "concurrency",
-    "ConcurrencyStrategy": "concurrency",
-    "RateLimit": "rate_limits",
-    "RetryPolicy": "retry",
+    "acompletion": "llm.client",
+    "SlidingWindow": "concurrency.strategies",
+    "Adaptive": "concurrency.strategies",
+    "ConcurrencyStrategy": "concurrency.strategies",
+    "RateLimit": "concurrency.rate_limits",
+    "RetryPolicy": "llm.retry",
     "Scenario": "batch",
     "run_batch": "batch",
     "BatchResult": "batch",
@@ -73,7 +65,7 @@ _LAZY = {
         "evaluator", "field", "value", "conversation", "trace", "scenario_source", "EvaluationResult",
         "EvaluatorMapping", "ScenarioEvaluator",
     )},
-    **{name: "peer_only" for name in (
+    **{name: "compat.peer_only" for name in (
         "audio", "dtmf", "interrupt", "silence", "sleep", "InterruptionConfig", "effects", "AdapterCapabilities",
         "AudioChunk", "AudioSegment", "LatencyMetrics", "ComposableVoiceAgent", "ElevenLabsSTTProvider",
         "ElevenLabsVoiceAgent", "OpenAISTTProvider", "STTProvider", "UnsupportedCapabilityError",
@@ -89,7 +81,7 @@ _LAZY = {
 
 
 # Submodules reachable as attributes without importing them here (``scenario.distributed.Ray``).
-_SUBMODULES = ("distributed",)
+_SUBMODULES = ("distributed", "config", "types")
 
 
 def __getattr__(name: str) -> Any:
@@ -101,7 +93,7 @@ def __getattr__(name: str) -> Any:
         return module
     if name == "default_config":
         # langwatch-scenario's snapshot of the configuration; here always the current one.
-        from .config import settings
+        from scenario.settings import settings
 
         return settings()
     module_name = _LAZY.get(name)

@@ -2,9 +2,9 @@
 
 Connected agents are agents registered on the LangWatch platform (``langwatch.connect_agent``).
 This library has no platform, so both names are placeholders that raise
-:class:`~scenario.peer_only.NotSupportedError` when used (see :mod:`scenario.peer_only`).
+:class:`~scenario.compat.peer_only.NotSupportedError` when used (see :mod:`scenario.compat.peer_only`).
 """
 
-from .peer_only import ConnectedAgentAdapter, ConnectedAgentCall  # type: ignore[attr-defined]
+from scenario.compat.peer_only import ConnectedAgentAdapter, ConnectedAgentCall  # type: ignore[attr-defined]
 
 __all__ = ["ConnectedAgentAdapter", "ConnectedAgentCall"]

@@ -17,10 +17,11 @@ import asyncio
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import scenario
-from scenario.state import message_text
+from scenario.engine.state import message_text
 
 
 class SupportAgent(scenario.AgentAdapter):
@@ -29,7 +30,7 @@ class SupportAgent(scenario.AgentAdapter):
     def __init__(self, model: scenario.ModelConfig):
         self.model = model
 
-    async def call(self, input: scenario.AgentInput) -> Dict[str, Any]:
+    async def call(self, input: scenario.AgentInput) -> dict[str, Any]:
         # scenario.acompletion = litellm.acompletion run on the library's model loop: safe under
         # both executors, and its tokens and cost count in result.usage as the agent's.
         params = {k: v for k, v in self.model.model_dump().items() if v is not None}
@@ -43,7 +44,7 @@ class SupportAgent(scenario.AgentAdapter):
         return {"role": "assistant", "content": response.choices[0].message.content}
 
 
-def demo_scenarios(mock: bool) -> List[Dict[str, Any]]:
+def demo_scenarios(mock: bool) -> list[dict[str, Any]]:
     """The example suite. With the mock model, a marker makes one criterion fail on purpose."""
     fail_marker = " [mock:fail]" if mock else ""
     return [
@@ -74,7 +75,7 @@ def demo_scenarios(mock: bool) -> List[Dict[str, Any]]:
     ]
 
 
-def _build_agents(spec: Dict[str, Any], model: scenario.ModelConfig) -> List[Any]:
+def _build_agents(spec: dict[str, Any], model: scenario.ModelConfig) -> list[Any]:
     return [
         SupportAgent(model),
         scenario.UserSimulatorAgent(),
@@ -82,7 +83,7 @@ def _build_agents(spec: Dict[str, Any], model: scenario.ModelConfig) -> List[Any
     ]
 
 
-async def _run_suite(executor: Any, specs: List[Dict[str, Any]], model: scenario.ModelConfig) -> List[scenario.ScenarioResult]:
+async def _run_suite(executor: Any, specs: list[dict[str, Any]], model: scenario.ModelConfig) -> list[scenario.ScenarioResult]:
     return list(
         await asyncio.gather(
             *(
@@ -99,7 +100,7 @@ async def _run_suite(executor: Any, specs: List[Dict[str, Any]], model: scenario
     )
 
 
-def _print_result(spec: Dict[str, Any], result: scenario.ScenarioResult, show_transcript: bool) -> None:
+def _print_result(spec: dict[str, Any], result: scenario.ScenarioResult, show_transcript: bool) -> None:
     verdict = "PASS" if result.success else "FAIL"
     note = " (expected)" if spec.get("expect_failure") and not result.success else ""
     print(f"  [{verdict}{note}] {spec['name']}  —  {result.usage.calls} model calls, ${result.usage.cost_usd:.6f}, {result.total_time:.2f}s")
@@ -114,7 +115,7 @@ def _print_result(spec: Dict[str, Any], result: scenario.ScenarioResult, show_tr
         print(f"      verdict: {result.reasoning}")
 
 
-def _print_rollup(label: str, results: List[scenario.ScenarioResult], elapsed: float) -> scenario.Usage:
+def _print_rollup(label: str, results: list[scenario.ScenarioResult], elapsed: float) -> scenario.Usage:
     total = scenario.Usage()
     for result in results:
         total.merge(result.usage)
@@ -125,7 +126,7 @@ def _print_rollup(label: str, results: List[scenario.ScenarioResult], elapsed: f
     return total
 
 
-def _unexpected(spec: Dict[str, Any], result: scenario.ScenarioResult, mock: bool) -> bool:
+def _unexpected(spec: dict[str, Any], result: scenario.ScenarioResult, mock: bool) -> bool:
     """An error is always unexpected; against the mock every verdict is known in advance, against
     a real model only the scenarios not marked as expected to fail must pass."""
     if result.error is not None:
@@ -135,14 +136,14 @@ def _unexpected(spec: Dict[str, Any], result: scenario.ScenarioResult, mock: boo
     return not result.success
 
 
-def _save(specs: List[Dict[str, Any]], outcomes: Dict[str, List[scenario.ScenarioResult]], store_path: str,
-          report_path: str) -> Optional[str]:
+def _save(specs: list[dict[str, Any]], outcomes: dict[str, list[scenario.ScenarioResult]], store_path: str,
+          report_path: str) -> str | None:
     """Store the demo's runs as one batch of suite "demo" (variants "run" and "arun") and write its
     HTML report; returns the batch id, or None when the store cannot be used (the demo's verdict
     does not depend on it)."""
-    from .records import RunRecord
-    from .reports import report_from_store, write_report
-    from .store import ResultStore, StoreError
+    from scenario.records import RunRecord
+    from scenario.reports import report_from_store, write_report
+    from scenario.store import ResultStore, StoreError
 
     info = {"description": "scenario demo: the example suite",
             "thresholds": {s["name"]: (0.0 if s.get("expect_failure") else 1.0) for s in specs},
@@ -163,7 +164,7 @@ def _save(specs: List[Dict[str, Any]], outcomes: Dict[str, List[scenario.Scenari
         return None
 
 
-def _pointers(store_path: str, report_path: str, batch_id: Optional[str]) -> None:
+def _pointers(store_path: str, report_path: str, batch_id: str | None) -> None:
     suite = os.path.join("examples", "suite.yaml")
     print("\nWhere to go next:")
     if os.path.exists(suite):
@@ -179,7 +180,7 @@ async def _main_async(model: scenario.ModelConfig, mock: bool, store_path: str =
     specs = demo_scenarios(mock)
     scenario.configure(default_model=model)
     # litellm takes a few seconds to import; load it up front so the timings below are the runs'.
-    from scenario.models import litellm_module
+    from scenario.llm.client import litellm_module
 
     litellm_module()
     outcomes = {}
@@ -215,7 +216,7 @@ async def _main_async(model: scenario.ModelConfig, mock: bool, store_path: str =
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scenario demo", description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="real litellm model to use instead of the mock, e.g. openai/gpt-4o-mini")
     parser.add_argument("--mock", action="store_true", help="force the built-in mock model even if OPENAI_API_KEY is set")

@@ -9,9 +9,9 @@ batch starts on it and, if Ray is missing, says which extra to install. See docs
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Any
 
-from .errors import ScenarioConfigError
+from scenario.errors import ScenarioConfigError
 
 __all__ = ["Ray", "DEFAULT_INFRA_RETRIES"]
 
@@ -38,12 +38,12 @@ class Ray:
             cluster (e.g. ``{"_temp_dir": "/tmp/ray-ci"}``).
     """
 
-    address: Optional[str] = None
-    workers: Optional[int] = None
-    runtime_env: Optional[Dict[str, Any]] = None
+    address: str | None = None
+    workers: int | None = None
+    runtime_env: dict[str, Any] | None = None
     infra_retries: int = DEFAULT_INFRA_RETRIES
     num_cpus: float = 1.0
-    init_kwargs: Optional[Dict[str, Any]] = None
+    init_kwargs: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):

@@ -28,7 +28,7 @@ class ModelCallError(ScenarioError):
     The original provider exception is kept as ``__cause__`` and as ``original``. ``kind`` says
     what went wrong (``missing_key``, ``auth``, ``unknown_model``, ``context_window``,
     ``bad_request``, ``timeout``, ``connection``, ``rate_limit``, ``server`` or ``other``; see
-    :mod:`scenario.model_errors`), and the message says what to do about it.
+    :mod:`scenario.llm.classify`), and the message says what to do about it.
     """
 
     def __init__(self, message: str, original: BaseException | None = None, attempts: int = 1,

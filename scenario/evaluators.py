@@ -10,32 +10,27 @@ can call them to read the same values itself.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Literal, Optional, Union
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ScenarioConfigError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .state import ScenarioState
+from scenario.engine.state import ScenarioState
+from scenario.errors import ScenarioConfigError
 
 EvaluationStatus = Literal["passed", "failed", "scored", "skipped", "error"]
-EvaluatorMappingLiteral = Union[str, int, float, bool]
-EvaluatorMapping = Union[
-    Callable[["ScenarioState"], Any],
-    Callable[["ScenarioState"], Awaitable[Any]],
-    EvaluatorMappingLiteral,
-]
+EvaluatorMappingLiteral = str | int | float | bool
+EvaluatorMapping = Callable[[ScenarioState], Any] | Callable[[ScenarioState], Awaitable[Any]] | EvaluatorMappingLiteral
 
 
 class StateMapping:
     """A function of the scenario state that also names what it reads (``expression``)."""
 
-    def __init__(self, expression: str, read: Callable[["ScenarioState"], Any]) -> None:
+    def __init__(self, expression: str, read: Callable[[ScenarioState], Any]) -> None:
         self.expression = expression
         self._read = read
 
-    def __call__(self, state: "ScenarioState") -> Any:
+    def __call__(self, state: ScenarioState) -> Any:
         return self._read(state)
 
     def __repr__(self) -> str:
@@ -48,9 +43,9 @@ class ScenarioEvaluator(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     evaluator: str
-    required: Optional[bool] = None
-    mappings: Dict[str, Any] = Field(default_factory=dict)
-    settings: Optional[Dict[str, Any]] = None
+    required: bool | None = None
+    mappings: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] | None = None
 
 
 class EvaluationCost(BaseModel):
@@ -65,12 +60,12 @@ class EvaluationResult(BaseModel):
     name: str
     status: EvaluationStatus
     required: bool
-    passed: Optional[bool] = None
-    score: Optional[float] = None
-    label: Optional[str] = None
-    details: Optional[str] = None
-    cost: Optional[EvaluationCost] = None
-    inputs: Optional[Dict[str, str]] = None
+    passed: bool | None = None
+    score: float | None = None
+    label: str | None = None
+    details: str | None = None
+    cost: EvaluationCost | None = None
+    inputs: dict[str, str] | None = None
 
 
 class _Conversation:
@@ -93,7 +88,7 @@ class ToolCallPick:
     """Input (parsed arguments) and output (the tool message's content) of the first or last call."""
 
     def __init__(self, name: str, pick: str) -> None:
-        def call(state: "ScenarioState") -> Any:
+        def call(state: ScenarioState) -> Any:
             calls = state.tool_calls(name)
             return calls.first if pick == "first" else calls.last
 
@@ -139,9 +134,9 @@ def value(literal: EvaluatorMappingLiteral) -> StateMapping:
 def evaluator(
     evaluator: str,
     *,
-    required: Optional[bool] = None,
-    mappings: Optional[Dict[str, EvaluatorMapping]] = None,
-    settings: Optional[Dict[str, Any]] = None,
+    required: bool | None = None,
+    mappings: dict[str, EvaluatorMapping] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> ScenarioEvaluator:
     """Describe a LangWatch evaluator for ``run(evaluators=[...])`` (no effect here; see module doc)."""
     if not isinstance(evaluator, str) or not evaluator.strip():
@@ -151,7 +146,7 @@ def evaluator(
     return ScenarioEvaluator(evaluator=evaluator, required=required, mappings=dict(mappings or {}), settings=settings)
 
 
-__all__: List[str] = [
+__all__: list[str] = [
     "EvaluationCost", "EvaluationResult", "EvaluationStatus", "EvaluatorMapping", "EvaluatorMappingLiteral",
     "ScenarioEvaluator", "StateMapping", "ToolCallPick", "ToolCallsMapping", "conversation", "evaluator",
     "field", "scenario_source", "trace", "value",

@@ -23,14 +23,15 @@ import contextvars
 import inspect
 import os
 import threading
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
-from .agents.adapter import runs_on_any_loop
-from .engine import ScenarioEngine, ScenarioSpec, build_spec
-from .event_loops import consume_outcome, drain, settle_future
-from .peer_keywords import warn_ignored
-from .types import ScenarioResult
-from .worker_pool import at_thread_exit, get_pool
+from scenario.compat.peer_keywords import warn_ignored
+from scenario.engine.adapter import runs_on_any_loop
+from scenario.engine.loop import ScenarioEngine, ScenarioSpec, build_spec
+from scenario.result import ScenarioResult
+from scenario.runtime.event_loops import consume_outcome, drain, settle_future
+from scenario.runtime.worker_pool import at_thread_exit, get_pool
 
 T = TypeVar("T")
 
@@ -41,23 +42,23 @@ CANCEL_GRACE = 10.0
 async def arun(
     name: str,
     description: str,
-    agents: Optional[List[Any]] = None,
-    max_turns: Optional[int] = None,
-    script: Optional[List[Any]] = None,
-    cache_key: Optional[str] = None,
-    set_id: Optional[str] = None,
-    metadata: Optional[Dict[str, Any]] = None,
-    verbose: Optional[Union[bool, int]] = None,
-    timeout: Optional[float] = None,
-    debug: Optional[bool] = None,
-    min_turns: Optional[int] = None,
-    fields: Optional[Dict[str, Any]] = None,
-    fetch_remote_traces: Optional[bool] = None,
-    trace_wait_timeout: Optional[float] = None,
-    parameters: Optional[Dict[str, Any]] = None,
-    evaluators: Optional[Sequence[Any]] = None,
-    on_audio_chunk: Optional[Callable[[Any], None]] = None,
-    on_voice_event: Optional[Callable[[Any], None]] = None,
+    agents: list[Any] | None = None,
+    max_turns: int | None = None,
+    script: list[Any] | None = None,
+    cache_key: str | None = None,
+    set_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    verbose: bool | int | None = None,
+    timeout: float | None = None,
+    debug: bool | None = None,
+    min_turns: int | None = None,
+    fields: dict[str, Any] | None = None,
+    fetch_remote_traces: bool | None = None,
+    trace_wait_timeout: float | None = None,
+    parameters: dict[str, Any] | None = None,
+    evaluators: Sequence[Any] | None = None,
+    on_audio_chunk: Callable[[Any], None] | None = None,
+    on_voice_event: Callable[[Any], None] | None = None,
     audio_playback: bool = False,
 ) -> ScenarioResult:
     """Run a scenario on the caller's event loop and return its result.
@@ -81,23 +82,23 @@ async def arun(
 async def run(
     name: str,
     description: str,
-    agents: Optional[List[Any]] = None,
-    max_turns: Optional[int] = None,
-    script: Optional[List[Any]] = None,
-    cache_key: Optional[str] = None,
-    set_id: Optional[str] = None,
-    metadata: Optional[Dict[str, Any]] = None,
-    verbose: Optional[Union[bool, int]] = None,
-    timeout: Optional[float] = None,
-    debug: Optional[bool] = None,
-    min_turns: Optional[int] = None,
-    fields: Optional[Dict[str, Any]] = None,
-    fetch_remote_traces: Optional[bool] = None,
-    trace_wait_timeout: Optional[float] = None,
-    parameters: Optional[Dict[str, Any]] = None,
-    evaluators: Optional[Sequence[Any]] = None,
-    on_audio_chunk: Optional[Callable[[Any], None]] = None,
-    on_voice_event: Optional[Callable[[Any], None]] = None,
+    agents: list[Any] | None = None,
+    max_turns: int | None = None,
+    script: list[Any] | None = None,
+    cache_key: str | None = None,
+    set_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    verbose: bool | int | None = None,
+    timeout: float | None = None,
+    debug: bool | None = None,
+    min_turns: int | None = None,
+    fields: dict[str, Any] | None = None,
+    fetch_remote_traces: bool | None = None,
+    trace_wait_timeout: float | None = None,
+    parameters: dict[str, Any] | None = None,
+    evaluators: Sequence[Any] | None = None,
+    on_audio_chunk: Callable[[Any], None] | None = None,
+    on_voice_event: Callable[[Any], None] | None = None,
     audio_playback: bool = False,
 ) -> ScenarioResult:
     """Run a scenario on a worker thread with a fresh event loop and return its result.
@@ -140,7 +141,7 @@ async def run(
     return await run_engine(spec)
 
 
-def _verbose(verbose: Optional[Union[bool, int]], debug: Optional[bool]) -> Optional[bool]:
+def _verbose(verbose: bool | int | None, debug: bool | None) -> bool | None:
     # langwatch-scenario also takes a verbosity level (0, 1, 2); any level above 0 prints.
     if verbose is None:
         return debug
@@ -156,8 +157,8 @@ class _WorkerLoopJob:
         self._make_coro = make_coro
         self._reuse_loop = reuse_loop
         self._lock = threading.Lock()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._task: Optional["asyncio.Task[Any]"] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
 
     def __call__(self) -> Any:
@@ -199,7 +200,7 @@ _thread_loop = threading.local()
 
 # Kept loops inherited by a forked child (whose threads are gone): never closed there, because
 # closing would unregister the self-pipe from the epoll instance the child shares with its parent.
-_inherited_loops: List[asyncio.AbstractEventLoop] = []
+_inherited_loops: list[asyncio.AbstractEventLoop] = []
 
 
 class _KeptLoop:
@@ -208,7 +209,7 @@ class _KeptLoop:
     __slots__ = ("loop", "pid")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop: Optional[asyncio.AbstractEventLoop] = loop
+        self.loop: asyncio.AbstractEventLoop | None = loop
         self.pid = os.getpid()
 
     def __del__(self) -> None:
@@ -224,7 +225,7 @@ class _KeptLoop:
 def _take_thread_loop() -> asyncio.AbstractEventLoop:
     kept = getattr(_thread_loop, "kept", None)
     _thread_loop.kept = None
-    loop: Optional[asyncio.AbstractEventLoop] = None
+    loop: asyncio.AbstractEventLoop | None = None
     if kept is not None:
         loop, kept.loop = kept.loop, None  # taken back: the holder must not close it any more
     if loop is None or loop.is_closed():
@@ -315,14 +316,14 @@ class _UserCall:
 
     __slots__ = ("fn", "args", "context", "caller", "future", "task", "abandoned")
 
-    def __init__(self, fn: Callable[..., Any], args: Tuple[Any, ...], caller: asyncio.AbstractEventLoop,
-                 future: "asyncio.Future[Any]"):
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], caller: asyncio.AbstractEventLoop,
+                 future: asyncio.Future[Any]):
         self.fn = fn
         self.args = args
         self.context = contextvars.copy_context()  # the run context and the current span travel along
         self.caller = caller
         self.future = future
-        self.task: Optional["asyncio.Task[Any]"] = None
+        self.task: asyncio.Task[Any] | None = None
         self.abandoned = False
 
 
@@ -339,9 +340,9 @@ class RunThread:
     def __init__(self, *, reuse_loop: bool = False):
         self._reuse_loop = reuse_loop
         self._lock = threading.Lock()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._waiting: List[_UserCall] = []  # sent before the thread's loop was up
-        self._job: "Optional[asyncio.Future[Any]]" = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: list[_UserCall] = []  # sent before the thread's loop was up
+        self._job: asyncio.Future[Any] | None = None
         self._stop = False
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -416,7 +417,7 @@ class RunThread:
         task.add_done_callback(lambda _task, item=item: _answer(item))
 
 
-async def _execute(fn: Callable[..., Any], args: Tuple[Any, ...]) -> Any:
+async def _execute(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     value = fn(*args)
     if inspect.isawaitable(value):
         value = await value

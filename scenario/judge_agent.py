@@ -3,6 +3,6 @@
 The judge lives in :mod:`scenario.agents.judge`; this module only re-exports it.
 """
 
-from .agents.judge import JudgeAgent
+from scenario.agents.judge import JudgeAgent
 
 __all__ = ["JudgeAgent"]

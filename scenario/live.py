@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 LIVE_AFTER = 0.5
 LIVE_EVERY = 0.5
@@ -35,8 +36,8 @@ class LiveRun:
     index: int
 
 
-current_sink: contextvars.ContextVar[Optional["LiveSink"]] = contextvars.ContextVar("scenario_live_sink", default=None)
-current_live_run: contextvars.ContextVar[Optional[LiveRun]] = contextvars.ContextVar("scenario_live_run", default=None)
+current_sink: contextvars.ContextVar[LiveSink | None] = contextvars.ContextVar("scenario_live_sink", default=None)
+current_live_run: contextvars.ContextVar[LiveRun | None] = contextvars.ContextVar("scenario_live_run", default=None)
 
 
 def running(run_id: str, suite: str, scenario: str, variant: str, index: int) -> Any:
@@ -44,7 +45,7 @@ def running(run_id: str, suite: str, scenario: str, variant: str, index: int) ->
     return current_live_run.set(LiveRun(run_id, suite, scenario, variant, index))
 
 
-def message_added(messages: Sequence[Dict[str, Any]], turn: int) -> None:
+def message_added(messages: Sequence[dict[str, Any]], turn: int) -> None:
     """Called by the engine after each message; publishes when a sink and a run are set."""
     sink = current_sink.get()
     if sink is None:
@@ -64,11 +65,11 @@ class LiveSink:
         self.after = after
         self.every = every
         self._lock = threading.Lock()
-        self._first_seen: Dict[str, float] = {}
-        self._last_write: Dict[str, float] = {}
+        self._first_seen: dict[str, float] = {}
+        self._last_write: dict[str, float] = {}
         self.failed = False
 
-    def update(self, run: LiveRun, messages: Sequence[Dict[str, Any]], turn: int) -> None:
+    def update(self, run: LiveRun, messages: Sequence[dict[str, Any]], turn: int) -> None:
         now = time.monotonic()
         with self._lock:
             first = self._first_seen.setdefault(run.id, now)
@@ -76,7 +77,7 @@ class LiveSink:
             if self.failed or now - first < self.after or (last is not None and now - last < self.every):
                 return
             self._last_write[run.id] = now
-        snapshot: List[Dict[str, Any]] = [dict(m) for m in messages]
+        snapshot: list[dict[str, Any]] = [dict(m) for m in messages]
         try:
             self.store.put_live(self.batch_id, run.id, suite=run.suite, scenario=run.scenario, variant=run.variant,
                                 index=run.index, turn=turn, messages=snapshot)

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Tuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-from .types import ScenarioResult, Usage, UsageTotals
+from scenario.result import ScenarioResult
+from scenario.usage import Usage, UsageTotals
 
 RunStatus = Literal["passed", "failed", "error", "timeout", "cancelled"]
 
 #: Statuses of runs that reached an end of their own (a verdict, an error or a timeout); a
 #: cancelled run was stopped from outside and says nothing about the agent.
-FINISHED_STATUSES: Tuple[str, ...] = ("passed", "failed", "error", "timeout")
+FINISHED_STATUSES: tuple[str, ...] = ("passed", "failed", "error", "timeout")
 
 DEFAULT_VARIANT = "default"
 
@@ -39,7 +41,7 @@ class AttemptInfo(BaseModel):
     status: str
     duration: float = 0.0
     waited: float = 0.0
-    error: Optional[str] = None
+    error: str | None = None
 
 
 class RunRecord(BaseModel):
@@ -51,32 +53,32 @@ class RunRecord(BaseModel):
     variant: str = DEFAULT_VARIANT
     index: int = 0
     status: RunStatus
-    result: Optional[ScenarioResult] = None
-    error_type: Optional[str] = None
-    error_message: Optional[str] = None
+    result: ScenarioResult | None = None
+    error_type: str | None = None
+    error_message: str | None = None
     attempts: int = 1
     started_at: float = 0.0  # unix time
     duration: float = 0.0  # seconds, wall, every attempt included
     usage: Usage = Field(default_factory=Usage)
     # Added with the batch runner (kept optional so older stored records still load).
-    error_where: Optional[str] = None
-    set_id: Optional[str] = None
-    metadata: Dict[str, Any] = Field(default_factory=dict)
+    error_where: str | None = None
+    set_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
     # Added with batch history (optional so version-1 stores still load).
-    batch_id: Optional[str] = None
+    batch_id: str | None = None
     #: Digest of what decided this run (scenario, criteria, script, agents, models, thresholds):
-    #: a resumed batch re-runs a record whose fingerprint no longer matches (scenario.fingerprint).
-    fingerprint: Optional[str] = None
+    #: a resumed batch re-runs a record whose fingerprint no longer matches (scenario.batch.fingerprint).
+    fingerprint: str | None = None
     #: The formatted traceback of the exception that ended an error/timeout run (user frames first).
-    error_traceback: Optional[str] = None
+    error_traceback: str | None = None
     #: Every attempt when the run was retried (empty when the first attempt was the last).
-    attempt_history: List[AttemptInfo] = Field(default_factory=list)
+    attempt_history: list[AttemptInfo] = Field(default_factory=list)
 
-    _exception: Optional[BaseException] = PrivateAttr(default=None)
+    _exception: BaseException | None = PrivateAttr(default=None)
 
     @classmethod
     def from_result(cls, result: ScenarioResult, *, suite: str, scenario: str, index: int = 0,
-                    variant: str = DEFAULT_VARIANT, batch_id: Optional[str] = None) -> "RunRecord":
+                    variant: str = DEFAULT_VARIANT, batch_id: str | None = None) -> RunRecord:
         """The record of one ``scenario.run``/``arun`` result made outside a batch (a pytest test,
         the demo): status from the verdict or the error, timing and usage from the result."""
         import time
@@ -107,12 +109,12 @@ class RunRecord(BaseModel):
         return self.status in FINISHED_STATUSES
 
     @property
-    def exception(self) -> Optional[BaseException]:
+    def exception(self) -> BaseException | None:
         """The original exception for error/timeout runs in this process (not serialised)."""
         return self._exception
 
     @property
-    def reasoning(self) -> Optional[str]:
+    def reasoning(self) -> str | None:
         if self.result is not None and self.result.reasoning:
             return self.result.reasoning
         if self.error_type:
@@ -142,7 +144,7 @@ class GroupStats(BaseModel):
     failed: int = 0
     timeouts: int = 0
     cancelled: int = 0
-    min_pass_rate: Optional[float] = None
+    min_pass_rate: float | None = None
     ok: bool = True  # meets min_pass_rate (or, without one, every run passed)
 
 
@@ -158,17 +160,17 @@ class BatchResult(BaseModel):
     passed: bool = False
     passed_runs: int = 0
     pass_rate: float = 0.0
-    min_pass_rate: Optional[float] = None
-    runs: List[RunRecord] = Field(default_factory=list)
+    min_pass_rate: float | None = None
+    runs: list[RunRecord] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     duration: float = 0.0
     latency_p50: float = 0.0
     latency_p95: float = 0.0
     latency_p99: float = 0.0
-    by_scenario: Dict[str, GroupStats] = Field(default_factory=dict)
-    by_variant: Dict[str, GroupStats] = Field(default_factory=dict)
+    by_scenario: dict[str, GroupStats] = Field(default_factory=dict)
+    by_variant: dict[str, GroupStats] = Field(default_factory=dict)
     cancelled: bool = False
-    metadata: Dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
     # Added with the batch runner.
     failed_runs: int = 0
     error_runs: int = 0
@@ -176,22 +178,22 @@ class BatchResult(BaseModel):
     cancelled_runs: int = 0
     not_started: int = 0
     planned: int = 0
-    by_scenario_variant: Dict[str, Dict[str, GroupStats]] = Field(default_factory=dict)
-    reason: Optional[str] = None  # why the batch stopped early (fail_fast, interrupted, ...)
+    by_scenario_variant: dict[str, dict[str, GroupStats]] = Field(default_factory=dict)
+    reason: str | None = None  # why the batch stopped early (fail_fast, interrupted, ...)
 
     @classmethod
     def from_records(
         cls,
         records: Iterable[RunRecord],
         *,
-        min_pass_rate: Optional[float] = None,
-        scenario_min_pass_rates: Optional[Mapping[str, Optional[float]]] = None,
+        min_pass_rate: float | None = None,
+        scenario_min_pass_rates: Mapping[str, float | None] | None = None,
         duration: float = 0.0,
-        planned: Optional[int] = None,
+        planned: int | None = None,
         cancelled: bool = False,
-        reason: Optional[str] = None,
-        metadata: Optional[Dict[str, Any]] = None,
-    ) -> "BatchResult":
+        reason: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> BatchResult:
         """Roll records up into a result: counts, rates, usage, latency, breakdowns, verdict.
 
         The verdict (``passed``):
@@ -214,7 +216,7 @@ class BatchResult(BaseModel):
         # runs, so a group's `ok` is informational unless the scenario has its own threshold.
         by_scenario = _groups(runs, lambda r: r.scenario, lambda key: own.get(key))
         by_variant = _groups(runs, lambda r: r.variant, lambda key: None)
-        by_pair: Dict[str, Dict[str, GroupStats]] = {}
+        by_pair: dict[str, dict[str, GroupStats]] = {}
         for scenario_name in by_scenario:
             subset = [r for r in runs if r.scenario == scenario_name]
             threshold = own.get(scenario_name)
@@ -259,11 +261,11 @@ class BatchResult(BaseModel):
             reason=reason,
         )
 
-    def failures(self) -> List[RunRecord]:
+    def failures(self) -> list[RunRecord]:
         """Finished runs that did not pass, in run order."""
         return [r for r in self.runs if r.status in FINISHED_STATUSES and r.status != "passed"]
 
-    def summary(self, *, max_failures_per_group: int = 10, width: Optional[int] = None) -> str:
+    def summary(self, *, max_failures_per_group: int = 10, width: int | None = None) -> str:
         """A readable report grouped by scenario and variant::
 
             PASSED (93% pass rate, 30 runs, $0.042)
@@ -306,8 +308,8 @@ def sum_usage(usages: Iterable[Usage]) -> Usage:
     """Several rollups added up (same result as ``Usage.merge`` in a loop, without a pydantic
     attribute assignment per field per run: batches sum thousands of these, several times over)."""
     total = [0, 0, 0, 0.0, 0, 0]
-    by_role: Dict[str, List[float]] = {}
-    by_model: Dict[str, List[float]] = {}
+    by_role: dict[str, list[float]] = {}
+    by_model: dict[str, list[float]] = {}
     for usage in usages:
         data = usage.__dict__
         for i, name in enumerate(_TOTAL_FIELDS):
@@ -328,21 +330,21 @@ def sum_usage(usages: Iterable[Usage]) -> Usage:
     return result
 
 
-def _count(records: Iterable[RunRecord]) -> Dict[str, int]:
+def _count(records: Iterable[RunRecord]) -> dict[str, int]:
     counts = {"passed": 0, "failed": 0, "error": 0, "timeout": 0, "cancelled": 0}
     for record in records:
         counts[record.status] = counts.get(record.status, 0) + 1
     return counts
 
 
-def _groups(records: Sequence[RunRecord], key: Any, threshold_of: Any) -> Dict[str, GroupStats]:
-    grouped: Dict[str, List[RunRecord]] = {}
+def _groups(records: Sequence[RunRecord], key: Any, threshold_of: Any) -> dict[str, GroupStats]:
+    grouped: dict[str, list[RunRecord]] = {}
     for record in records:
         grouped.setdefault(key(record), []).append(record)
     return {name: _stats(items, threshold_of(name)) for name, items in grouped.items()}
 
 
-def _stats(records: Sequence[RunRecord], min_pass_rate: Optional[float]) -> GroupStats:
+def _stats(records: Sequence[RunRecord], min_pass_rate: float | None) -> GroupStats:
     counts = _count(records)
     total = counts["passed"] + counts["failed"] + counts["error"] + counts["timeout"]
     usage = sum_usage(r.usage for r in records)
@@ -393,7 +395,7 @@ def _seconds(value: float) -> str:
     return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.1f}s"
 
 
-def _one_line(text: Optional[str], width: Optional[int]) -> str:
+def _one_line(text: str | None, width: int | None) -> str:
     """Whitespace flattened; cut to ``width`` only when a caller asks (a terminal's live area):
     by default a failure's reason is printed whole."""
     flat = " ".join((text or "").split())
@@ -403,9 +405,9 @@ def _one_line(text: Optional[str], width: Optional[int]) -> str:
 _STATUS_WORD = {"failed": "failed", "error": "error", "timeout": "timed out", "cancelled": "cancelled"}
 
 
-def format_summary(result: BatchResult, *, max_failures_per_group: int = 10, width: Optional[int] = None) -> str:
+def format_summary(result: BatchResult, *, max_failures_per_group: int = 10, width: int | None = None) -> str:
     """The body of :meth:`BatchResult.summary` (also used by reports reading stored records)."""
-    lines: List[str] = []
+    lines: list[str] = []
     verdict = "PASSED" if result.passed else "FAILED"
     if result.cancelled:
         verdict = "CANCELLED" if result.total == 0 else f"{verdict}, CANCELLED"

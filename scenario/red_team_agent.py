@@ -3,6 +3,6 @@
 The red-team simulator lives in :mod:`scenario.agents.red_team`; this module re-exports it.
 """
 
-from .agents.red_team import RedTeamAgent
+from scenario.agents.red_team import RedTeamAgent
 
 __all__ = ["RedTeamAgent"]

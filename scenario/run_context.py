@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextvars
 import threading
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any
 
-from .types import ModelCall, Usage
+from scenario.usage import ModelCall, Usage
 
 
 @dataclass
@@ -20,13 +20,13 @@ class RunContext:
 
     name: str
     thread_id: str
-    cache_key: Optional[str] = None
+    cache_key: str | None = None
     usage: Usage = field(default_factory=Usage)
-    trace_id: Optional[int] = None  # the root span's trace, to attribute agent-side GenAI spans
+    trace_id: int | None = None  # the root span's trace, to attribute agent-side GenAI spans
     model_attempts: int = 0
     retries: int = 0
     rate_limited: int = 0
-    model_calls: List[ModelCall] = field(default_factory=list)  # in the order they finished
+    model_calls: list[ModelCall] = field(default_factory=list)  # in the order they finished
     # Usage can be reported from the agent's own threads (a sync adapter offloaded to the pool,
     # an SDK callback thread), so updates take a lock.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -40,14 +40,14 @@ class RunContext:
             self.model_calls.append(call)
 
 
-current_run: contextvars.ContextVar[Optional[RunContext]] = contextvars.ContextVar("scenario_current_run", default=None)
+current_run: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("scenario_current_run", default=None)
 
 
 def report_usage(
     *,
     input_tokens: int = 0,
     output_tokens: int = 0,
-    cost_usd: Optional[float] = None,
+    cost_usd: float | None = None,
     model: str = "unknown",
     role: str = "agent",
 ) -> None:

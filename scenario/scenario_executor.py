@@ -5,6 +5,6 @@ them. langwatch-scenario's ``ScenarioExecutor`` class is internal there and has 
 call ``run``/``arun``.
 """
 
-from .executors import arun, run
+from scenario.executors import arun, run
 
 __all__ = ["arun", "run"]

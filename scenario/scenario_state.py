@@ -1,9 +1,9 @@
 """``from scenario.scenario_state import ScenarioState``: the module path langwatch-scenario uses.
 
-The state lives in :mod:`scenario.state`; this module only re-exports it.
+The state lives in :mod:`scenario.engine.state`; this module only re-exports it.
 """
 
-from .peer_only import TraceView, TurnView  # importable; building one refuses (no span views here)
-from .state import ScenarioState, ToolCall, ToolCalls
+from scenario.compat.peer_only import TraceView, TurnView  # importable; building one refuses (no span views here)
+from scenario.engine.state import ScenarioState, ToolCall, ToolCalls
 
 __all__ = ["ScenarioState", "ToolCall", "ToolCalls", "TraceView", "TurnView"]

@@ -31,12 +31,13 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
+from typing import Any, NamedTuple
 
-from .errors import ScenarioError
-from .records import RunRecord
+from scenario.errors import ScenarioError
+from scenario.records import RunRecord
 
 STORE_FORMAT = "scenario-results"
 STORE_VERSION = 2
@@ -200,7 +201,7 @@ class RunOutcome(NamedTuple):
     attempts: int
     tokens: int
     batch_id: str = ""
-    fingerprint: Optional[str] = None
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -217,21 +218,21 @@ class BatchInfo:
     suite: str
     status: str
     started_at: float
-    finished_at: Optional[float]
+    finished_at: float | None
     planned: int
     finished: int = 0
     passed: int = 0
     failed: int = 0
     errors: int = 0  # errors and timeouts
     cost_usd: float = 0.0
-    git_commit: Optional[str] = None
-    git_branch: Optional[str] = None
-    git_dirty: Optional[bool] = None
-    reason: Optional[str] = None  # why it stopped early (or was marked interrupted)
-    command: Optional[str] = None  # the command line that started (or last resumed) it
+    git_commit: str | None = None
+    git_branch: str | None = None
+    git_dirty: bool | None = None
+    reason: str | None = None  # why it stopped early (or was marked interrupted)
+    command: str | None = None  # the command line that started (or last resumed) it
     resumes: int = 0
     writer: str = ""  # host:pid of the process that last ran it
-    info: Dict[str, Any] = field(default_factory=dict, repr=False)  # suite snapshot: thresholds, criteria
+    info: dict[str, Any] = field(default_factory=dict, repr=False)  # suite snapshot: thresholds, criteria
 
     @property
     def pass_rate(self) -> float:
@@ -244,24 +245,24 @@ class BatchInfo:
         return max(0, self.planned - self.finished)
 
     @property
-    def duration(self) -> Optional[float]:
+    def duration(self) -> float | None:
         return None if self.finished_at is None else max(0.0, self.finished_at - self.started_at)
 
 
-def new_batch_id(at: Optional[float] = None) -> str:
+def new_batch_id(at: float | None = None) -> str:
     """``20261202-134501-3fa9c1``: sorts by start time (UTC), readable in a terminal, unique."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if at is None else at))
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def git_state(directory: Union[str, "os.PathLike[str]", None] = None) -> Tuple[Optional[str], Optional[str], Optional[bool]]:
+def git_state(directory: str | os.PathLike[str] | None = None) -> tuple[str | None, str | None, bool | None]:
     """(commit, branch, dirty) of the git checkout holding ``directory``; Nones outside one.
 
     Each git call has a timeout: a batch never waits on a slow or hung repository for long.
     """
     cwd = str(directory) if directory is not None else None
 
-    def git(*args: str) -> Optional[str]:
+    def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                                   timeout=_GIT_TIMEOUT_SECONDS, check=False)
@@ -297,7 +298,7 @@ class ResultStore:
         readonly: open an existing store for reading only (reports, the viewer).
     """
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"], *, readonly: bool = False):
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.Lock()
@@ -467,10 +468,10 @@ class ResultStore:
         suite: str,
         *,
         planned: int = 0,
-        info: Optional[Dict[str, Any]] = None,
-        command: Optional[str] = None,
-        git_dir: Union[str, "os.PathLike[str]", None] = None,
-        batch_id: Optional[str] = None,
+        info: dict[str, Any] | None = None,
+        command: str | None = None,
+        git_dir: str | os.PathLike[str] | None = None,
+        batch_id: str | None = None,
     ) -> BatchInfo:
         """Open a new ``running`` batch of ``suite`` (git commit and branch read from ``git_dir``,
         default the working directory) and return it."""
@@ -489,15 +490,15 @@ class ResultStore:
         assert found is not None
         return found
 
-    def resume_batch(self, batch_id: str, *, planned: Optional[int] = None, command: Optional[str] = None,
-                     info: Optional[Dict[str, Any]] = None) -> BatchInfo:
+    def resume_batch(self, batch_id: str, *, planned: int | None = None, command: str | None = None,
+                     info: dict[str, Any] | None = None) -> BatchInfo:
         """Mark a batch ``running`` again in this process (its runs so far are kept)."""
         self._require_writable()
         if self.batch(batch_id) is None:
             raise StoreError(f"result store {self.path} has no batch {batch_id!r}")
         sets = ["status = 'running'", "finished_at = NULL", "reason = NULL", "resumes = resumes + 1", "writer = ?",
                 "updated_at = ?"]
-        params: List[Any] = [self._writer, time.time()]
+        params: list[Any] = [self._writer, time.time()]
         for column, value in (("planned", planned), ("command", command),
                               ("info", None if info is None else json.dumps(info, default=str))):
             if value is not None:
@@ -509,7 +510,7 @@ class ResultStore:
         assert found is not None
         return found
 
-    def finish_batch(self, batch_id: str, status: str = "finished", reason: Optional[str] = None) -> None:
+    def finish_batch(self, batch_id: str, status: str = "finished", reason: str | None = None) -> None:
         """Close a batch as ``finished`` or ``interrupted`` (with why)."""
         self._require_writable()
         if status not in ("finished", "interrupted"):
@@ -521,24 +522,24 @@ class ResultStore:
                 (status, now, reason, now, batch_id),
             )
 
-    def batches(self, suite: Optional[str] = None) -> List[BatchInfo]:
+    def batches(self, suite: str | None = None) -> list[BatchInfo]:
         """Every batch (of one suite), newest first, with its run counts."""
         where, params = ("WHERE b.suite = ? ", (suite,)) if suite is not None else ("", ())
         rows = self._query(f"{_BATCH_SELECT} {where}ORDER BY b.started_at DESC, b.id DESC", params)
         return self._with_counts(rows)
 
-    def batch(self, batch_id: str) -> Optional[BatchInfo]:
+    def batch(self, batch_id: str) -> BatchInfo | None:
         """One batch by id (None if the store has no such batch)."""
         rows = self._query(f"{_BATCH_SELECT} WHERE b.id = ?", (batch_id,))
         return self._with_counts(rows)[0] if rows else None
 
-    def _with_counts(self, rows: List[tuple]) -> List[BatchInfo]:
+    def _with_counts(self, rows: list[tuple]) -> list[BatchInfo]:
         counts = {row[0]: row[1:] for row in self._query(_BATCH_COUNTS, (json.dumps([r[0] for r in rows]),))} \
             if rows else {}
         return [self._batch_info(row + tuple(c or 0 for c in counts.get(row[0], (0, 0, 0, 0, 0.0))))
                 for row in rows]
 
-    def latest_batch(self, suite: str, status: Optional[str] = None) -> Optional[BatchInfo]:
+    def latest_batch(self, suite: str, status: str | None = None) -> BatchInfo | None:
         """The newest batch of ``suite`` (with that status, if given), or None."""
         for info in self.batches(suite):
             if status is None or info.status == status:
@@ -616,7 +617,7 @@ class ResultStore:
             payload, time.time(), self._writer,
         )
 
-    def save_fingerprint_parts(self, parts: Dict[str, Dict[str, str]]) -> None:
+    def save_fingerprint_parts(self, parts: dict[str, dict[str, str]]) -> None:
         """Remember what each fingerprint was made of (``{fingerprint: {part: digest}}``), so a
         resume can say which part changed."""
         if not parts:
@@ -628,7 +629,7 @@ class ResultStore:
                 [(fp, json.dumps(p, sort_keys=True)) for fp, p in parts.items()],
             )
 
-    def fingerprint_parts(self, fingerprints: Iterable[str]) -> Dict[str, Dict[str, str]]:
+    def fingerprint_parts(self, fingerprints: Iterable[str]) -> dict[str, dict[str, str]]:
         wanted = sorted({fp for fp in fingerprints if fp})
         if not wanted:
             return {}
@@ -636,7 +637,7 @@ class ResultStore:
                            "(SELECT value FROM json_each(?))", (json.dumps(wanted),))
         return {fp: json.loads(parts) for fp, parts in rows}
 
-    def save_suite_info(self, name: str, info: Dict[str, Any]) -> None:
+    def save_suite_info(self, name: str, info: dict[str, Any]) -> None:
         """Remember what reports need about a suite (thresholds, descriptions, criteria); the
         latest wins here, and each batch keeps its own copy (``BatchInfo.info``)."""
         self._require_writable()
@@ -667,11 +668,11 @@ class ResultStore:
         if self.readonly:
             raise StoreError(f"result store {self.path} was opened read-only")
 
-    def _write(self, what: str) -> "_Writing":
+    def _write(self, what: str) -> _Writing:
         return _Writing(self, what)
 
     # -- reading ------------------------------------------------------------------------------
-    def finished_ids(self, suite: Optional[str] = None, batch_id: Optional[str] = None) -> Set[str]:
+    def finished_ids(self, suite: str | None = None, batch_id: str | None = None) -> set[str]:
         """Ids of runs with a verdict (passed or failed), across batches unless ``batch_id`` is given.
 
         Errored, timed-out and cancelled runs are not in it: a resume runs them again.
@@ -680,7 +681,7 @@ class ResultStore:
         where = f"{where} AND" if where else " WHERE"
         return {row[0] for row in self._query(f"SELECT id FROM runs{where} status IN ('passed', 'failed')", params)}
 
-    def outcomes(self, suite: Optional[str] = None, batch_id: Optional[str] = None) -> List[RunOutcome]:
+    def outcomes(self, suite: str | None = None, batch_id: str | None = None) -> list[RunOutcome]:
         """Status, timing and cost of stored runs (no transcripts: cheap for big stores)."""
         where, params = _filters(suite=suite, batch_id=batch_id)
         sql = ("SELECT id, suite, scenario, variant, run_index, status, duration, cost_usd, attempts, "
@@ -688,8 +689,8 @@ class ResultStore:
                "ORDER BY suite, scenario, variant, run_index, started_at")
         return [RunOutcome(*row) for row in self._query(sql, params)]
 
-    def records(self, suite: Optional[str] = None, ids: Optional[Sequence[str]] = None, *,
-                batch_id: Optional[str] = None) -> List[RunRecord]:
+    def records(self, suite: str | None = None, ids: Sequence[str] | None = None, *,
+                batch_id: str | None = None) -> list[RunRecord]:
         """Full records (transcripts included), ordered by suite, scenario, variant, run index.
 
         Without ``batch_id`` every batch's records are returned (a run id then appears once per
@@ -697,8 +698,8 @@ class ResultStore:
         """
         return list(self.iter_records(suite, ids, batch_id=batch_id))
 
-    def iter_records(self, suite: Optional[str] = None, ids: Optional[Sequence[str]] = None, *,
-                     batch_id: Optional[str] = None) -> Iterator[RunRecord]:
+    def iter_records(self, suite: str | None = None, ids: Sequence[str] | None = None, *,
+                     batch_id: str | None = None) -> Iterator[RunRecord]:
         """As :meth:`records`, one at a time (for stores too big to hold in memory)."""
         where, params = _filters(suite=suite, batch_id=batch_id, ids=ids)
         rows = self._query(f"SELECT batch_id, record FROM runs{where} "
@@ -706,28 +707,28 @@ class ResultStore:
         for batch, payload in rows:
             yield _load_record(batch, payload)
 
-    def record(self, batch_id: str, run_id: str) -> Optional[RunRecord]:
+    def record(self, batch_id: str, run_id: str) -> RunRecord | None:
         """One run of one batch, by its run id (None if not stored)."""
         rows = self._query("SELECT batch_id, record FROM runs WHERE batch_id = ? AND id = ?", (batch_id, run_id))
         return _load_record(*rows[0]) if rows else None
 
-    def suites(self) -> List[str]:
+    def suites(self) -> list[str]:
         """Names of the suites with stored batches, runs or suite info."""
         rows = self._query("SELECT suite FROM batches UNION SELECT suite FROM runs UNION SELECT name FROM suites "
                            "ORDER BY 1", ())
         return [row[0] for row in rows]
 
-    def suite_info(self, name: str) -> Dict[str, Any]:
+    def suite_info(self, name: str) -> dict[str, Any]:
         rows = self._query("SELECT info FROM suites WHERE name = ?", (name,))
         return json.loads(rows[0][0]) if rows else {}
 
-    def count(self, suite: Optional[str] = None, batch_id: Optional[str] = None) -> int:
+    def count(self, suite: str | None = None, batch_id: str | None = None) -> int:
         """Stored runs (of one suite, of one batch)."""
         where, params = _filters(suite=suite, batch_id=batch_id)
         return self._query(f"SELECT COUNT(*) FROM runs{where}", params)[0][0]
 
     # -- for the viewer: cheap summaries and the live transcripts of running runs ---------------
-    def group_counts(self, batch_ids: Sequence[str]) -> Dict[str, List[Tuple[str, str, int, int]]]:
+    def group_counts(self, batch_ids: Sequence[str]) -> dict[str, list[tuple[str, str, int, int]]]:
         """Per batch, (scenario, variant, passed runs, stored runs) for each pair: enough to say
         whether every threshold was met, without loading a record. One query for all batches."""
         if not batch_ids:
@@ -737,12 +738,12 @@ class ResultStore:
             "WHERE batch_id IN (SELECT value FROM json_each(?)) GROUP BY batch_id, scenario, variant",
             (json.dumps(list(batch_ids)),),
         )
-        found: Dict[str, List[Tuple[str, str, int, int]]] = {}
+        found: dict[str, list[tuple[str, str, int, int]]] = {}
         for batch_id, scenario, variant, passed, runs in rows:
             found.setdefault(batch_id, []).append((scenario, variant, int(passed or 0), int(runs)))
         return found
 
-    def run_verdicts(self, batch_id: str) -> Dict[str, str]:
+    def run_verdicts(self, batch_id: str) -> dict[str, str]:
         """Run id -> the judge's reasoning or the error, for every run of a batch that did not pass
         (read inside SQLite: no record is loaded into Python)."""
         rows = self._query(
@@ -752,7 +753,7 @@ class ResultStore:
         )
         return {run_id: text for run_id, text in rows}
 
-    def previous_batch(self, batch: "BatchInfo") -> Optional["BatchInfo"]:
+    def previous_batch(self, batch: BatchInfo) -> BatchInfo | None:
         """The batch of the same suite started just before ``batch`` (None for the first)."""
         rows = self._query(
             "SELECT id FROM batches WHERE suite = ? AND (started_at < ? OR (started_at = ? AND id < ?)) "
@@ -769,7 +770,7 @@ class ResultStore:
         return f"{version}.{count}.{self._conn.total_changes}"
 
     def put_live(self, batch_id: str, run_id: str, *, suite: str, scenario: str, variant: str, index: int,
-                 turn: int, messages: Sequence[Dict[str, Any]]) -> None:
+                 turn: int, messages: Sequence[dict[str, Any]]) -> None:
         """The transcript so far of a run still in flight (replaced by each call; removed by
         :meth:`drop_live` when the run's record is stored). Only viewers read it."""
         self._require_writable()
@@ -783,7 +784,7 @@ class ResultStore:
                 (batch_id, run_id, suite, scenario, variant, int(index), int(turn), payload, time.time()),
             )
 
-    def drop_live(self, batch_id: str, run_id: Optional[str] = None) -> None:
+    def drop_live(self, batch_id: str, run_id: str | None = None) -> None:
         """Forget the live transcript of one run (or of every run of the batch)."""
         self._require_writable()
         with self._write("removing a live transcript"):
@@ -793,7 +794,7 @@ class ResultStore:
             else:
                 self._conn.execute("DELETE FROM live_runs WHERE batch_id = ? AND id = ?", (batch_id, run_id))
 
-    def live_runs(self, batch_id: str, run_id: Optional[str] = None) -> List[Dict[str, Any]]:
+    def live_runs(self, batch_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
         """Runs of a batch in flight with their transcript so far (oldest update first)."""
         sql = ("SELECT id, suite, scenario, variant, run_index, turn, messages, updated_at FROM live_runs "
                "WHERE batch_id = ?")
@@ -817,7 +818,7 @@ class ResultStore:
                          "turn": turn, "messages": parsed, "updated_at": updated})
         return runs
 
-    def _query(self, sql: str, params: tuple) -> List[tuple]:
+    def _query(self, sql: str, params: tuple) -> list[tuple]:
         with self._lock:
             try:
                 return self._conn.execute(sql, params).fetchall()
@@ -829,7 +830,7 @@ class ResultStore:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> ResultStore:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -883,10 +884,10 @@ def _execute_script(conn: sqlite3.Connection, script: str) -> None:
             conn.execute(statement)
 
 
-def _filters(*, suite: Optional[str] = None, batch_id: Optional[str] = None,
-             ids: Optional[Sequence[str]] = None) -> Tuple[str, tuple]:
-    clauses: List[str] = []
-    params: List[Any] = []
+def _filters(*, suite: str | None = None, batch_id: str | None = None,
+             ids: Sequence[str] | None = None) -> tuple[str, tuple]:
+    clauses: list[str] = []
+    params: list[Any] = []
     if batch_id is not None:
         clauses.append("batch_id = ?")
         params.append(batch_id)
@@ -905,7 +906,7 @@ def _load_record(batch_id: str, payload: str) -> RunRecord:
     return record
 
 
-def _suite_info(conn: sqlite3.Connection, suite: str) -> Dict[str, Any]:
+def _suite_info(conn: sqlite3.Connection, suite: str) -> dict[str, Any]:
     row = conn.execute("SELECT info FROM suites WHERE name = ?", (suite,)).fetchone()
     try:
         return json.loads(row[0]) if row else {}

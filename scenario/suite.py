@@ -26,15 +26,16 @@ import inspect
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ScenarioConfigError
+from scenario.errors import ScenarioConfigError
 
-Loc = Tuple[Union[str, int], ...]
+Loc = tuple[str | int, ...]
 
 DEFAULT_MIN_PASS_RATE = 1.0
 DEFAULT_RUNS = 1
@@ -54,7 +55,7 @@ class SuiteProblem:
     file: str
     key: str
     message: str
-    line: Optional[int] = None
+    line: int | None = None
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -84,13 +85,13 @@ class ModelSection(_Strict):
     """The model the user simulator and judge call (the agent under test brings its own)."""
 
     name: str = Field(description="litellm model string, e.g. openai/gpt-4o-mini")
-    api_base: Optional[str] = None
-    api_key_env: Optional[str] = Field(
+    api_base: str | None = None
+    api_key_env: str | None = Field(
         None, description="Name of the environment variable holding the API key (the key itself never goes in the file)."
     )
-    temperature: Optional[float] = None
-    max_tokens: Optional[int] = Field(None, ge=1)
-    timeout: Optional[float] = Field(None, gt=0, description="Seconds per model call attempt.")
+    temperature: float | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    timeout: float | None = Field(None, gt=0, description="Seconds per model call attempt.")
 
     @model_validator(mode="before")
     @classmethod
@@ -108,14 +109,14 @@ class ModelSection(_Strict):
 class Defaults(_Strict):
     """Values every scenario inherits unless it overrides them."""
 
-    model: Optional[ModelSection] = None
+    model: ModelSection | None = None
     max_turns: int = Field(10, ge=1)
     runs: int = Field(DEFAULT_RUNS, ge=1)
-    max_concurrency: Optional[int] = Field(None, ge=1)
+    max_concurrency: int | None = Field(None, ge=1)
     adaptive: bool = False
     executor: Literal["thread", "loop"] = "thread"
     retries: int = Field(0, ge=0)
-    timeout: Optional[float] = Field(None, gt=0, description="Seconds per run.")
+    timeout: float | None = Field(None, gt=0, description="Seconds per run.")
     min_pass_rate: float = Field(DEFAULT_MIN_PASS_RATE, ge=0.0, le=1.0)
 
 
@@ -123,7 +124,7 @@ class Variant(_Strict):
     """One agent under test: a factory import path and keyword arguments for it."""
 
     agent: str
-    args: Dict[str, Any] = Field(default_factory=dict)
+    args: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -144,11 +145,11 @@ class Step(_Strict):
     """
 
     kind: Literal["user", "agent", "judge", "proceed", "succeed", "fail", "message"]
-    content: Optional[str] = None
-    criteria: Optional[List[str]] = None
-    turns: Optional[int] = Field(None, ge=1)
-    reasoning: Optional[str] = None
-    message: Optional[Dict[str, Any]] = None
+    content: str | None = None
+    criteria: list[str] | None = None
+    turns: int | None = Field(None, ge=1)
+    reasoning: str | None = None
+    message: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -182,7 +183,7 @@ class Step(_Strict):
         return {"kind": kind, "message": argument}
 
     @model_validator(mode="after")
-    def _check(self) -> "Step":
+    def _check(self) -> Step:
         if self.kind == "message" and (not self.message or "role" not in self.message):
             raise ValueError("message steps need a mapping with a 'role', e.g. message: {role: tool, content: ...}")
         if self.criteria is not None and (not self.criteria or not all(c.strip() for c in self.criteria)):
@@ -191,7 +192,7 @@ class Step(_Strict):
 
     def build(self) -> Any:
         """The library's script step for this entry."""
-        from . import script
+        from scenario import script
 
         if self.kind == "user":
             return script.user(self.content)
@@ -213,15 +214,15 @@ class ScenarioEntry(_Strict):
 
     name: str
     description: str
-    criteria: List[str] = Field(default_factory=list)
-    script: Optional[List[Step]] = None
-    runs: Optional[int] = Field(None, ge=1)
-    max_turns: Optional[int] = Field(None, ge=1)
-    min_pass_rate: Optional[float] = Field(None, ge=0.0, le=1.0)
-    timeout: Optional[float] = Field(None, gt=0)
-    model: Optional[ModelSection] = None
-    variants: Optional[List[str]] = Field(None, description="Only these variants run this scenario.")
-    metadata: Dict[str, Any] = Field(default_factory=dict)
+    criteria: list[str] = Field(default_factory=list)
+    script: list[Step] | None = None
+    runs: int | None = Field(None, ge=1)
+    max_turns: int | None = Field(None, ge=1)
+    min_pass_rate: float | None = Field(None, ge=0.0, le=1.0)
+    timeout: float | None = Field(None, gt=0)
+    model: ModelSection | None = None
+    variants: list[str] | None = Field(None, description="Only these variants run this scenario.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -232,13 +233,13 @@ class ScenarioEntry(_Strict):
 
     @field_validator("criteria")
     @classmethod
-    def _criteria(cls, value: List[str]) -> List[str]:
+    def _criteria(cls, value: list[str]) -> list[str]:
         if not all(c.strip() for c in value):
             raise ValueError("criteria must be non-empty strings")
         return value
 
     @model_validator(mode="after")
-    def _needs_judge(self) -> "ScenarioEntry":
+    def _needs_judge(self) -> ScenarioEntry:
         if self.criteria:
             return self
         if self.script is None:
@@ -257,15 +258,15 @@ class ScenarioEntry(_Strict):
 class SuiteFile(_Strict):
     """The whole suite file."""
 
-    name: Optional[str] = Field(None, description="Suite name; default: the file name without extension.")
-    description: Optional[str] = None
-    agent: Optional[Variant] = None
-    variants: Optional[Dict[str, Variant]] = None
+    name: str | None = Field(None, description="Suite name; default: the file name without extension.")
+    description: str | None = None
+    agent: Variant | None = None
+    variants: dict[str, Variant] | None = None
     defaults: Defaults = Field(default_factory=Defaults)
-    scenarios: List[ScenarioEntry]
+    scenarios: list[ScenarioEntry]
 
     @model_validator(mode="after")
-    def _consistency(self) -> "SuiteFile":
+    def _consistency(self) -> SuiteFile:
         if self.agent is None and not self.variants:
             raise ValueError(
                 "no agent under test: add 'agent: package.module:factory' (or 'variants:' naming several)"
@@ -286,17 +287,17 @@ class ResolvedModel:
     """A model section after command-line overrides, with the key read from the environment."""
 
     name: str
-    api_base: Optional[str] = None
-    api_key: Optional[str] = None
-    api_key_env: Optional[str] = None
-    temperature: Optional[float] = None
-    max_tokens: Optional[int] = None
-    timeout: Optional[float] = None
+    api_base: str | None = None
+    api_key: str | None = None
+    api_key_env: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None
 
     def to_config(self) -> Any:
-        from .config import ModelConfig
+        from scenario.settings import ModelConfig
 
-        data: Dict[str, Any] = {"model": self.name, "api_base": self.api_base, "api_key": self.api_key,
+        data: dict[str, Any] = {"model": self.name, "api_base": self.api_base, "api_key": self.api_key,
                                 "temperature": self.temperature, "max_tokens": self.max_tokens}
         if self.timeout is not None:
             data["timeout"] = self.timeout
@@ -309,17 +310,17 @@ class SuiteScenario:
 
     name: str
     description: str
-    criteria: List[str]
-    steps: Optional[List[Step]]
+    criteria: list[str]
+    steps: list[Step] | None
     runs: int
     max_turns: int
     min_pass_rate: float
-    timeout: Optional[float]
-    model: Optional[ResolvedModel]
-    variants: List[str]
-    metadata: Dict[str, Any] = field(default_factory=dict)
+    timeout: float | None
+    model: ResolvedModel | None
+    variants: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
 
-    def build_script(self) -> Optional[List[Any]]:
+    def build_script(self) -> list[Any] | None:
         return None if self.steps is None else [step.build() for step in self.steps]
 
 
@@ -329,7 +330,7 @@ class AgentFactory:
 
     path: str
     target: Callable[..., Any]
-    args: Dict[str, Any] = field(default_factory=dict)
+    args: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self) -> Any:
         return self.target(**self.args)
@@ -339,18 +340,18 @@ class AgentFactory:
 class Overrides:
     """Command-line values; ``None`` means "not given, keep the file's value"."""
 
-    runs: Optional[int] = None
-    max_concurrency: Optional[int] = None
-    adaptive: Optional[bool] = None
-    executor: Optional[str] = None
-    model: Optional[str] = None
-    api_base: Optional[str] = None
-    api_key: Optional[str] = None
-    min_pass_rate: Optional[float] = None
-    retries: Optional[int] = None
-    timeout: Optional[float] = None
-    scenarios: Optional[List[str]] = None
-    variants: Optional[List[str]] = None
+    runs: int | None = None
+    max_concurrency: int | None = None
+    adaptive: bool | None = None
+    executor: str | None = None
+    model: str | None = None
+    api_base: str | None = None
+    api_key: str | None = None
+    min_pass_rate: float | None = None
+    retries: int | None = None
+    timeout: float | None = None
+    scenarios: list[str] | None = None
+    variants: list[str] | None = None
 
 
 @dataclass
@@ -359,22 +360,22 @@ class Suite:
 
     name: str
     path: Path
-    description: Optional[str]
-    variants: Dict[str, AgentFactory]
-    scenarios: List[SuiteScenario]
-    model: Optional[ResolvedModel]
-    max_concurrency: Optional[int]
+    description: str | None
+    variants: dict[str, AgentFactory]
+    scenarios: list[SuiteScenario]
+    model: ResolvedModel | None
+    max_concurrency: int | None
     adaptive: bool
     executor: str
     retries: int
-    timeout: Optional[float]
+    timeout: float | None
     file: SuiteFile
 
     @property
     def total_runs(self) -> int:
         return sum(s.runs * len(s.variants) for s in self.scenarios)
 
-    def thresholds(self) -> Dict[str, float]:
+    def thresholds(self) -> dict[str, float]:
         """Pass-rate threshold per scenario name (stored with results so reports can show it)."""
         return {s.name: s.min_pass_rate for s in self.scenarios}
 
@@ -383,7 +384,7 @@ class Suite:
 # Loading
 
 
-def load_suite(path: Union[str, os.PathLike], overrides: Optional[Overrides] = None, *, resolve_agents: bool = True) -> Suite:
+def load_suite(path: str | os.PathLike, overrides: Overrides | None = None, *, resolve_agents: bool = True) -> Suite:
     """Read, validate and resolve a suite file; raise :class:`SuiteError` listing every problem.
 
     Args:
@@ -415,9 +416,9 @@ def load_suite(path: Union[str, os.PathLike], overrides: Optional[Overrides] = N
 def build_suite(
     data: Any,
     path: Path,
-    overrides: Optional[Overrides] = None,
+    overrides: Overrides | None = None,
     *,
-    lines: Optional[Dict[Loc, int]] = None,
+    lines: dict[Loc, int] | None = None,
     resolve_agents: bool = True,
 ) -> Suite:
     """Validate already-parsed suite data (see :func:`load_suite`)."""
@@ -427,8 +428,8 @@ def build_suite(
     if not isinstance(data, dict):
         raise SuiteError([SuiteProblem(shown, "", "the file must be a mapping with 'agent' (or 'variants') and 'scenarios'", 1)])
 
-    problems: List[SuiteProblem] = []
-    parsed: Optional[SuiteFile] = None
+    problems: list[SuiteProblem] = []
+    parsed: SuiteFile | None = None
     try:
         parsed = SuiteFile.model_validate(data)
     except ValidationError as exc:
@@ -436,7 +437,7 @@ def build_suite(
 
     problems.extend(_semantic_problems(data, shown, lines))
 
-    factories: Dict[str, AgentFactory] = {}
+    factories: dict[str, AgentFactory] = {}
     if resolve_agents:
         for loc, import_path, args in _agent_paths(data):
             if not isinstance(import_path, str) or not _IMPORT_PATH_RE.match(import_path):
@@ -461,10 +462,10 @@ def build_suite(
         raise SuiteError([SuiteProblem(shown, "", str(exc))]) from None
 
 
-def _resolve(parsed: SuiteFile, path: Path, factories: Dict[str, AgentFactory], o: Overrides, resolve_agents: bool) -> Suite:
+def _resolve(parsed: SuiteFile, path: Path, factories: dict[str, AgentFactory], o: Overrides, resolve_agents: bool) -> Suite:
     shown = str(path)
     d = parsed.defaults
-    problems: List[SuiteProblem] = []
+    problems: list[SuiteProblem] = []
 
     all_variants = ["default"] if parsed.agent is not None else list(parsed.variants or {})
     selected_variants = all_variants
@@ -477,7 +478,7 @@ def _resolve(parsed: SuiteFile, path: Path, factories: Dict[str, AgentFactory], 
         factories = {}
 
     model = _resolve_model(d.model, o)
-    scenarios: List[SuiteScenario] = []
+    scenarios: list[SuiteScenario] = []
     names = [s.name for s in parsed.scenarios]
     if o.scenarios:
         unknown = [n for n in o.scenarios if n not in names]
@@ -536,7 +537,7 @@ def _first(*values: Any) -> Any:
     return None
 
 
-def _resolve_model(section: Optional[ModelSection], o: Overrides) -> Optional[ResolvedModel]:
+def _resolve_model(section: ModelSection | None, o: Overrides) -> ResolvedModel | None:
     if section is None and o.model is None:
         return None
     if section is None:
@@ -560,12 +561,12 @@ def _resolve_model(section: Optional[ModelSection], o: Overrides) -> Optional[Re
     )
 
 
-def _semantic_problems(data: Dict[str, Any], shown: str, lines: Dict[Loc, int]) -> List[SuiteProblem]:
+def _semantic_problems(data: dict[str, Any], shown: str, lines: dict[Loc, int]) -> list[SuiteProblem]:
     """Problems a per-field schema cannot see (duplicates, references between keys).
 
     Works on the raw data, so they are reported together with schema problems elsewhere.
     """
-    problems: List[SuiteProblem] = []
+    problems: list[SuiteProblem] = []
     scenarios = data.get("scenarios")
     if not isinstance(scenarios, list):
         return problems
@@ -573,7 +574,7 @@ def _semantic_problems(data: Dict[str, Any], shown: str, lines: Dict[Loc, int]) 
         variant_names = [str(v) for v in data["variants"]]
     else:
         variant_names = ["default"]
-    seen: Dict[str, int] = {}
+    seen: dict[str, int] = {}
     for index, entry in enumerate(scenarios):
         if not isinstance(entry, dict):
             continue
@@ -603,9 +604,9 @@ def _semantic_problems(data: Dict[str, Any], shown: str, lines: Dict[Loc, int]) 
     return problems
 
 
-def _agent_paths(data: Dict[str, Any]) -> List[Tuple[Loc, Any, Any]]:
+def _agent_paths(data: dict[str, Any]) -> list[tuple[Loc, Any, Any]]:
     """(location, import path, args) for every agent named in raw suite data."""
-    found: List[Tuple[Loc, Any, Any]] = []
+    found: list[tuple[Loc, Any, Any]] = []
 
     def one(loc: Loc, value: Any) -> None:
         if isinstance(value, str):
@@ -674,9 +675,9 @@ def resolve_import_path(import_path: str, search: Sequence[Path] = ()) -> Callab
     return target
 
 
-def check_agent(factory: AgentFactory) -> Optional[str]:
+def check_agent(factory: AgentFactory) -> str | None:
     """Make one agent with ``factory``; a problem description if it is not a usable agent adapter."""
-    from .types import AgentRole
+    from scenario.messages import AgentRole
 
     try:
         agent = factory()
@@ -703,7 +704,7 @@ def check_agent(factory: AgentFactory) -> Optional[str]:
 # Parsing with positions
 
 
-def _parse_yaml(text: str, shown: str) -> Tuple[Any, Dict[Loc, int]]:
+def _parse_yaml(text: str, shown: str) -> tuple[Any, dict[Loc, int]]:
     import yaml
 
     try:
@@ -715,8 +716,8 @@ def _parse_yaml(text: str, shown: str) -> Tuple[Any, Dict[Loc, int]]:
         raise SuiteError([SuiteProblem(shown, "", f"invalid YAML: {problem}", line)]) from None
     if node is None:
         raise SuiteError([SuiteProblem(shown, "", "the file is empty; see docs/cli.md for the suite format", 1)])
-    lines: Dict[Loc, int] = {}
-    duplicates: List[SuiteProblem] = []
+    lines: dict[Loc, int] = {}
+    duplicates: list[SuiteProblem] = []
     _index_yaml(node, (), lines, duplicates, shown)
     if duplicates:
         raise SuiteError(duplicates)
@@ -731,12 +732,12 @@ def _parse_yaml(text: str, shown: str) -> Tuple[Any, Dict[Loc, int]]:
     return data, lines
 
 
-def _index_yaml(node: Any, loc: Loc, lines: Dict[Loc, int], duplicates: List[SuiteProblem], shown: str) -> None:
+def _index_yaml(node: Any, loc: Loc, lines: dict[Loc, int], duplicates: list[SuiteProblem], shown: str) -> None:
     import yaml
 
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        seen: Dict[Any, int] = {}
+        seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
             line = key_node.start_mark.line + 1
@@ -771,8 +772,8 @@ def _parse_toml(text: str, shown: str) -> Any:
 # Error messages
 
 
-def _validation_problems(exc: ValidationError, shown: str, lines: Dict[Loc, int]) -> List[SuiteProblem]:
-    problems: List[SuiteProblem] = []
+def _validation_problems(exc: ValidationError, shown: str, lines: dict[Loc, int]) -> list[SuiteProblem]:
+    problems: list[SuiteProblem] = []
     seen = set()
     for error in exc.errors(include_url=False):
         loc = _clean_loc(error["loc"])
@@ -790,10 +791,10 @@ def _clean_loc(loc: Sequence[Any]) -> Loc:
     return tuple(part for part in loc if not (isinstance(part, str) and ("[" in part and "]" in part)))
 
 
-_ALLOWED_KEYS: Dict[str, List[str]] = {}
+_ALLOWED_KEYS: dict[str, list[str]] = {}
 
 
-def _allowed_keys(loc: Loc) -> List[str]:
+def _allowed_keys(loc: Loc) -> list[str]:
     model: Any = SuiteFile
     for part in loc[:-1]:
         if isinstance(part, int) or model is None:
@@ -820,7 +821,7 @@ def _inner_model(annotation: Any) -> Any:
     return None
 
 
-def _message_for(error: Dict[str, Any], loc: Loc) -> str:
+def _message_for(error: dict[str, Any], loc: Loc) -> str:
     kind = error.get("type", "")
     value = error.get("input")
     if kind == "extra_forbidden":
@@ -849,7 +850,7 @@ def _format_loc(loc: Loc) -> str:
     return text
 
 
-def _line_for(loc: Loc, lines: Dict[Loc, int]) -> Optional[int]:
+def _line_for(loc: Loc, lines: dict[Loc, int]) -> int | None:
     for end in range(len(loc), -1, -1):
         line = lines.get(tuple(loc[:end]))
         if line is not None:

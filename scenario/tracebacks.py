@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import traceback
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _STDLIB_DIRS = tuple(
@@ -62,8 +62,8 @@ def format_exception(exc: BaseException, *, fold: bool = True) -> str:
     return text.rstrip("\n")
 
 
-def _format(te: traceback.TracebackException, fold: bool, seen: set) -> List[str]:
-    lines: List[str] = []
+def _format(te: traceback.TracebackException, fold: bool, seen: set) -> list[str]:
+    lines: list[str] = []
     seen.add(id(te))
     cause = te.__cause__
     context = te.__context__
@@ -80,12 +80,12 @@ def _format(te: traceback.TracebackException, fold: bool, seen: set) -> List[str
     return lines
 
 
-def _frames(stack: Sequence[traceback.FrameSummary], fold: bool) -> List[str]:
+def _frames(stack: Sequence[traceback.FrameSummary], fold: bool) -> list[str]:
     if not fold or all(is_library_frame(f.filename) for f in stack):
         # Nothing of the user's in it (a library bug, or a provider error): show it whole.
         return list(traceback.StackSummary.from_list(list(stack)).format())
-    lines: List[str] = []
-    folded: List[traceback.FrameSummary] = []
+    lines: list[str] = []
+    folded: list[traceback.FrameSummary] = []
 
     def flush() -> None:
         if folded:
@@ -115,10 +115,10 @@ def _short(filename: str) -> str:
     return os.path.basename(path)
 
 
-def user_location(exc: BaseException) -> Optional[str]:
+def user_location(exc: BaseException) -> str | None:
     """``file.py:42 in call`` for the innermost frame of the user's code, if any."""
     tb = exc.__traceback__
-    found: Optional[str] = None
+    found: str | None = None
     while tb is not None:
         code = tb.tb_frame.f_code
         if not is_library_frame(code.co_filename):

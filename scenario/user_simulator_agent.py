@@ -3,6 +3,6 @@
 The simulator lives in :mod:`scenario.agents.user_simulator`; this module only re-exports it.
 """
 
-from .agents.user_simulator import UserSimulatorAgent
+from scenario.agents.user_simulator import UserSimulatorAgent
 
 __all__ = ["UserSimulatorAgent"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, List
+from typing import Any
 
 import scenario
 
@@ -12,7 +12,7 @@ class EchoAgent(scenario.AgentAdapter):
     """Async agent: replies with the last user message."""
 
     def __init__(self) -> None:
-        self.inputs: List[scenario.AgentInput] = []
+        self.inputs: list[scenario.AgentInput] = []
 
     async def call(self, input: scenario.AgentInput) -> str:
         self.inputs.append(input)
@@ -23,7 +23,7 @@ class SyncEchoAgent(scenario.AgentAdapter):
     """Plain-def agent that records the thread it ran on."""
 
     def __init__(self) -> None:
-        self.threads: List[str] = []
+        self.threads: list[str] = []
 
     def call(self, input: scenario.AgentInput) -> str:
         self.threads.append(threading.current_thread().name)

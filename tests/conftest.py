@@ -10,7 +10,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import pytest
 
 import scenario
-from scenario.config import reset_configuration
+from scenario.settings import reset_configuration
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,7 @@ def model_config(mock_server) -> scenario.ModelConfig:
 @pytest.fixture(autouse=True)
 def _clean_configuration():
     """Each test starts from default settings with fast retries, and leaves none behind."""
-    from scenario.retry import RetryPolicy
+    from scenario.llm.retry import RetryPolicy
 
     reset_configuration()
     scenario.configure(retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from agents_for_tests import EchoAgent
 
 import scenario
 
-from agents_for_tests import EchoAgent
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("execute", [scenario.run, scenario.arun], ids=["run", "arun"])

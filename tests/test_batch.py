@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, List
+from typing import Any
 
 import pytest
 
@@ -166,7 +166,7 @@ async def test_each_variant_runs_every_scenario_with_its_own_agent(configured):
 @pytest.mark.parametrize("executor", EXECUTORS)
 async def test_no_state_leaks_between_1000_runs(executor):
     shared = Echo()  # given as an instance: every run must get its own copy
-    seen: List[str] = []
+    seen: list[str] = []
 
     def check(state: scenario.ScenarioState) -> None:
         # A fresh agent has answered exactly once in this run, and the conversation is this run's.
@@ -183,7 +183,7 @@ async def test_no_state_leaks_between_1000_runs(executor):
 
 @pytest.mark.asyncio
 async def test_factories_are_called_for_every_run_and_library_agents_are_shared(configured):
-    made: List[Echo] = []
+    made: list[Echo] = []
 
     def factory() -> Echo:
         agent = Echo()
@@ -240,7 +240,7 @@ async def test_every_strategy_bounds_runs_in_flight(executor, strategy):
 
 @pytest.mark.asyncio
 async def test_thread_executor_workers_are_bounded_by_the_resource_guard():
-    from scenario import worker_pool
+    from scenario.runtime import worker_pool
 
     Gauge.reset()
     scenario.configure(max_workers=4)
@@ -255,7 +255,7 @@ async def test_thread_executor_workers_are_bounded_by_the_resource_guard():
 
 @pytest.mark.asyncio
 async def test_plain_gather_of_run_and_arun_stays_bounded(configured):
-    from scenario import worker_pool
+    from scenario.runtime import worker_pool
 
     scenario.configure(max_workers=6)
     worker_pool.shutdown()
@@ -321,7 +321,7 @@ async def test_4xx_is_never_retried(configured):
 
 @pytest.mark.asyncio
 async def test_agent_errors_are_recorded_and_a_bug_is_not_rerun(configured):
-    calls: List[int] = []
+    calls: list[int] = []
 
     class Flaky(scenario.AgentAdapter):
         async def call(self, input: scenario.AgentInput) -> str:
@@ -396,7 +396,7 @@ class Slow(scenario.AgentAdapter):
 @pytest.mark.parametrize("executor", EXECUTORS)
 async def test_fail_fast_cancels_runs_in_flight_and_returns_the_partial_result(executor):
     Slow.started = Slow.unwound = 0
-    finished: List[RunRecord] = []
+    finished: list[RunRecord] = []
     specs = [scripted("slow", agents=Slow), scripted("broken", agents=Raising)]
     result = await run_batch(specs, runs=20, executor=executor, max_concurrency=4, on_error="fail_fast",
                              on_run_finished=finished.append)
@@ -415,7 +415,7 @@ async def test_fail_fast_cancels_runs_in_flight_and_returns_the_partial_result(e
 @pytest.mark.parametrize("executor", EXECUTORS)
 async def test_cancelling_the_batch_mid_way_keeps_finished_runs_and_unwinds_the_rest(executor):
     Slow.started = Slow.unwound = 0
-    finished: List[RunRecord] = []
+    finished: list[RunRecord] = []
     specs = [scripted("fast one", agents=Slow), scripted("slow", agents=Slow)]
     task = asyncio.ensure_future(run_batch(specs, runs=10, executor=executor, max_concurrency=4,
                                            on_run_finished=finished.append))
@@ -435,7 +435,7 @@ async def test_cancelling_the_batch_mid_way_keeps_finished_runs_and_unwinds_the_
 
 @pytest.mark.asyncio
 async def test_on_run_finished_sees_each_record_before_it_is_counted_and_its_error_stops_the_batch():
-    counted: List[int] = []
+    counted: list[int] = []
 
     async def persist(record: RunRecord) -> None:
         counted.append(record.index)
@@ -473,7 +473,7 @@ async def test_on_run_finished_sees_each_record_before_it_is_counted_and_its_err
     ],
 )
 async def test_bad_arguments_fail_before_anything_runs(kwargs, message):
-    made: List[int] = []
+    made: list[int] = []
     spec = scripted("s", agents=lambda: made.append(1) or Echo())
     arguments = {"scenarios": [spec], **kwargs}
     with pytest.raises(scenario.ScenarioConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -541,7 +541,7 @@ async def test_processes_spread_runs_and_stream_records_back_to_the_hook(configu
     # Worker threads keep idle loops between batch runs; the forked workers inherit them and must
     # leave them (and the model loop) working for the parent.
     assert (await run_batch([autopilot("before")], runs=4, executor="thread")).passed
-    finished: List[RunRecord] = []
+    finished: list[RunRecord] = []
     specs = [scripted("a"), scripted("b", agents=Raising)]
     result = await run_batch(specs, runs=6, executor="loop", processes=2, on_run_finished=finished.append)
     assert result.total == 12 and result.passed_runs == 6 and result.error_runs == 6
@@ -556,7 +556,7 @@ async def test_processes_spread_runs_and_stream_records_back_to_the_hook(configu
 @pytest.mark.asyncio
 @pytest.mark.parametrize("executor", EXECUTORS)
 async def test_cancelling_a_multi_process_batch_stops_the_workers_and_keeps_finished_runs(executor):
-    finished: List[RunRecord] = []
+    finished: list[RunRecord] = []
     specs = [scripted("fast one"), scripted("slow", agents=Hangs)]
     task = asyncio.ensure_future(run_batch(specs, runs=4, executor=executor, processes=2, max_concurrency=8,
                                            on_run_finished=finished.append))
@@ -609,7 +609,7 @@ async def test_batch_and_run_spans_carry_status_and_attempts(configured):
 @pytest.mark.asyncio
 @pytest.mark.parametrize("executor", EXECUTORS)
 async def test_rate_limits_pace_the_model_calls_of_every_run(configured, executor):
-    from scenario.rate_limits import get_rate_limiter, set_rate_limits
+    from scenario.concurrency.rate_limits import get_rate_limiter, set_rate_limits
 
     set_rate_limits({"openai/*": scenario.RateLimit(requests_per_minute=600)})
     try:
@@ -660,7 +660,7 @@ def test_ctrl_c_returns_the_partial_result_with_every_finished_run(tmp_path, exe
     script.write_text(CTRL_C_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), executor], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"))
-    lines: List[str] = []
+    lines: list[str] = []
     assert proc.stdout is not None
     deadline = time.monotonic() + 60
     while sum(1 for line in lines if line.startswith("finished")) < 3 and time.monotonic() < deadline:

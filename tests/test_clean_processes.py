@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from agents_for_tests import EchoAgent
 
 import scenario
-from scenario import worker_pool
-from scenario.worker_pool import WorkerPool, at_thread_exit
-
-from agents_for_tests import EchoAgent
+from scenario.runtime import worker_pool
+from scenario.runtime.worker_pool import WorkerPool, at_thread_exit
 
 SCRIPT = [scenario.user("hi"), scenario.agent(), scenario.succeed()]
 
@@ -169,7 +168,7 @@ async def test_loops_kept_by_batch_worker_threads_are_closed_when_the_threads_en
 
 SOAK = r'''
 import asyncio, json, os, sys, threading, time
-from scenario import worker_pool
+from scenario.runtime import worker_pool
 worker_pool.IDLE_TIMEOUT = 0.3
 import scenario
 from scenario.testing import MockLLMServer

@@ -17,11 +17,10 @@ import textwrap
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import List, Tuple
 
 import pytest
 
-from scenario import cli
+from scenario.cli import main as cli
 from scenario.records import run_id
 from scenario.store import ResultStore
 
@@ -110,13 +109,13 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def run_cli(args: List[str], capsys) -> Tuple[int, str, str]:
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     code = cli.main(args)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
 
-def rows(store: Path, suite: str | None = None) -> List[tuple]:
+def rows(store: Path, suite: str | None = None) -> list[tuple]:
     conn = sqlite3.connect(store)
     try:
         sql = "SELECT id, scenario, variant, run_index, status, written_at, writer FROM runs"
@@ -231,7 +230,7 @@ def test_processes_spread_runs_and_the_parent_stores_every_one(in_tmp, capsys):
     assert {r[6] for r in stored} == {stored[0][6]}  # one writer: this process, not the workers
 
 
-def _batch_ids(store: Path) -> List[str]:
+def _batch_ids(store: Path) -> list[str]:
     with ResultStore(store, readonly=True) as opened:
         return [b.id for b in opened.batches()]
 
@@ -283,7 +282,7 @@ def test_errored_runs_run_again_on_resume(in_tmp, capsys):
     flag.unlink()
     # The batch finished (with errors): --resume alone looks for an interrupted one and says how to go on.
     code, _, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--resume"], capsys)
-    assert code == 2 and f"no interrupted batch of suite 'shop'" in err and f"by id ({batch_id})" in err
+    assert code == 2 and "no interrupted batch of suite 'shop'" in err and f"by id ({batch_id})" in err
     code, out, err = run_cli(["run", str(suite), "--mock", "--store", "r.db", "--resume", batch_id], capsys)
     assert code == 0, out + err
     assert "0 of 4 runs kept; running 4: 4 ended on an error or timeout" in err
@@ -486,7 +485,7 @@ def test_report_command_formats(in_tmp, capsys):
 # Interruption, kill and resume, concurrent jobs: real processes
 
 
-def _command() -> List[str]:
+def _command() -> list[str]:
     return [sys.executable, "-m", "scenario.cli"]
 
 
@@ -656,7 +655,7 @@ def test_report_of_an_older_batch_by_id(in_tmp, capsys):
     assert code == 2 and f"--batch nope: no such batch in r.db (latest: {newest}, {older})" in err
 
 
-def _children_of(pid: int) -> List[int]:
+def _children_of(pid: int) -> list[int]:
     """Live child processes of ``pid`` (Linux /proc)."""
     found = []
     for entry in os.listdir("/proc"):
@@ -672,7 +671,7 @@ def _children_of(pid: int) -> List[int]:
     return found
 
 
-def _alive(pids: List[int]) -> List[int]:
+def _alive(pids: list[int]) -> list[int]:
     alive = []
     for pid in pids:
         try:

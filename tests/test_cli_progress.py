@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from scenario.concurrency import SlidingWindow
-from scenario.progress import BatchProgress, format_duration, use_rich
+from scenario.batch.progress import BatchProgress, format_duration, use_rich
+from scenario.concurrency.strategies import SlidingWindow
 from scenario.records import RunRecord
 from scenario.types import Usage
 
@@ -115,8 +115,8 @@ def test_plain_mode_shows_calls_waiting_to_retry_as_they_happen(monkeypatch):
     """No run finishes while calls sleep before retrying: the ticker still says what is going on."""
     import time
 
-    from scenario import progress as progress_module
-    from scenario.retry import retry_board
+    from scenario.batch import progress as progress_module
+    from scenario.llm.retry import retry_board
 
     monkeypatch.setattr(progress_module, "MIN_TICK", 0.05)
     stream = io.StringIO()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, List
+from typing import Any
 
 import pytest
 
 import scenario
 from scenario.agents.judge_transcript import answer_lookup, condensed_transcript, estimate_tokens
-from scenario.state import render_transcript
+from scenario.engine.state import render_transcript
 from scenario.testing import MockBehavior, MockLLMServer
 
 LONG_REPLY = "Here is a long and detailed answer about your order. " * 120  # ~1600 tokens
@@ -25,7 +25,7 @@ class RecordingMock(MockLLMServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.judge_requests: List[Any] = []
+        self.judge_requests: list[Any] = []
 
     def _completion_body(self, parsed: Any, reply: Any) -> bytes:
         if parsed.role == "judge":
@@ -33,7 +33,7 @@ class RecordingMock(MockLLMServer):
         return super()._completion_body(parsed, reply)
 
 
-def _long_script(exchanges: int = 6) -> List[Any]:
+def _long_script(exchanges: int = 6) -> list[Any]:
     steps = [s for i in range(exchanges) for s in (scenario.user(f"question {i}"), scenario.agent())]
     return steps + [scenario.judge()]
 

@@ -45,7 +45,7 @@ PEER_MODULES = {
         "ChatCompletionSystemMessageParamWithTrace", "ChatCompletionToolMessageParamWithTrace",
         "ChatCompletionUserMessageParamWithTrace",
     ],
-    "scenario.config": ["ModelConfig", "ScenarioConfig", "LangWatchSettings"],
+    "scenario.settings": ["ModelConfig", "ScenarioConfig", "LangWatchSettings"],
     "scenario.scenario_state": ["ScenarioState", "ToolCalls", "TraceView", "TurnView"],
     "scenario.script": ["agent", "fail", "judge", "message", "proceed", "succeed", "user"],
     "scenario.judge_agent": ["JudgeAgent"],
@@ -99,10 +99,10 @@ def test_star_import_gives_every_peer_name():
 def test_module_paths_are_the_same_objects_as_the_top_level_names():
     from scenario.agent_adapter import AgentAdapter
     from scenario.cache import scenario_cache
-    from scenario.config import ModelConfig, ScenarioConfig
     from scenario.judge_agent import JudgeAgent
     from scenario.red_team_agent import RedTeamAgent
     from scenario.scenario_state import ScenarioState
+    from scenario.settings import ModelConfig, ScenarioConfig
     from scenario.types import AgentInput, ScenarioResult
     from scenario.user_simulator_agent import UserSimulatorAgent
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from test_pytest_plugin import no_internal_error, report, rows_by_test, run, suite  # noqa: F401  (fixtures)
 
 pytest_plugins = ["pytester"]

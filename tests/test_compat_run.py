@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, List
+from typing import Any
 
 import pytest
-
-import scenario
-from scenario.peer_keywords import NoEffectWarning, reset_warnings
-
 from agents_for_tests import EXECUTORS, EchoAgent
 from test_telemetry import app_provider, spans  # noqa: F401  (fixtures)
+
+import scenario
+from scenario.compat.peer_keywords import NoEffectWarning, reset_warnings
 
 PLATFORM_KEYWORDS = {
     "fetch_remote_traces": True,
@@ -31,7 +30,7 @@ def _fresh_warnings():
     reset_warnings()
 
 
-def _script() -> List[Any]:
+def _script() -> list[Any]:
     return [scenario.user("hi"), scenario.agent(), scenario.succeed("done")]
 
 
@@ -226,7 +225,7 @@ async def test_persona_reaches_the_simulator_prompt(configured, mock_server):
 
     class Spy(UserSimulatorAgent):
         async def call(self, input):  # type: ignore[override]
-            from scenario import models
+            from scenario.llm import client as models
 
             original = models.complete
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from agents_for_tests import EXECUTORS
 
 import scenario
-
-from agents_for_tests import EXECUTORS
 
 
 @pytest.fixture(params=sorted(EXECUTORS))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import Any, Dict, List
+from typing import Any
 
 import httpx
 import litellm
@@ -45,8 +45,8 @@ class WeatherAgent(scenario.AgentAdapter):
         self.base_url = base_url
 
     def call(self, input: scenario.AgentInput) -> scenario.AgentReturnTypes:
-        messages: List[Dict[str, Any]] = [{"role": "system", "content": "You are a weather assistant."}, *input.messages]
-        new: List[Dict[str, Any]] = []
+        messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a weather assistant."}, *input.messages]
+        new: list[dict[str, Any]] = []
         for _ in range(3):
             response = litellm.completion(model="openai/gpt-4o-mini", api_base=self.base_url, api_key="mock",
                                           messages=messages + new, tools=WEATHER_TOOLS, timeout=10)
@@ -162,7 +162,7 @@ async def test_custom_deterministic_judge_decides(executor, configured):
 # -- scripts with inline checkpoints -----------------------------------------------------------------
 @pytest.mark.asyncio
 async def test_script_with_inline_checkpoints_and_proceed(configured):
-    turns: List[int] = []
+    turns: list[int] = []
     result = await scenario.run(
         name="checkpoints", description="A customer asks for a refund.",
         agents=[EchoAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent()],
@@ -184,13 +184,13 @@ class RemoteAgentServer:
     """A local HTTP agent answering in JSON, SSE or a chunked text stream (on 127.0.0.1)."""
 
     def __init__(self) -> None:
-        self.headers: List[Dict[str, str]] = []
+        self.headers: list[dict[str, str]] = []
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self.port = 0
 
-    def __enter__(self) -> "RemoteAgentServer":
+    def __enter__(self) -> RemoteAgentServer:
         self._thread.start()
         assert self._ready.wait(10), "remote agent server did not start"
         return self
@@ -300,7 +300,7 @@ async def test_remote_http_agent(kind, executor, configured, remote_agent_server
 @pytest.mark.asyncio
 @pytest.mark.parametrize("executor", ["run", "arun"])
 async def test_gateway_clients_with_custom_headers_sync_and_async(executor, mock_server):
-    seen: List[tuple] = []
+    seen: list[tuple] = []
 
     async def async_hook(request: httpx.Request) -> None:
         seen.append(("judge", request.headers.get("ocp-apim-subscription-key")))
@@ -360,7 +360,7 @@ def test_the_gateway_client_example_runs_offline():
 
 @pytest.mark.asyncio
 async def test_a_wrapper_client_set_once_with_configure_serves_every_agent(mock_server):
-    models_sent: List[str] = []
+    models_sent: list[str] = []
 
     class Wrapper:
         """A hand-written OpenAI-compatible client around the SDK (what some gateways need)."""
@@ -384,10 +384,10 @@ async def test_a_wrapper_client_set_once_with_configure_serves_every_agent(mock_
 @pytest.mark.asyncio
 async def test_cached_agent_functions_replay_litellm_messages_as_messages(tmp_path, mock_server):
     scenario.configure(cache_dir=str(tmp_path))
-    calls: List[int] = []
+    calls: list[int] = []
 
     @scenario.cache()
-    def shopping_agent(messages: List[Dict[str, Any]]) -> List[Any]:
+    def shopping_agent(messages: list[dict[str, Any]]) -> list[Any]:
         calls.append(1)
         response = litellm.completion(model="openai/gpt-4o-mini", api_base=mock_server.base_url, api_key="mock",
                                       messages=messages, timeout=10)
@@ -409,7 +409,7 @@ async def test_cached_agent_functions_replay_litellm_messages_as_messages(tmp_pa
 @pytest.mark.parametrize("executor", ["run", "arun"])
 async def test_cache_on_an_adapters_call_replays_across_runs(executor, tmp_path):
     scenario.configure(cache_dir=str(tmp_path))
-    bodies: List[str] = []
+    bodies: list[str] = []
 
     class Cached(scenario.AgentAdapter):
         @scenario.cache()

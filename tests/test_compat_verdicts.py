@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from agents_for_tests import EXECUTORS, EchoAgent
 
 import scenario
-from scenario import models
 from scenario.agents.judge import parse_verdict
-
-from agents_for_tests import EXECUTORS, EchoAgent
+from scenario.llm import client as models
 
 UNDECIDED = "Agent mentions the tracking link [mock:inconclusive]"
 FAILING = "Agent offers a refund [mock:fail]"
@@ -86,7 +85,7 @@ async def test_all_criteria_passed_still_succeeds(execute, configured):
 
 @pytest.mark.asyncio
 async def test_pytest_failure_text_names_the_inconclusive_criterion(configured):
-    from scenario.failure_text import explain
+    from scenario.reports.failure_text import explain
 
     result = await scenario.arun(name="explain", description="d", agents=team([UNDECIDED]), max_turns=2)
     text = explain(result)

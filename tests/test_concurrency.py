@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from scenario import resources
-from scenario.concurrency import (
+from scenario.concurrency import resources
+from scenario.concurrency.strategies import (
     Adaptive,
     ConcurrencyStrategy,
     SlidingWindow,
@@ -737,7 +737,7 @@ async def test_notify_reaches_current_strategy_also_from_worker_threads():
 
 @pytest.mark.asyncio
 async def test_call_with_retries_reports_rate_limits_to_current_strategy():
-    from scenario.retry import RetryPolicy, call_with_retries
+    from scenario.llm.retry import RetryPolicy, call_with_retries
 
     class Fake429(Exception):
         status_code = 429

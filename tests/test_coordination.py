@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, List, Tuple
+from typing import Any
 
 import pytest
 
 import scenario
 from scenario.batch import Scenario, run_batch
-from scenario.rate_limits import (
+from scenario.concurrency.rate_limits import (
     CoordinatedLimiter,
     PermitSource,
     RateLimit,
@@ -38,7 +38,7 @@ class FakeCoordinator(PermitSource):
     def __init__(self, limit: RateLimit, *, hang: bool = False) -> None:
         self.limiter = RateLimiter(limit)
         self.hang = hang
-        self.calls: List[Tuple[Any, ...]] = []
+        self.calls: list[tuple[Any, ...]] = []
 
     async def reserve(self, key: str, tokens: int) -> float:
         self.calls.append(("reserve", key, tokens))
@@ -93,7 +93,7 @@ async def test_an_unreachable_coordinator_falls_back_to_an_even_share_with_a_war
     coordinate_rate_limits(FakeCoordinator(RateLimit(requests_per_minute=120), hang=True), parts=4)
     limiter = get_rate_limiter("openai/gpt-4o-mini")
     limiter._timeout = 0.05  # noqa: SLF001 - the default waits seconds
-    with caplog.at_level(logging.WARNING, logger="scenario.rate_limits"):
+    with caplog.at_level(logging.WARNING, logger="scenario.concurrency.rate_limits"):
         waited = await limiter.acquire()
     assert limiter.fallen_back
     # 1/4 of 120/min, starting drained: the next permit is 2 s away, never a burst over the quota.
@@ -158,7 +158,7 @@ async def test_a_workers_run_spans_continue_the_callers_trace_from_its_tracepare
         driver_span = provider.get_tracer("test").start_span("caller")
         carrier = traceparent_of(driver_span)
         assert set(carrier) == {"traceparent"}
-        sent: List[Any] = []
+        sent: list[Any] = []
         session = WorkerSession(config, sent.append, parent_from_traceparent(carrier))
         await asyncio.wait({session.start(config.units[0])})
         driver_span.end()
@@ -187,7 +187,7 @@ async def test_a_worker_process_signalled_alone_hands_its_runs_back_and_each_run
             await asyncio.sleep(0.2)
             return "ok"
 
-    seen: List[Any] = []
+    seen: list[Any] = []
     spec = Scenario(name="slow", description="d", agents=[Slow], script=[scenario.user("hi"), scenario.agent(),
                                                                         scenario.succeed()])
     task = asyncio.ensure_future(run_batch([spec], runs=30, processes=2, executor="loop", max_concurrency=6,

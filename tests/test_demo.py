@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
-import scenario
 from scenario import demo
 from scenario.store import ResultStore
 

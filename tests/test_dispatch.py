@@ -13,7 +13,8 @@ import asyncio
 import random
 import threading
 import time
-from typing import Any, Collection, Dict, List, Optional, Set
+from collections.abc import Collection
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ class Echo(scenario.AgentAdapter):
         return "ok"
 
 
-def specs(*names: str) -> List[Scenario]:
+def specs(*names: str) -> list[Scenario]:
     return [Scenario(name=n, description="d", agents=[Echo], script=[scenario.user("hi"), scenario.succeed()])
             for n in names]
 
@@ -52,14 +53,14 @@ class FakeBackend(Backend):
         self.cancel_on_worker = set(cancel_on_worker)
         self.rate_limited = rate_limited
         self.random = random.Random(seed)
-        self.submitted: List[str] = []
-        self.cancel_requests: List[List[str]] = []
-        self.out: Set[str] = set()
+        self.submitted: list[str] = []
+        self.cancel_requests: list[list[str]] = []
+        self.out: set[str] = set()
         self.max_out = 0
-        self.units: Dict[str, Any] = {}
+        self.units: dict[str, Any] = {}
         self.started = self.closed = False
         self.lock = threading.Lock()
-        self.timers: List[threading.Timer] = []
+        self.timers: list[threading.Timer] = []
 
     async def start(self, config: Any, parent_span: Any) -> None:
         self.started = True
@@ -89,7 +90,7 @@ class FakeBackend(Backend):
             self.max_out = max(self.max_out, len(self.out))
         first = self.submitted.count(run_id) == 1
         if run_id in self.lose_always or (first and run_id in self.lose_first):
-            events: List[Any] = [Lost([run_id], f"w{len(self.submitted)}", "killed by the test")]
+            events: list[Any] = [Lost([run_id], f"w{len(self.submitted)}", "killed by the test")]
             if self.late_record_after_loss:
                 events.append(Finished(self._record(run_id), "ghost"))
             with self.lock:
@@ -105,7 +106,7 @@ class FakeBackend(Backend):
         if unit.scenario.name in self.hang:
             return  # finishes only when cancelled (or never, with ignore_cancel)
         status = "error" if unit.scenario.name in self.errors else "passed"
-        extra: Dict[str, Any] = {"error_type": "RuntimeError", "error_message": "boom"} if status == "error" else {}
+        extra: dict[str, Any] = {"error_type": "RuntimeError", "error_message": "boom"} if status == "error" else {}
         events = [Feedback("rate_limited", 1.0)] * self.rate_limited + [Finished(self._record(run_id, status, **extra))]
         with self.lock:
             self.out.discard(run_id)
@@ -133,7 +134,7 @@ class FakeBackend(Backend):
 
 @pytest.mark.asyncio
 async def test_every_run_is_delivered_once_in_arrival_order_and_returned_in_plan_order():
-    seen: List[RunRecord] = []
+    seen: list[RunRecord] = []
     backend = FakeBackend()
     result = await run_batch(specs("a", "b", "c"), runs=10, backend=backend, max_concurrency=5,
                              on_run_finished=seen.append)
@@ -148,7 +149,7 @@ async def test_every_run_is_delivered_once_in_arrival_order_and_returned_in_plan
 
 @pytest.mark.asyncio
 async def test_duplicate_records_are_dropped_by_run_id_and_counted():
-    seen: List[RunRecord] = []
+    seen: list[RunRecord] = []
     result = await run_batch(specs("a", "b"), runs=5, backend=FakeBackend(duplicate=True), on_run_finished=seen.append)
     assert len(seen) == 10 == len({r.id for r in seen})
     # Every record is followed by its duplicate on the driver's queue. The driver stops listening
@@ -161,7 +162,7 @@ async def test_duplicate_records_are_dropped_by_run_id_and_counted():
 async def test_runs_of_a_lost_worker_are_sent_again_and_a_late_record_from_it_is_dropped():
     plan = {r.id: r for r in (await run_batch(specs("a", "b"), runs=3, executor="loop")).runs}
     lost = sorted(plan)[:3]
-    seen: List[RunRecord] = []
+    seen: list[RunRecord] = []
     backend = FakeBackend(lose_first=lost, late_record_after_loss=True)
     result = await run_batch(specs("a", "b"), runs=3, backend=backend, on_run_finished=seen.append)
     assert len(seen) == 6 == len({r.id for r in seen}) and result.passed_runs == 6
@@ -176,7 +177,7 @@ async def test_runs_of_a_lost_worker_are_sent_again_and_a_late_record_from_it_is
 async def test_a_run_lost_more_often_than_infra_retries_is_recorded_as_worker_lost():
     plan = (await run_batch(specs("a"), runs=2, executor="loop")).runs
     doomed = plan[0].id
-    seen: List[RunRecord] = []
+    seen: list[RunRecord] = []
     backend = FakeBackend(lose_always=[doomed], infra_retries=1)
     result = await run_batch(specs("a"), runs=2, backend=backend, on_run_finished=seen.append)
     assert backend.submitted.count(doomed) == 2  # the first send and one re-send
@@ -210,7 +211,7 @@ async def test_fail_fast_cancels_the_runs_out_and_submits_nothing_more():
 
 @pytest.mark.asyncio
 async def test_cancelling_the_batch_collects_cancelled_records_from_the_workers():
-    seen: List[RunRecord] = []
+    seen: list[RunRecord] = []
     backend = FakeBackend(hang={"slow"})
     task = asyncio.ensure_future(run_batch(specs("fast", "slow"), runs=3, backend=backend, max_concurrency=6,
                                            on_run_finished=seen.append))
@@ -249,7 +250,7 @@ async def test_feedback_from_workers_reaches_the_batch_strategy():
 
 @pytest.mark.asyncio
 async def test_a_hook_that_raises_stops_the_batch_and_propagates():
-    calls: List[str] = []
+    calls: list[str] = []
 
     def hook(record: RunRecord) -> None:
         calls.append(record.id)

@@ -27,11 +27,11 @@ import ast
 import asyncio
 import inspect
 import re
-import tomllib
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import pytest
+import tomllib
 import yaml
 
 import scenario
@@ -44,12 +44,12 @@ MARKER = re.compile(r"<!--\s*illustrative:(.*?)-->\s*$")
 pytest_plugins = ["pytester"]
 
 
-def pages() -> List[str]:
+def pages() -> list[str]:
     found = ["README.md"] + sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))
     return [page for page in found if page not in COVERED_ELSEWHERE]
 
 
-def blocks(page: str) -> List[Tuple[int, str, str, str]]:
+def blocks(page: str) -> list[tuple[int, str, str, str]]:
     """(line, language, code, illustrative reason or "") for every block of a page."""
     text = (REPO / page).read_text()
     found = []
@@ -97,7 +97,7 @@ def reader_env(tmp_path, monkeypatch, mock_server):
 
 @pytest.mark.parametrize("page", pages())
 def test_every_block_of_the_page_runs_or_says_why_not(page: str, reader_env: Any) -> None:
-    namespace: Dict[str, Any] = {"__name__": "doc_snippet", "MyAgent": MyAgent, "my_agent": _ReadersAgent(),
+    namespace: dict[str, Any] = {"__name__": "doc_snippet", "MyAgent": MyAgent, "my_agent": _ReadersAgent(),
                                  "MODEL_BASE_URL": reader_env.base_url}
     if page in SETUP:
         SETUP[page]()
@@ -122,7 +122,7 @@ def test_illustrative_markers_give_a_reason() -> None:
                 assert match and len(match.group(1).strip()) >= 10, f"{page}:{number}: say why the block cannot run"
 
 
-def _run_python(code: str, where: str, namespace: Dict[str, Any]) -> None:
+def _run_python(code: str, where: str, namespace: dict[str, Any]) -> None:
     compiled = compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     value = eval(compiled, namespace)  # noqa: S307 - our own documentation
     if inspect.isawaitable(value):
@@ -168,7 +168,7 @@ class MyAgent(scenario.AgentAdapter):
 TEST_DEF = re.compile(r"^(async )?def test_", re.MULTILINE)
 
 
-def _blocks_with_tests() -> List[Any]:
+def _blocks_with_tests() -> list[Any]:
     found = []
     for page in pages():
         for line, language, code, illustrative in blocks(page):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from agents_for_tests import EXECUTORS, EchoAgent, RaisingAgent, ReturnsAgent, SyncEchoAgent
 
 import scenario
 from scenario.types import AgentRole
-
-from agents_for_tests import EXECUTORS, EchoAgent, RaisingAgent, ReturnsAgent, SyncEchoAgent
 
 pytestmark = pytest.mark.asyncio
 

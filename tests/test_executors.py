@@ -9,10 +9,9 @@ import logging
 import threading
 
 import pytest
+from agents_for_tests import EchoAgent
 
 import scenario
-
-from agents_for_tests import EchoAgent
 
 pytestmark = pytest.mark.asyncio
 
@@ -166,7 +165,7 @@ async def test_200_concurrent_scenarios_each_executor_no_cross_talk(configured, 
 
 
 async def test_worker_pool_is_shared_and_bounded():
-    from scenario import worker_pool
+    from scenario.runtime import worker_pool
 
     pool = worker_pool.get_pool()
     await scenario.run(name="x", description="d", agents=[EchoAgent()], script=SCRIPT)

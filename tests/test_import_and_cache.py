@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from agents_for_tests import EchoAgent
 
 import scenario
-
-from agents_for_tests import EchoAgent
 
 
 def test_import_has_no_global_side_effects():
@@ -32,7 +31,7 @@ def test_litellm_import_restores_environment():
     code = (
         "import os\n"
         "os.environ.pop('LITELLM_LOCAL_MODEL_COST_MAP', None)\n"
-        "from scenario.models import litellm_module\n"
+        "from scenario.llm.client import litellm_module\n"
         "litellm_module()\n"
         "print('LITELLM_LOCAL_MODEL_COST_MAP' in os.environ)\n"
     )

@@ -17,8 +17,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -26,11 +27,7 @@ import litellm  # noqa: E402
 import pytest  # noqa: E402
 
 from scenario.testing import MockBehavior, MockLLMServer  # noqa: E402
-from scenario.testing.mock_behavior import (  # noqa: E402
-    extract_description,
-    parse_markers,
-    parse_request,
-)
+from scenario.testing.mock_behavior import extract_description, parse_markers, parse_request
 
 litellm.suppress_debug_info = True  # no "Give Feedback" banners on expected errors
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 import scenario
-from scenario.config import DEFAULT_MODEL_TIMEOUT
-from scenario.model_errors import redact_url
-from scenario.retry import RetryPolicy, retry_board
+from scenario.llm.classify import redact_url
+from scenario.llm.retry import RetryPolicy, retry_board
+from scenario.settings import DEFAULT_MODEL_TIMEOUT
 from scenario.testing import MockBehavior, MockLLMServer
 
 
@@ -143,7 +143,7 @@ async def test_failed_calls_print_no_litellm_banner(server, capfd):
 
 
 def test_litellm_logging_worker_errors_are_dropped_but_other_records_pass(caplog):
-    from scenario.models import litellm_module
+    from scenario.llm.client import litellm_module
 
     litellm_module()
     logger = logging.getLogger("LiteLLM")

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from scenario.models import ModelLoop
+from scenario.llm.client import ModelLoop
 
 pytestmark = pytest.mark.asyncio
 

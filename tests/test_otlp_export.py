@@ -18,17 +18,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from agents_for_tests import EchoAgent
 from opentelemetry import trace
 from opentelemetry.util._once import Once
 
 import scenario
-from scenario import telemetry
-from scenario.telemetry_tree import SpanNode, build_forest, read_phoenix_spans, render_tree
-
-from agents_for_tests import EchoAgent
+from scenario.telemetry import tracer as telemetry
+from scenario.telemetry.tree import SpanNode, build_forest, read_phoenix_spans, render_tree
 
 STARTUP_TIMEOUT = 180.0
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import pathlib
 import xml.etree.ElementTree as ET
-from typing import Any, Dict
+from typing import Any
 
 import litellm  # noqa: F401  # imported once here: pytester drops modules an inner session imports
 import pytest
 
 import scenario
-from scenario.collector import ResultCollector, collecting
+from scenario.events import ResultCollector, collecting
 
 pytest_plugins = ["pytester"]
 
@@ -66,11 +66,11 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest("-p", "no:cacheprovider", *args)
 
 
-def report(pytester: pytest.Pytester, name: str = "report.json") -> Dict[str, Any]:
+def report(pytester: pytest.Pytester, name: str = "report.json") -> dict[str, Any]:
     return json.loads((pytester.path / name).read_text())
 
 
-def rows_by_test(document: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+def rows_by_test(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {row["nodeid"].split("::", 1)[1]: row for row in document["tests"]}
 
 

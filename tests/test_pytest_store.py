@@ -7,7 +7,7 @@ from typing import Any
 import litellm  # noqa: F401  # imported once here: pytester drops modules an inner session imports
 import pytest
 
-from scenario.cli import main
+from scenario.cli.main import main
 from scenario.records import run_id
 from scenario.store import ResultStore
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from scenario.rate_limits import (
+from scenario.concurrency.rate_limits import (
     RateLimit,
     RateLimiter,
     RateLimits,

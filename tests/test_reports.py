@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from typing import List
 
 import pytest
 
@@ -49,7 +48,7 @@ def record(scenario: str, variant: str, index: int, status: str, *, suite: str =
     )
 
 
-def sample() -> List[RunRecord]:
+def sample() -> list[RunRecord]:
     runs = []
     for i in range(4):  # refund/base: 3 of 4 pass
         runs.append(record("refund", "base", i, "failed" if i == 2 else "passed", duration=1.0 + i))

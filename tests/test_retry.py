@@ -17,7 +17,7 @@ import httpx
 import pytest
 import tenacity
 
-from scenario.retry import (
+from scenario.llm.retry import (
     RetryEvent,
     RetryPolicy,
     call_with_retries,
@@ -177,7 +177,7 @@ def test_cancellation_and_client_errors_are_never_retryable():
 
 def test_import_does_not_pull_in_litellm():
     code = (
-        "import sys; import scenario.retry, scenario.concurrency, scenario.rate_limits, scenario.resources; "
+        "import sys; import scenario.llm.retry, scenario.concurrency.strategies, scenario.concurrency.rate_limits, scenario.concurrency.resources; "
         "print('litellm' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)

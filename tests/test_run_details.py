@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
+from agents_for_tests import EchoAgent
 
 import scenario
 from scenario.testing import MockLLMServer
-
-from agents_for_tests import EchoAgent
 
 
 @pytest.mark.asyncio

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import scenario
-from scenario import models
+from scenario.llm import client as models
 
 pytestmark = pytest.mark.asyncio
 

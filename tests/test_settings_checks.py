@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 import scenario
-from scenario import cli
+from scenario.cli import main as cli
 
 
 class Echo(scenario.AgentAdapter):

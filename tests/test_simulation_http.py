@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from agents_for_tests import EXECUTORS, EchoAgent, SyncEchoAgent
 
 import scenario
 from scenario.testing import MockLLMServer
-
-from agents_for_tests import EXECUTORS, EchoAgent, SyncEchoAgent
 
 pytestmark = pytest.mark.asyncio
 

@@ -15,7 +15,6 @@ import scenario
 from scenario.batch import Scenario, run_batch
 from scenario.records import run_id
 from scenario.store import BatchInfo, ResultStore, StoreError
-
 from tests.test_store import make_record
 
 
@@ -293,7 +292,7 @@ async def test_a_changed_judge_model_or_criterion_changes_the_fingerprint(tmp_pa
 
     base = parts(spec("The agent answers"))
     assert base == parts(spec("The agent answers"))
-    from scenario.fingerprint import changed_parts
+    from scenario.batch.fingerprint import changed_parts
 
     assert changed_parts(base, parts(spec("The agent answers politely"))) == ["criteria"]
     assert changed_parts(base, parts(spec("The agent answers", temperature=0.5))) == ["judge"]
@@ -311,7 +310,7 @@ def test_the_resume_example_runs_offline(tmp_path):
 
 
 def test_a_simulator_persona_is_part_of_the_fingerprint_but_its_address_and_key_are_not():
-    from scenario.fingerprint import fingerprint_parts
+    from scenario.batch.fingerprint import fingerprint_parts
 
     spec = Scenario(name="x", description="d")
     grumpy = fingerprint_parts(spec, [scenario.UserSimulatorAgent(model="openai/x", persona="grumpy")])

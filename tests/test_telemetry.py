@@ -9,9 +9,10 @@ import logging
 import re
 import sys
 import warnings
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import pytest
+from agents_for_tests import EXECUTORS, EchoAgent, RaisingAgent, SyncEchoAgent
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -19,17 +20,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 import scenario
-from scenario import telemetry
-from scenario.telemetry_tree import SpanNode, build_forest, render_tree
+from scenario.telemetry import tracer as telemetry
+from scenario.telemetry.tree import SpanNode, build_forest, render_tree
 from scenario.testing import MockLLMServer
-
-from agents_for_tests import EXECUTORS, EchoAgent, RaisingAgent, SyncEchoAgent
 
 TIMING_AND_ID_ATTRIBUTES = {"scenario.thread_id", "scenario.total_time", "scenario.agent_time"}
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-def _install_global_provider(provider: Any) -> Tuple[Any, Any]:
+def _install_global_provider(provider: Any) -> tuple[Any, Any]:
     """Install ``provider`` as the application's global provider; return what to restore.
 
     The OpenTelemetry API lets a process set its provider once; tests need a fresh one each."""
@@ -41,7 +40,7 @@ def _install_global_provider(provider: Any) -> Tuple[Any, Any]:
     return saved
 
 
-def _restore_global_provider(saved: Tuple[Any, Any]) -> None:
+def _restore_global_provider(saved: tuple[Any, Any]) -> None:
     trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = saved
 
 
@@ -80,15 +79,15 @@ def outer_tracer(app_provider):
     return app_provider[0].get_tracer("the-application")
 
 
-def _agents(criteria: List[str] | None = None, agent: Any = None) -> List[Any]:
+def _agents(criteria: list[str] | None = None, agent: Any = None) -> list[Any]:
     return [agent or EchoAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=criteria or ["is polite"])]
 
 
-def _forest(exporter: InMemorySpanExporter) -> List[SpanNode]:
+def _forest(exporter: InMemorySpanExporter) -> list[SpanNode]:
     return build_forest(exporter.get_finished_spans())
 
 
-def _scenario_roots(exporter: InMemorySpanExporter) -> List[SpanNode]:
+def _scenario_roots(exporter: InMemorySpanExporter) -> list[SpanNode]:
     return [node for root in _forest(exporter) for node in root.walk() if node.name == telemetry.SPAN_RUN]
 
 
@@ -168,7 +167,7 @@ def _without_ids(key: str, value: Any) -> Any:
     return value
 
 
-def _normalise(node: SpanNode) -> Dict[str, Any]:
+def _normalise(node: SpanNode) -> dict[str, Any]:
     """Everything but ids and timings, for comparing trees from two runs."""
     events = []
     for event in node.events:
@@ -186,7 +185,7 @@ def _normalise(node: SpanNode) -> Dict[str, Any]:
     }
 
 
-async def _parity_suite(run: Any) -> Dict[str, scenario.ScenarioResult]:
+async def _parity_suite(run: Any) -> dict[str, scenario.ScenarioResult]:
     """Scripted and autopilot scenarios, passing, failing and erroring."""
     results = {}
     results["autopilot pass"] = await run(
@@ -228,8 +227,8 @@ async def _parity_suite(run: Any) -> Dict[str, scenario.ScenarioResult]:
 
 @pytest.mark.asyncio
 async def test_run_and_arun_produce_the_same_trees(configured, spans):
-    trees: Dict[str, Dict[str, Any]] = {}
-    results: Dict[str, Dict[str, scenario.ScenarioResult]] = {}
+    trees: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, scenario.ScenarioResult]] = {}
     for executor in ("run", "arun"):
         spans.clear()
         results[executor] = await _parity_suite(EXECUTORS[executor])
@@ -253,7 +252,7 @@ async def test_run_and_arun_produce_the_same_trees(configured, spans):
 # -- concurrency ----------------------------------------------------------------------------------
 @pytest.mark.asyncio
 async def test_concurrent_runs_keep_their_own_traces_under_both_executors(configured, spans, outer_tracer):
-    async def one(index: int, run: Any) -> Tuple[int, scenario.ScenarioResult]:
+    async def one(index: int, run: Any) -> tuple[int, scenario.ScenarioResult]:
         with outer_tracer.start_as_current_span(f"caller {index}") as caller:
             result = await run(name=f"s{index}", description=f"Customer number {index}.", agents=_agents())
         return caller.get_span_context().span_id, result
@@ -302,7 +301,7 @@ class _CountingMock(MockLLMServer):
         super().__init__(*args, **kwargs)
         self.reported = {"input": 0, "output": 0}
 
-    def _usage(self, parsed: Any, reply: Any) -> Dict[str, int]:
+    def _usage(self, parsed: Any, reply: Any) -> dict[str, int]:
         usage = super()._usage(parsed, reply)
         self.reported["input"] += usage["prompt_tokens"]
         self.reported["output"] += usage["completion_tokens"]
@@ -400,7 +399,7 @@ async def test_run_timeout_closes_every_span(executor, configured, spans):
 
 
 # -- configuration ----------------------------------------------------------------------------------
-def _count_span_objects(monkeypatch: pytest.MonkeyPatch) -> List[int]:
+def _count_span_objects(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count every span object the OpenTelemetry API or SDK constructs from now on."""
     from opentelemetry.sdk import trace as sdk_trace
     from opentelemetry.trace import span as api_span
@@ -461,12 +460,12 @@ async def test_a_raising_span_processor_never_fails_a_scenario(configured, app_p
             raise RuntimeError("processor on fire")
 
     provider.add_span_processor(Broken(InMemorySpanExporter()))
-    caplog.set_level(logging.WARNING, logger="scenario.telemetry")
+    caplog.set_level(logging.WARNING, logger="scenario.telemetry.tracer")
     telemetry._warned.discard("span")
     for run in (scenario.run, scenario.arun):
         result = await run(name="s", description="d", agents=_agents())
         assert result.success, result.reasoning
-    warnings_logged = [r for r in caplog.records if r.name == "scenario.telemetry"]
+    warnings_logged = [r for r in caplog.records if r.name == "scenario.telemetry.tracer"]
     assert len(warnings_logged) == 1 and "processor on fire" in warnings_logged[0].getMessage()
 
 
@@ -523,7 +522,7 @@ async def test_otlp_to_a_broken_endpoint_drops_spans_with_one_warning(
         telemetry.force_flush(5000)
     finally:
         telemetry.shutdown_private_provider()
-    ours = [r for r in caplog.records if r.name == "scenario.telemetry" and r.levelno >= logging.WARNING]
+    ours = [r for r in caplog.records if r.name == "scenario.telemetry.tracer" and r.levelno >= logging.WARNING]
     assert len(ours) == 1 and f"127.0.0.1:{port}" in ours[0].getMessage()
     exporter_noise = [r for r in caplog.records if r.name.startswith("opentelemetry") and r.levelno >= logging.WARNING]
     assert exporter_noise == []
@@ -534,7 +533,7 @@ async def test_otlp_requested_without_the_exporter_package_warns_once(configured
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
     telemetry._warned.discard("otlp-missing")
     telemetry.shutdown_private_provider()
-    caplog.set_level(logging.WARNING, logger="scenario.telemetry")
+    caplog.set_level(logging.WARNING, logger="scenario.telemetry.tracer")
     made = _count_span_objects(monkeypatch)
     try:
         scenario.configure(tracing="otlp")
@@ -543,7 +542,7 @@ async def test_otlp_requested_without_the_exporter_package_warns_once(configured
     finally:
         telemetry.shutdown_private_provider()
     assert made[0] == 0
-    (record,) = [r for r in caplog.records if r.name == "scenario.telemetry"]
+    (record,) = [r for r in caplog.records if r.name == "scenario.telemetry.tracer"]
     assert "pip install 'scenario[otlp]'" in record.getMessage()
 
 

@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("starlette", reason="the viewer needs the 'view' extra (in the dev extra)")
 
-from scenario.cli import main  # noqa: E402
+from view_data import LONG, SUITE, XSS_IMG, XSS_SCRIPT, fill_store, outage_run_id, refund_run_id  # noqa: E402
+
+from scenario.cli.main import main  # noqa: E402
 from scenario.reports.compare import compare, format_comparison  # noqa: E402
 from scenario.reports.stats import fisher_exact, wilson_interval  # noqa: E402
 from scenario.store import ResultStore  # noqa: E402
-
-from view_data import LONG, SUITE, XSS_IMG, XSS_SCRIPT, fill_store, outage_run_id, refund_run_id  # noqa: E402
 
 
 @pytest.fixture

@@ -24,12 +24,11 @@ import time
 from pathlib import Path
 
 import pytest
+from agents_for_tests import EchoAgent
+from view_data import XSS_SCRIPT, fill_store, refund_run_id
 
 import scenario
 from scenario.testing import MockBehavior, MockLLMServer
-
-from agents_for_tests import EchoAgent
-from view_data import XSS_SCRIPT, fill_store, refund_run_id
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
 

@@ -7,7 +7,6 @@ browser tests add stores filled by real runs on the mock model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
 
 from scenario.records import AttemptInfo, RunRecord, run_id
 from scenario.store import ResultStore
@@ -44,7 +43,7 @@ def make_record(scenario: str, index: int, status: str, *, batch_id: str, hostil
     user_text = f"I want a refund for order {index}"
     if hostile:
         user_text += f" {XSS_SCRIPT} {XSS_IMG} [click me]({XSS_LINK})"
-    messages: List[Dict] = [
+    messages: list[dict] = [
         {"role": "user", "content": user_text},
         {"role": "assistant", "content": "Let me look that up." + (f" {XSS_IMG}" if hostile else ""),
          "tool_calls": [{"id": "call_1", "type": "function",
@@ -87,13 +86,13 @@ def make_record(scenario: str, index: int, status: str, *, batch_id: str, hostil
     return record
 
 
-def fill_store(path: Path, *, batches: int = 2, regress: bool = True, hostile: bool = True) -> List[str]:
+def fill_store(path: Path, *, batches: int = 2, regress: bool = True, hostile: bool = True) -> list[str]:
     """``batches`` finished batches of the shop suite, oldest first; returns their ids.
 
     The first batch passes everything; in later ones (with ``regress``) "refund" fails 8 of 10
     (a regression beyond chance), "greeting" keeps passing and "outage" errors.
     """
-    ids: List[str] = []
+    ids: list[str] = []
     with ResultStore(path) as store:
         for number in range(batches):
             batch = store.start_batch(SUITE, planned=22, info=INFO, batch_id=f"b{number + 1}-{SUITE}")

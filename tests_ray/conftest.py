@@ -23,10 +23,10 @@ os.environ.pop("RAY_ADDRESS", None)
 # makes a local cluster use 127.0.0.1; subprocess drivers inherit it through os.environ.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
-import pytest
+import pytest  # noqa: E402  (the environment above must be set first)
 
-import scenario
-from scenario.config import reset_configuration
+import scenario  # noqa: E402
+from scenario.settings import reset_configuration  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +55,7 @@ def mock_server():
 
 @pytest.fixture(autouse=True)
 def _clean_configuration():
-    from scenario.retry import RetryPolicy
+    from scenario.llm.retry import RetryPolicy
 
     reset_configuration()
     scenario.configure(retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05))

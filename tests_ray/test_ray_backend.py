@@ -11,7 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, List
+from typing import Any
 
 import pytest
 
@@ -48,7 +48,7 @@ def scripted(name: str, agent: Any = Echo) -> Scenario:
                     script=[scenario.user("hi"), scenario.agent(), scenario.succeed()])
 
 
-def worker_pids() -> List[int]:
+def worker_pids() -> list[int]:
     """Live Ray worker processes running our actor (Ray titles them ``ray::ScenarioWorker...``)."""
     found = []
     for entry in os.listdir("/proc"):
@@ -83,7 +83,7 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
 async def test_records_and_rollups_equal_the_in_process_backend(ray_cluster, configured):
     specs = [autopilot("parcel"), autopilot("refund", criteria="Offers a refund [mock:fail]"), scripted("hello")]
     local = await run_batch(specs, runs=3, max_concurrency=4)
-    on_ray: List[RunRecord] = []
+    on_ray: list[RunRecord] = []
     remote = await run_batch(specs, runs=3, max_concurrency=4, backend=Ray(workers=2), on_run_finished=on_ray.append)
 
     assert remote.metadata["backend"] == "ray" and remote.metadata["ray"]["workers"] == 2
@@ -129,7 +129,7 @@ async def test_a_rate_limit_holds_for_the_whole_cluster_with_uneven_workers(ray_
 
 @pytest.mark.asyncio
 async def test_a_worker_killed_mid_batch_loses_no_run_and_duplicates_none(ray_cluster):
-    seen: List[RunRecord] = []
+    seen: list[RunRecord] = []
     before = set(worker_pids())  # actors of earlier batches may still be exiting
     specs = [scripted("a", agent=lambda: Slow(0.3)), scripted("b", agent=lambda: Slow(0.3))]
     task = asyncio.ensure_future(run_batch(specs, runs=20, max_concurrency=8, backend=Ray(workers=2, infra_retries=3),
@@ -214,7 +214,7 @@ def stored_count(suite_dir: Path) -> int:
         return 0
 
 
-def stored(suite_dir: Path) -> List[RunRecord]:
+def stored(suite_dir: Path) -> list[RunRecord]:
     from scenario.store import ResultStore
 
     path = suite_dir / "r.db"

@@ -17,14 +17,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from .. import models
-from ..errors import ScenarioConfigError
-from ..state import render_transcript
-from ..types import AgentInput, AgentRole, CriterionResult, ScenarioResult
-from ._model_agent import ModelBackedAgent
-from .judge_transcript import (
+from scenario.agents.judge_transcript import (
     CONDENSED_NOTE,
     DEFAULT_MAX_DISCOVERY_STEPS,
     DEFAULT_TOKEN_THRESHOLD,
@@ -34,7 +29,13 @@ from .judge_transcript import (
     condensed_transcript,
     estimate_tokens,
 )
-from .adapter import AgentAdapter
+from scenario.agents.model_backed import ModelBackedAgent
+from scenario.engine.adapter import AgentAdapter
+from scenario.engine.state import render_transcript
+from scenario.errors import ScenarioConfigError
+from scenario.llm import client as models
+from scenario.messages import AgentInput, AgentRole
+from scenario.result import CriterionResult, ScenarioResult
 
 DEFAULT_SYSTEM_PROMPT = """You are an impartial judge evaluating a conversation between a user and an AI agent under test.
 
@@ -80,24 +81,24 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
     def __init__(
         self,
         *,
-        criteria: Optional[List[str]] = None,
-        model: Optional[str] = None,
-        api_base: Optional[str] = None,
-        api_key: Optional[str] = None,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        system_prompt: Optional[str] = None,
+        criteria: list[str] | None = None,
+        model: str | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        system_prompt: str | None = None,
         token_threshold: int = DEFAULT_TOKEN_THRESHOLD,
         max_discovery_steps: int = DEFAULT_MAX_DISCOVERY_STEPS,
         span_collector: Any = None,
         remote_trace_fetcher: Any = None,
-        include_audio: Optional[bool] = None,
-        include_timeline: Optional[bool] = None,
-        include_traces: Optional[bool] = None,
-        modality: Optional[str] = None,
+        include_audio: bool | None = None,
+        include_timeline: bool | None = None,
+        include_traces: bool | None = None,
+        modality: str | None = None,
         **litellm_params: Any,
     ) -> None:
-        from ..peer_keywords import warn_step_options
+        from scenario.compat.peer_keywords import warn_step_options
 
         warn_step_options({
             f"JudgeAgent({name}=...)": value
@@ -126,7 +127,7 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
         self.token_threshold = token_threshold
         self.max_discovery_steps = max_discovery_steps
 
-    async def call(self, input: AgentInput) -> Optional[ScenarioResult]:
+    async def call(self, input: AgentInput) -> ScenarioResult | None:
         request = input.judgment_request
         criteria = list(request.criteria) if request is not None and request.criteria else self.criteria
         if not criteria:
@@ -154,7 +155,7 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
             content += f"\n\n{CONDENSED_NOTE}"
         if request is not None and request.additional_context:
             content += f"\n\n<additional_context>\n{request.additional_context}\n</additional_context>"
-        messages: List[Dict[str, Any]] = [{"role": "system", "content": prompt}, {"role": "user", "content": content}]
+        messages: list[dict[str, Any]] = [{"role": "system", "content": prompt}, {"role": "user", "content": content}]
         forced = request is not None
         lookups_left = self.max_discovery_steps if condensed else 0
         while True:
@@ -182,7 +183,7 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
         return parse_verdict(response, keys, criteria, forced=forced, messages=input.messages)
 
 
-CONTINUE_TOOL: Dict[str, Any] = {
+CONTINUE_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "continue_test",
@@ -192,7 +193,7 @@ CONTINUE_TOOL: Dict[str, Any] = {
 }
 
 
-def criterion_keys(criteria: List[str]) -> List[str]:
+def criterion_keys(criteria: list[str]) -> list[str]:
     """Readable, unique, schema-safe property names: ``1_agent_asks_for_order_number``."""
     keys = []
     for index, criterion in enumerate(criteria, start=1):
@@ -201,7 +202,7 @@ def criterion_keys(criteria: List[str]) -> List[str]:
     return keys
 
 
-def finish_test_tool(keys: List[str], criteria: List[str]) -> Dict[str, Any]:
+def finish_test_tool(keys: list[str], criteria: list[str]) -> dict[str, Any]:
     properties = {
         key: {
             "type": "object",
@@ -236,8 +237,8 @@ class JudgeVerdictError(ValueError):
 
 
 def parse_verdict(
-    response: "models.ModelResponse", keys: List[str], criteria: List[str], *, forced: bool, messages: List[Dict[str, Any]]
-) -> Optional[ScenarioResult]:
+    response: models.ModelResponse, keys: list[str], criteria: list[str], *, forced: bool, messages: list[dict[str, Any]]
+) -> ScenarioResult | None:
     """A ScenarioResult from ``finish_test``, None for ``continue_test`` (or plain text when not forced)."""
     finish = next((c for c in response.tool_calls if c["function"]["name"] == "finish_test"), None)
     if finish is None:
@@ -258,7 +259,7 @@ def parse_verdict(
             f"({exc}): {finish['function']['arguments']!r:.300}"
         ) from exc
     given = arguments.get("criteria") or {}
-    results: List[CriterionResult] = []
+    results: list[CriterionResult] = []
     for key, criterion in zip(keys, criteria):
         entry = given.get(key) if isinstance(given, dict) else None
         if isinstance(entry, str):  # some models flatten to {"key": "passed"}
@@ -287,7 +288,7 @@ def parse_verdict(
     )
 
 
-def _verdict_reasoning(judge: Optional[str], failed: List[str], inconclusive: List[str], any_criteria: bool) -> Optional[str]:
+def _verdict_reasoning(judge: str | None, failed: list[str], inconclusive: list[str], any_criteria: bool) -> str | None:
     """The judge's own reasoning, led by why the run did not pass when that is not a failed criterion."""
     if not any_criteria:
         lead = "Not passed: the judge ruled on no criteria, so nothing was shown to be met."

@@ -20,9 +20,9 @@ budget (the threshold is a budget, not a hard model limit).
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
-from ..state import message_text
+from scenario.engine.state import message_text
 
 CHARS_PER_TOKEN = 4
 DEFAULT_TOKEN_THRESHOLD = 8192
@@ -32,7 +32,7 @@ _MAX_PREVIEW = 400
 
 LOOKUP_NAMES = ("read_messages", "search_messages")
 
-LOOKUP_TOOLS: List[Dict[str, Any]] = [
+LOOKUP_TOOLS: list[dict[str, Any]] = [
     {
         "type": "function",
         "function": {
@@ -71,7 +71,7 @@ def estimate_tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN
 
 
-def condensed_transcript(messages: List[Dict[str, Any]], token_threshold: int) -> str:
+def condensed_transcript(messages: list[dict[str, Any]], token_threshold: int) -> str:
     """The transcript cut to about three quarters of ``token_threshold`` (see module doc)."""
     budget = token_threshold * CHARS_PER_TOKEN * 3 // 4
     texts = [message_text(m) for m in messages]
@@ -82,7 +82,7 @@ def condensed_transcript(messages: List[Dict[str, Any]], token_threshold: int) -
     # Too many messages even as previews: keep the opening exchange and as much of the end as fits.
     head = lines[:2]
     room = budget - sum(len(line) + 1 for line in head) - 80
-    tail: List[str] = []
+    tail: list[str] = []
     for line in reversed(lines[2:]):
         if room - len(line) - 1 < 0:
             break
@@ -93,14 +93,14 @@ def condensed_transcript(messages: List[Dict[str, Any]], token_threshold: int) -
     return "\n".join([*head, omitted, *tail])
 
 
-def _preview_line(index: int, message: Dict[str, Any], text: str, preview: int) -> str:
+def _preview_line(index: int, message: dict[str, Any], text: str, preview: int) -> str:
     role = message.get("role", "unknown")
     shown = text if len(text) <= preview else text[:preview] + "..."
     # role stays the first attribute: tools that scan transcripts match <message role="...">.
     return f'<message role="{role}" index="{index}" chars="{len(text)}">{shown}</message>'
 
 
-def answer_lookup(call: Dict[str, Any], messages: List[Dict[str, Any]], token_threshold: int) -> str:
+def answer_lookup(call: dict[str, Any], messages: list[dict[str, Any]], token_threshold: int) -> str:
     """The tool result for one lookup call (always a string; bad arguments get an explanation)."""
     function = call.get("function") or {}
     limit = token_threshold * CHARS_PER_TOKEN // 4
@@ -115,10 +115,10 @@ def answer_lookup(call: Dict[str, Any], messages: List[Dict[str, Any]], token_th
     return _search(arguments.get("query"), messages, limit)
 
 
-def _read(indices: Any, messages: List[Dict[str, Any]], limit: int) -> str:
+def _read(indices: Any, messages: list[dict[str, Any]], limit: int) -> str:
     if not isinstance(indices, list) or not all(isinstance(i, int) for i in indices):
         return f"indices must be a list of integers between 0 and {len(messages) - 1}."
-    parts: List[str] = []
+    parts: list[str] = []
     used = 0
     for index in indices:
         if not 0 <= index < len(messages):
@@ -134,11 +134,11 @@ def _read(indices: Any, messages: List[Dict[str, Any]], limit: int) -> str:
     return "\n\n".join(parts)
 
 
-def _search(query: Any, messages: List[Dict[str, Any]], limit: int) -> str:
+def _search(query: Any, messages: list[dict[str, Any]], limit: int) -> str:
     if not isinstance(query, str) or not query.strip():
         return "query must be a non-empty string."
     needle = query.lower()
-    hits: List[Tuple[int, str]] = []
+    hits: list[tuple[int, str]] = []
     for index, message in enumerate(messages):
         text = message_text(message)
         at = text.lower().find(needle)

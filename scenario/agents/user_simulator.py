@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from .. import models
-from ..state import message_text
-from ..types import AgentInput, AgentRole
-from ._model_agent import ModelBackedAgent
-from .adapter import AgentAdapter
+from scenario.agents.model_backed import ModelBackedAgent
+from scenario.engine.adapter import AgentAdapter
+from scenario.engine.state import message_text
+from scenario.llm import client as models
+from scenario.messages import AgentInput, AgentRole
 
 DEFAULT_SYSTEM_PROMPT = """You are a user simulator testing an AI agent. You play the user described below, talking to the agent.
 
@@ -44,20 +44,20 @@ class UserSimulatorAgent(AgentAdapter, ModelBackedAgent):
     def __init__(
         self,
         *,
-        model: Optional[str] = None,
-        api_base: Optional[str] = None,
-        api_key: Optional[str] = None,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        system_prompt: Optional[str] = None,
-        persona: Optional[str] = None,
-        voice: Optional[str] = None,
-        audio_effects: Optional[List[Any]] = None,
+        model: str | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        system_prompt: str | None = None,
+        persona: str | None = None,
+        voice: str | None = None,
+        audio_effects: list[Any] | None = None,
         interrupt_probability: float = 0.0,
-        modality: Optional[str] = None,
+        modality: str | None = None,
         **litellm_params: Any,
     ) -> None:
-        from ..peer_keywords import warn_step_options
+        from scenario.compat.peer_keywords import warn_step_options
 
         warn_step_options({
             "UserSimulatorAgent(voice=...)": voice, "UserSimulatorAgent(audio_effects=...)": audio_effects,
@@ -65,7 +65,7 @@ class UserSimulatorAgent(AgentAdapter, ModelBackedAgent):
             "UserSimulatorAgent(modality=...)": modality,
         })
         if persona is not None and (not isinstance(persona, str) or not persona.strip()):
-            from ..errors import ScenarioConfigError
+            from scenario.errors import ScenarioConfigError
 
             raise ScenarioConfigError(f"UserSimulatorAgent(persona={persona!r}): describe the user in words, or leave it out.")
         ModelBackedAgent.__init__(
@@ -74,12 +74,12 @@ class UserSimulatorAgent(AgentAdapter, ModelBackedAgent):
         )
         self.persona = persona
 
-    async def call(self, input: AgentInput) -> Dict[str, Any]:
+    async def call(self, input: AgentInput) -> dict[str, Any]:
         description = getattr(input.scenario_state, "description", "")
         prompt = (self.system_prompt or DEFAULT_SYSTEM_PROMPT).replace("{description}", description)
         if self.persona:
             prompt += f"\n<persona>\n{self.persona}\n</persona>\nStay in this persona throughout.\n"
-        messages: List[Dict[str, Any]] = [{"role": "system", "content": prompt}]
+        messages: list[dict[str, Any]] = [{"role": "system", "content": prompt}]
         messages.extend(reverse_roles(input.messages))
         if len(messages) == 1:
             # Some providers refuse a request with no user turn; this one asks for the opener.
@@ -93,11 +93,11 @@ class UserSimulatorAgent(AgentAdapter, ModelBackedAgent):
 SIMULATOR_MESSAGE_CHARS = 4000
 
 
-def reverse_roles(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def reverse_roles(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The conversation from the simulator's seat: its own lines become "assistant", the agent's
     "user" (cut to ``SIMULATOR_MESSAGE_CHARS``). Tool traffic is left out, since the simulator
     cannot see tools."""
-    reversed_messages: List[Dict[str, Any]] = []
+    reversed_messages: list[dict[str, Any]] = []
     for message in messages:
         role = message.get("role")
         if role == "user":

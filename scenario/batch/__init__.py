@@ -13,10 +13,10 @@ See docs/batch.md.
 
 from __future__ import annotations
 
-from ..records import BatchResult, GroupStats, RunRecord, RunStatus, run_id
-from .dispatch import Dispatcher
-from .runner import DEFAULT_MAX_CONCURRENCY, prepare_batch, run_batch
-from .spec import AgentFactory, Scenario
+from scenario.batch.dispatch import Dispatcher
+from scenario.batch.runner import DEFAULT_MAX_CONCURRENCY, prepare_batch, run_batch
+from scenario.batch.spec import AgentFactory, Scenario
+from scenario.records import BatchResult, GroupStats, RunRecord, RunStatus, run_id
 
 __all__ = [
     "AgentFactory",

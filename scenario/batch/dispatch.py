@@ -28,17 +28,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional, Set
+from typing import TYPE_CHECKING, Any
 
-from .. import telemetry
-from ..concurrency import current_strategy
-from ..records import BatchResult, RunRecord
-from .backends import Backend, Feedback, Finished, Lost, WorkerFailed
-from .execute import make_record
+from scenario.batch.backends import Backend, Feedback, Finished, Lost, WorkerFailed
+from scenario.batch.execute import make_record
+from scenario.concurrency.strategies import current_strategy
+from scenario.records import BatchResult, RunRecord
+from scenario.telemetry import tracer as telemetry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .runner import BatchConfig
-    from .spec import RunUnit
+    from scenario.batch.runner import BatchConfig
+    from scenario.batch.spec import RunUnit
 
 SPAN_BATCH = "scenario.batch"
 
@@ -56,24 +56,24 @@ class _FeederDone:
 class Dispatcher:
     """Drives one prepared batch on a backend, on the current loop (see the module docstring)."""
 
-    def __init__(self, config: "BatchConfig", backend: Backend):
+    def __init__(self, config: BatchConfig, backend: Backend):
         self.config = config
         self.backend = backend
         self.strategy = config.strategy
-        self._units: Dict[str, "RunUnit"] = {u.id: u for u in config.units}
-        self._records: Dict[str, RunRecord] = {}
-        self._in_flight: Set[str] = set()
-        self._sent: Dict[str, int] = {}  # run id -> times submitted
-        self._queue: "asyncio.Queue[Any]" = asyncio.Queue()
-        self._feeder: Optional["asyncio.Task[Any]"] = None
+        self._units: dict[str, RunUnit] = {u.id: u for u in config.units}
+        self._records: dict[str, RunRecord] = {}
+        self._in_flight: set[str] = set()
+        self._sent: dict[str, int] = {}  # run id -> times submitted
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._feeder: asyncio.Task[Any] | None = None
         self._feeder_done = False
         self._stopping = False
-        self._reason: Optional[str] = None
+        self._reason: str | None = None
         self._interrupted = False
-        self._fatal: Optional[BaseException] = None
+        self._fatal: BaseException | None = None
         self._resent = 0
         self._duplicates = 0
-        self._workers_lost: Set[str] = set()
+        self._workers_lost: set[str] = set()
 
     # -- the batch ----------------------------------------------------------------------------
     async def execute(self) -> BatchResult:
@@ -183,7 +183,7 @@ class Dispatcher:
                 self._fatal = event.error
             self._stop(f"a worker failed: {type(event.error).__name__}: {event.error}")
 
-    async def _on_record(self, record: RunRecord, worker: Optional[str] = None) -> None:
+    async def _on_record(self, record: RunRecord, worker: str | None = None) -> None:
         if record.id in self._records or record.id not in self._in_flight:
             # Already recorded, or never sent: a replay of a run some worker was thought to have lost.
             self._duplicates += 1
@@ -285,7 +285,7 @@ class Dispatcher:
         records = sorted(self._records.values(), key=lambda r: self._units[r.id].position)
         cancelled_runs = sum(1 for r in records if r.status == "cancelled")
         not_started = len(config.units) - len(records)
-        metadata: Dict[str, Any] = {
+        metadata: dict[str, Any] = {
             "executor": config.executor,
             "backend": self.backend.name,
             "concurrency": self.strategy.snapshot(),

@@ -18,19 +18,21 @@ import asyncio
 import dataclasses
 import sys
 import time
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any
 
-from .. import live, telemetry
-from ..concurrency import current_strategy
-from ..engine import ScenarioEngine, build_spec
-from ..errors import ModelCallError
-from ..executors import run_engine
-from ..records import AttemptInfo, RunRecord
-from ..types import ScenarioResult, Usage
-from .spec import RunUnit
+from scenario import live
+from scenario.batch.spec import RunUnit
+from scenario.concurrency.strategies import current_strategy
+from scenario.engine.loop import ScenarioEngine, build_spec
+from scenario.errors import ModelCallError
+from scenario.executors import run_engine
+from scenario.records import AttemptInfo, RunRecord
+from scenario.result import ScenarioResult
+from scenario.telemetry import tracer as telemetry
+from scenario.usage import Usage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .runner import BatchConfig
+    from scenario.batch.runner import BatchConfig
 
 #: Seconds past a run's timeout before the batch stops waiting for the engine to enforce it
 #: (a synchronous adapter blocking its worker loop cannot be interrupted from inside).
@@ -41,13 +43,13 @@ SPAN_BATCH_RUN = "scenario.batch.run"
 
 @dataclasses.dataclass
 class _Outcome:
-    result: Optional[ScenarioResult]
-    exception: Optional[BaseException]
+    result: ScenarioResult | None
+    exception: BaseException | None
     status: str
-    where: Optional[str] = None
+    where: str | None = None
 
 
-def _is_timeout(exc: Optional[BaseException]) -> bool:
+def _is_timeout(exc: BaseException | None) -> bool:
     return isinstance(exc, (TimeoutError, asyncio.TimeoutError))
 
 
@@ -58,8 +60,8 @@ async def _with_backstop(awaitable: Any, seconds: float) -> Any:
     return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
 
 
-async def execute_unit(unit: RunUnit, config: "BatchConfig", parent: Any = None,
-                       cancel_reason: "Optional[Any]" = None) -> RunRecord:
+async def execute_unit(unit: RunUnit, config: BatchConfig, parent: Any = None,
+                       cancel_reason: Any | None = None) -> RunRecord:
     """Run ``unit`` (retrying a transient error as the batch asks) and return its record.
 
     ``parent`` is the span the run's span nests under: the batch span in-process, a span context
@@ -78,9 +80,9 @@ async def execute_unit(unit: RunUnit, config: "BatchConfig", parent: Any = None,
     started_at = time.time()
     t0 = time.perf_counter()
     attempts = 0
-    usage: Optional[Usage] = None
-    outcome: Optional[_Outcome] = None
-    history: List[AttemptInfo] = []
+    usage: Usage | None = None
+    outcome: _Outcome | None = None
+    history: list[AttemptInfo] = []
     live.running(unit.id, config.suite, unit.scenario.name, unit.variant, unit.index)  # this task's context
     try:
         with telemetry.use_span(span):
@@ -99,7 +101,7 @@ async def execute_unit(unit: RunUnit, config: "BatchConfig", parent: Any = None,
                         usage = usage.model_copy(deep=True)
                         usage.merge(outcome.result.usage)
                 if _should_retry(config, outcome, attempts):
-                    from ..retry import classify_error, retry_after_seconds, retry_board
+                    from scenario.llm.retry import classify_error, retry_after_seconds, retry_board
 
                     assert outcome.exception is not None
                     wait = config.retry_policy.compute_sleep(attempts, retry_after_seconds(outcome.exception))
@@ -129,12 +131,12 @@ async def execute_unit(unit: RunUnit, config: "BatchConfig", parent: Any = None,
     return record
 
 
-def _should_retry(config: "BatchConfig", outcome: _Outcome, attempts: int) -> bool:
+def _should_retry(config: BatchConfig, outcome: _Outcome, attempts: int) -> bool:
     if attempts >= config.max_attempts:
         return False
     if outcome.status not in ("error", "timeout") or outcome.exception is None:
         return False
-    from ..retry import is_retryable
+    from scenario.llm.retry import is_retryable
 
     return is_retryable(outcome.exception)
 
@@ -146,7 +148,7 @@ def _feedback(outcome: _Outcome) -> None:
     exc = outcome.exception
     if exc is None or isinstance(exc, ModelCallError):
         return
-    from ..retry import classify_error, retry_after_seconds
+    from scenario.llm.retry import classify_error, retry_after_seconds
 
     if classify_error(exc) == "rate_limit":
         strategy = current_strategy.get()
@@ -154,7 +156,7 @@ def _feedback(outcome: _Outcome) -> None:
             strategy.on_rate_limited(retry_after_seconds(exc))
 
 
-async def _attempt(unit: RunUnit, config: "BatchConfig") -> _Outcome:
+async def _attempt(unit: RunUnit, config: BatchConfig) -> _Outcome:
     try:
         agents = unit.recipe.build()
     except Exception as exc:
@@ -194,12 +196,12 @@ async def _attempt(unit: RunUnit, config: "BatchConfig") -> _Outcome:
 def make_record(
     unit: RunUnit,
     suite: str,
-    outcome: Optional[_Outcome],
+    outcome: _Outcome | None,
     attempts: int,
     started_at: float,
     duration: float,
-    usage: Optional[Usage],
-    cancelled: Optional[str] = None,
+    usage: Usage | None,
+    cancelled: str | None = None,
 ) -> RunRecord:
     """The record of one run; ``cancelled`` (the reason) makes it a cancelled record."""
     scenario = unit.scenario
@@ -232,7 +234,7 @@ def make_record(
         if info is not None and info.traceback:
             record.error_traceback = info.traceback
         elif exc is not None:
-            from ..tracebacks import format_exception
+            from scenario.tracebacks import format_exception
 
             record.error_traceback = format_exception(exc)
         record._exception = exc

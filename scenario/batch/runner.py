@@ -9,17 +9,27 @@ lives in ``backends/``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
-from ..concurrency import ConcurrencyStrategy, SlidingWindow
-from ..distributed import DEFAULT_INFRA_RETRIES, Ray
-from ..engine import build_spec
-from ..errors import ScenarioConfigError
-from ..records import BatchResult, RunRecord
-from .backends import Backend
-from .execute import BACKSTOP_GRACE, SPAN_BATCH_RUN  # noqa: F401 - re-exported for callers of this module
-from .dispatch import SPAN_BATCH  # noqa: F401
-from .spec import AgentRecipe, RunUnit, Scenario, check_rate, check_runs, check_timeout, normalize_variants, plan_units
+from scenario.batch.backends import Backend
+from scenario.batch.dispatch import SPAN_BATCH  # noqa: F401
+from scenario.batch.execute import BACKSTOP_GRACE, SPAN_BATCH_RUN  # noqa: F401 - re-exported for callers of this module
+from scenario.batch.spec import (
+    AgentRecipe,
+    RunUnit,
+    Scenario,
+    check_rate,
+    check_runs,
+    check_timeout,
+    normalize_variants,
+    plan_units,
+)
+from scenario.concurrency.strategies import ConcurrencyStrategy, SlidingWindow
+from scenario.distributed import DEFAULT_INFRA_RETRIES, Ray
+from scenario.engine.loop import build_spec
+from scenario.errors import ScenarioConfigError
+from scenario.records import BatchResult, RunRecord
 
 #: Runs in flight when neither ``max_concurrency`` nor ``concurrency`` is given.
 DEFAULT_MAX_CONCURRENCY = 20
@@ -34,24 +44,24 @@ RunFinishedHook = Callable[[RunRecord], Any]
 class BatchConfig:
     """Validated ``run_batch`` arguments (everything checked before anything runs)."""
 
-    scenarios: List[Scenario]
-    variants: Dict[str, Any]
+    scenarios: list[Scenario]
+    variants: dict[str, Any]
     runs: int
     executor: str
     strategy: ConcurrencyStrategy
-    retry_policy: Any  # scenario.retry.RetryPolicy; max_attempts = retries + 1
-    timeout: Optional[float]
+    retry_policy: Any  # scenario.llm.retry.RetryPolicy; max_attempts = retries + 1
+    timeout: float | None
     on_error: str
-    min_pass_rate: Optional[float]
-    on_run_finished: Optional[RunFinishedHook]
+    min_pass_rate: float | None
+    on_run_finished: RunFinishedHook | None
     suite: str
     skip: Collection[str]
-    shard_index: Optional[int]
-    shard_count: Optional[int]
+    shard_index: int | None
+    shard_count: int | None
     processes: int
     backend: Any = "local"  # "local" | scenario.distributed.Ray | a Backend instance
     infra_retries: int = DEFAULT_INFRA_RETRIES
-    units: List[RunUnit] = dataclasses.field(default_factory=list)
+    units: list[RunUnit] = dataclasses.field(default_factory=list)
     skipped: int = 0
 
     @property
@@ -63,24 +73,24 @@ async def run_batch(
     scenarios: Sequence[Scenario],
     runs: int = 1,
     *,
-    variants: Union[Mapping[str, Any], Sequence[Any], None] = None,
-    agents: Union[Mapping[str, Any], Sequence[Any], None] = None,
+    variants: Mapping[str, Any] | Sequence[Any] | None = None,
+    agents: Mapping[str, Any] | Sequence[Any] | None = None,
     executor: str = "thread",
-    max_concurrency: Optional[int] = None,
-    concurrency: Optional[ConcurrencyStrategy] = None,
+    max_concurrency: int | None = None,
+    concurrency: ConcurrencyStrategy | None = None,
     retries: Any = 0,
-    timeout: Optional[float] = None,
+    timeout: float | None = None,
     on_error: str = "continue",
-    min_pass_rate: Optional[float] = None,
-    on_run_finished: Optional[RunFinishedHook] = None,
+    min_pass_rate: float | None = None,
+    on_run_finished: RunFinishedHook | None = None,
     suite: str = "",
-    skip: Optional[Collection[str]] = None,
-    shard_index: Optional[int] = None,
-    shard_count: Optional[int] = None,
+    skip: Collection[str] | None = None,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
     processes: int = 1,
-    backend: Union[str, Ray, Backend] = "local",
+    backend: str | Ray | Backend = "local",
     store: Any = None,
-    resume: Union[bool, str, None] = None,
+    resume: bool | str | None = None,
 ) -> BatchResult:
     """Run every scenario ``runs`` times (with every variant) and roll the results up.
 
@@ -147,7 +157,7 @@ async def run_batch(
         processes=processes, backend=backend,
     )
     if store is not None:
-        from .stored import StoredBatch
+        from scenario.batch.stored import StoredBatch
 
         return await StoredBatch.open(store, config, resume=resume).execute()
     return await execute_batch(config)
@@ -155,8 +165,8 @@ async def run_batch(
 
 async def execute_batch(config: BatchConfig) -> BatchResult:
     """Run a prepared batch through the one dispatch loop, on the backend it asks for."""
-    from .backends import resolve_backend
-    from .dispatch import Dispatcher
+    from scenario.batch.backends import resolve_backend
+    from scenario.batch.dispatch import Dispatcher
 
     processes_used = config.processes if len(config.units) > 1 else 1
     return await Dispatcher(config, resolve_backend(config.backend, processes_used)).execute()
@@ -173,17 +183,17 @@ def prepare_batch(
     variants: Any = None,
     agents: Any = None,
     executor: str = "thread",
-    max_concurrency: Optional[int] = None,
-    concurrency: Optional[ConcurrencyStrategy] = None,
+    max_concurrency: int | None = None,
+    concurrency: ConcurrencyStrategy | None = None,
     retries: Any = 0,
-    timeout: Optional[float] = None,
+    timeout: float | None = None,
     on_error: str = "continue",
-    min_pass_rate: Optional[float] = None,
-    on_run_finished: Optional[RunFinishedHook] = None,
+    min_pass_rate: float | None = None,
+    on_run_finished: RunFinishedHook | None = None,
     suite: str = "",
-    skip: Optional[Collection[str]] = None,
-    shard_index: Optional[int] = None,
-    shard_count: Optional[int] = None,
+    skip: Collection[str] | None = None,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
     processes: int = 1,
     backend: Any = "local",
 ) -> BatchConfig:
@@ -196,7 +206,7 @@ def prepare_batch(
         )
     if not scenarios:
         raise ScenarioConfigError("run_batch(scenarios=[]): the list is empty; pass at least one scenario.Scenario(...).")
-    names: Set[str] = set()
+    names: set[str] = set()
     for position, spec in enumerate(scenarios):
         if not isinstance(spec, Scenario):
             raise ScenarioConfigError(
@@ -240,7 +250,7 @@ def prepare_batch(
         raise ScenarioConfigError("run_batch: give variants= or agents= (the same option), not both.")
     named = normalize_variants(variants if variants is not None else agents, "variants" if variants is not None else "agents")
 
-    recipes: Dict[Tuple[str, str], AgentRecipe] = {}
+    recipes: dict[tuple[str, str], AgentRecipe] = {}
     for spec in scenarios:
         wanted = list(named) if spec.variants is None else spec.variants
         unknown = [v for v in wanted if v not in named]
@@ -260,7 +270,7 @@ def prepare_batch(
 
     units = plan_units(scenarios, recipes, list(named), runs, suite)
     if shard_count is not None:
-        from ..sharding import select_shard
+        from scenario.batch.plan import select_shard
 
         units = select_shard(units, shard_index or 0, shard_count)
     skipped = 0
@@ -278,7 +288,7 @@ def prepare_batch(
     )
 
 
-def _backend(backend: Any, processes: int) -> Tuple[Any, int]:
+def _backend(backend: Any, processes: int) -> tuple[Any, int]:
     if isinstance(backend, Backend):
         return backend, getattr(backend, "infra_retries", DEFAULT_INFRA_RETRIES)
     if backend == "ray":
@@ -328,8 +338,8 @@ def _strategy(max_concurrency: Any, concurrency: Any) -> ConcurrencyStrategy:
 
 
 def _retry_policy(retries: Any) -> Any:
-    from ..config import settings
-    from ..retry import RetryPolicy
+    from scenario.llm.retry import RetryPolicy
+    from scenario.settings import settings
 
     if isinstance(retries, RetryPolicy):
         return retries
@@ -343,7 +353,7 @@ def _retry_policy(retries: Any) -> Any:
     return dataclasses.replace(base, max_attempts=retries + 1)
 
 
-def _shard(index: Any, count: Any) -> Tuple[Optional[int], Optional[int]]:
+def _shard(index: Any, count: Any) -> tuple[int | None, int | None]:
     if index is None and count is None:
         return None, None
     if count is None or index is None:

@@ -12,17 +12,19 @@ import copy
 import math
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
-from ..errors import ScenarioConfigError
-from ..records import DEFAULT_VARIANT
-from ..types import AgentRole, ScenarioResult
+from scenario.errors import ScenarioConfigError
+from scenario.messages import AgentRole
+from scenario.records import DEFAULT_VARIANT
+from scenario.result import ScenarioResult
 
 AgentFactory = Callable[[], Any]
 """A zero-argument callable (function, lambda, class) returning an adapter or a list of adapters."""
 
-AgentsSource = Union[Sequence[Any], AgentFactory, Any]
+AgentsSource = Sequence[Any] | AgentFactory | Any
 
 # A copy slower than this per run deserves a nudge towards a factory.
 _SLOW_COPY_SECONDS = 0.02
@@ -59,16 +61,16 @@ class Scenario:
 
     name: str
     description: str
-    agents: Optional[AgentsSource] = None
-    script: Optional[Sequence[Any]] = None
-    max_turns: Optional[int] = None
-    cache_key: Optional[str] = None
-    set_id: Optional[str] = None
-    metadata: Dict[str, Any] = field(default_factory=dict)
-    timeout: Optional[float] = None
-    runs: Optional[int] = None
-    min_pass_rate: Optional[float] = None
-    variants: Optional[Sequence[str]] = None
+    agents: AgentsSource | None = None
+    script: Sequence[Any] | None = None
+    max_turns: int | None = None
+    cache_key: str | None = None
+    set_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+    runs: int | None = None
+    min_pass_rate: float | None = None
+    variants: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         where = f"Scenario({self.name!r})" if isinstance(self.name, str) else "Scenario(...)"
@@ -91,7 +93,7 @@ class Scenario:
         if self.metadata is None:
             self.metadata = {}
 
-    def run_kwargs(self, agents: List[Any], *, timeout: Optional[float] = None) -> Dict[str, Any]:
+    def run_kwargs(self, agents: list[Any], *, timeout: float | None = None) -> dict[str, Any]:
         """Keyword arguments for ``scenario.run``/``arun`` (and ``build_spec``) with these agents."""
         return {
             "name": self.name,
@@ -107,13 +109,13 @@ class Scenario:
 
     async def run(self) -> ScenarioResult:
         """Run once on a worker thread (``scenario.run``) with freshly made agents."""
-        from ..executors import run
+        from scenario.executors import run
 
         return await run(**self.run_kwargs(AgentRecipe(self, None, DEFAULT_VARIANT).build()))
 
     async def arun(self) -> ScenarioResult:
         """Run once on the caller's loop (``scenario.arun``) with freshly made agents."""
-        from ..executors import arun
+        from scenario.executors import arun
 
         return await arun(**self.run_kwargs(AgentRecipe(self, None, DEFAULT_VARIANT).build()))
 
@@ -149,7 +151,7 @@ def check_timeout(value: Any, where: str) -> float:
 def _shareable(adapter: Any) -> bool:
     """The library's own simulator and judge keep only configuration and never change it while
     running, so one instance can serve every run (subclasses may add state: those are copied)."""
-    from ..agents import JudgeAgent, UserSimulatorAgent
+    from scenario.agents import JudgeAgent, UserSimulatorAgent
 
     return type(adapter) in (UserSimulatorAgent, JudgeAgent)
 
@@ -170,7 +172,7 @@ class _Maker:
         self.kind = kind  # "shared" | "copy" | "factory"
         self.label = label
 
-    def make(self) -> List[Any]:
+    def make(self) -> list[Any]:
         if self.kind == "shared":
             return [self.source]
         if self.kind == "copy":
@@ -186,7 +188,7 @@ class _Maker:
         )
 
 
-def _makers(source: Any, label: str) -> List[_Maker]:
+def _makers(source: Any, label: str) -> list[_Maker]:
     if source is None:
         return []
     if is_adapter(source):
@@ -226,25 +228,25 @@ class AgentRecipe:
         self.scenario = scenario
         self.variant = variant
         self.variant_source = variant_source
-        #: Part digests of what decides this pair's runs (scenario.fingerprint), set by probe().
-        self.fingerprint_parts: Dict[str, str] = {}
-        self._fingerprint: Optional[str] = None
+        #: Part digests of what decides this pair's runs (scenario.batch.fingerprint), set by probe().
+        self.fingerprint_parts: dict[str, str] = {}
+        self._fingerprint: str | None = None
         where = f"scenario {scenario.name!r}"
         self._base = _makers(scenario.agents, f"{where}: agents")
         self._variant = _makers(variant_source, f"variant {variant!r}") if variant_source is not None else []
         # What probe() made is handed to the first run rather than thrown away: factories may be
         # expensive, and those instances are as fresh as any.
-        self._prebuilt: Optional[List[Any]] = None
+        self._prebuilt: list[Any] | None = None
 
-    def build(self) -> List[Any]:
+    def build(self) -> list[Any]:
         """Fresh adapters for one run (factory errors propagate unchanged)."""
         if self._prebuilt is not None:
             agents, self._prebuilt = self._prebuilt, None
             return agents
-        variant_agents: List[Any] = []
+        variant_agents: list[Any] = []
         for maker in self._variant:
             variant_agents.extend(maker.make())
-        base: List[Any] = []
+        base: list[Any] = []
         for maker in self._base:
             base.extend(maker.make())
         if not variant_agents:
@@ -253,15 +255,15 @@ class AgentRecipe:
         return [a for a in base if getattr(a, "role", None) not in replaced] + variant_agents
 
     @property
-    def fingerprint(self) -> Optional[str]:
+    def fingerprint(self) -> str | None:
         """The fingerprint of this pair's runs (None before :meth:`probe`)."""
         if self._fingerprint is None and self.fingerprint_parts:
-            from ..fingerprint import combine
+            from scenario.batch.fingerprint import combine
 
             self._fingerprint = combine(self.fingerprint_parts)
         return self._fingerprint
 
-    def probe(self, *, min_pass_rate: Optional[float] = None, timeout: Optional[float] = None) -> List[Any]:
+    def probe(self, *, min_pass_rate: float | None = None, timeout: float | None = None) -> list[Any]:
         """Build once up front, turning any failure into a clear configuration error, and warn
         when copying instances is slow enough to matter over many runs. Also fingerprints the
         pair from what was built (``min_pass_rate``/``timeout``: the batch's, part of it)."""
@@ -294,7 +296,7 @@ class AgentRecipe:
                 f"scenario {self.scenario.name!r}, variant {self.variant!r}: making the agents raised "
                 f"{type(exc).__name__}: {exc}. Fix the agent factory; nothing was run."
             ) from exc
-        from ..fingerprint import fingerprint_parts
+        from scenario.batch.fingerprint import fingerprint_parts
 
         self._fingerprint = None
         self.fingerprint_parts = fingerprint_parts(
@@ -303,14 +305,14 @@ class AgentRecipe:
         return self._prebuilt
 
 
-def normalize_variants(variants: Any, what: str) -> Dict[str, Any]:
+def normalize_variants(variants: Any, what: str) -> dict[str, Any]:
     """``{name: source}`` from a mapping, or from a list named after each factory/adapter."""
     if variants is None:
         return {DEFAULT_VARIANT: None}
     if isinstance(variants, Mapping):
         if not variants:
             raise ScenarioConfigError(f"run_batch({what}={{}}): give at least one variant, or leave {what} out.")
-        named: Dict[str, Any] = {}
+        named: dict[str, Any] = {}
         for name, source in variants.items():
             if not isinstance(name, str) or not name.strip():
                 raise ScenarioConfigError(f"run_batch({what}=...): variant names must be non-empty strings, got {name!r}.")
@@ -360,16 +362,16 @@ class RunUnit:
 
 def plan_units(
     scenarios: Sequence[Scenario],
-    recipes: Mapping[Tuple[str, str], AgentRecipe],
+    recipes: Mapping[tuple[str, str], AgentRecipe],
     variant_names: Sequence[str],
     runs: int,
     suite: str,
-) -> List[RunUnit]:
+) -> list[RunUnit]:
     """Every run of the batch, repetition-major: the first runs cover every scenario and variant,
     so a batch stopped early (fail-fast, Ctrl-C) still says something about all of them."""
-    from ..records import run_id
+    from scenario.records import run_id
 
-    units: List[RunUnit] = []
+    units: list[RunUnit] = []
     most = max((s.runs or runs) for s in scenarios)
     for index in range(most):
         for scenario in scenarios:

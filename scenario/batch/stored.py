@@ -5,7 +5,7 @@ Policy: results are fresh unless a resume is asked for. ``run_batch(..., store=.
 judges old verdicts against new settings. ``resume=True`` (``--resume``) continues the latest
 interrupted batch of the suite, ``resume="<batch id>"`` a given one. A resume keeps a stored run
 only when it ended with a verdict (passed/failed) *and* its fingerprint matches what the run would
-be today (:mod:`scenario.fingerprint`); errored, missing and changed runs run again, and the plan
+be today (:mod:`scenario.batch.fingerprint`); errored, missing and changed runs run again, and the plan
 says how many of each and which parts changed.
 
 Each finished run is written to the store before the caller's ``on_run_finished`` sees it
@@ -18,27 +18,27 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Union
+from typing import Any
 
-from ..errors import ScenarioConfigError
-from ..live import LiveSink, current_sink
-from ..records import BatchResult, RunRecord
-from ..store import VERDICT_STATUSES, BatchInfo, ResultStore, StoreError, new_batch_id
+from scenario.errors import ScenarioConfigError
+from scenario.live import LiveSink, current_sink
+from scenario.records import BatchResult, RunRecord
+from scenario.store import VERDICT_STATUSES, BatchInfo, ResultStore, StoreError, new_batch_id
 
-ResumeArg = Union[bool, str, None]
+ResumeArg = bool | str | None
 
 
 @dataclass
 class ResumePlan:
     """What a batch will run: everything (a new batch), or what a resumed batch still needs."""
 
-    batch: Optional[BatchInfo]  # the batch being resumed; None for a new batch
+    batch: BatchInfo | None  # the batch being resumed; None for a new batch
     planned: int  # runs in the batch (this shard)
-    kept: Set[str] = field(default_factory=set)  # run ids finished with an unchanged fingerprint
+    kept: set[str] = field(default_factory=set)  # run ids finished with an unchanged fingerprint
     kept_passed: int = 0
     missing: int = 0  # never finished (not started, cancelled)
     errored: int = 0  # ended on an error or timeout: run again
-    changed: Dict[str, List[str]] = field(default_factory=dict)  # run id -> parts whose digest changed
+    changed: dict[str, list[str]] = field(default_factory=dict)  # run id -> parts whose digest changed
 
     @property
     def to_run(self) -> int:
@@ -57,7 +57,7 @@ class ResumePlan:
         if self.errored:
             reasons.append(f"{self.errored} ended on an error or timeout")
         if self.changed:
-            counts: Dict[str, int] = {}
+            counts: dict[str, int] = {}
             for parts in self.changed.values():
                 for part in parts or ["unknown"]:
                     counts[part] = counts.get(part, 0) + 1
@@ -76,7 +76,7 @@ class StoredBatch:
     """
 
     def __init__(self, store: ResultStore, config: Any, plan: ResumePlan, *, own_store: bool = False,
-                 command: Optional[str] = None, git_dir: Any = None, info: Optional[Dict[str, Any]] = None):
+                 command: str | None = None, git_dir: Any = None, info: dict[str, Any] | None = None):
         self.store = store
         self.config = config
         self.plan = plan
@@ -90,9 +90,9 @@ class StoredBatch:
         self._planned_units = list(config.units)
 
     @classmethod
-    def open(cls, store: Union[ResultStore, str, "Path"], config: Any, *, resume: ResumeArg = None,
-             command: Optional[str] = None, git_dir: Any = None,
-             info: Optional[Dict[str, Any]] = None) -> "StoredBatch":
+    def open(cls, store: ResultStore | str | Path, config: Any, *, resume: ResumeArg = None,
+             command: str | None = None, git_dir: Any = None,
+             info: dict[str, Any] | None = None) -> StoredBatch:
         own = False
         if not isinstance(store, ResultStore):
             if not isinstance(store, (str, Path)):
@@ -125,7 +125,7 @@ class StoredBatch:
             include_kept: roll the kept runs (read back from the store) into the result, so it
                 covers the whole batch; the CLI, which reports from the store, skips that read.
         """
-        from .runner import execute_batch
+        from scenario.batch.runner import execute_batch
 
         config, store, plan = self.config, self.store, self.plan
         try:
@@ -170,7 +170,7 @@ class StoredBatch:
             if self._own_store:
                 store.close()
 
-    def _close(self, status: str, reason: Optional[str]) -> None:
+    def _close(self, status: str, reason: str | None) -> None:
         if not self._started:
             return
         try:
@@ -204,7 +204,7 @@ class StoredBatch:
         )
 
 
-def _batch_to_resume(store: ResultStore, suite: str, resume: ResumeArg) -> Optional[BatchInfo]:
+def _batch_to_resume(store: ResultStore, suite: str, resume: ResumeArg) -> BatchInfo | None:
     if resume is None or resume is False:
         return None
     if resume is True:
@@ -242,15 +242,15 @@ def _batch_to_resume(store: ResultStore, suite: str, resume: ResumeArg) -> Optio
     return batch
 
 
-def _plan(store: ResultStore, config: Any, batch: Optional[BatchInfo]) -> ResumePlan:
-    from ..fingerprint import changed_parts
+def _plan(store: ResultStore, config: Any, batch: BatchInfo | None) -> ResumePlan:
+    from scenario.batch.fingerprint import changed_parts
 
     units = list(config.units)
     plan = ResumePlan(batch=batch, planned=len(units))
     if batch is None:
         return plan
     stored = {outcome.id: outcome for outcome in store.outcomes(batch_id=batch.id)}
-    stale: Dict[str, Any] = {}
+    stale: dict[str, Any] = {}
     for unit in units:
         outcome = stored.get(unit.id)
         if outcome is None:
@@ -272,7 +272,7 @@ def _plan(store: ResultStore, config: Any, batch: Optional[BatchInfo]) -> Resume
     return plan
 
 
-def _default_info(config: Any) -> Dict[str, Any]:
+def _default_info(config: Any) -> dict[str, Any]:
     """What reports need about a batch run from Python (the CLI passes its suite's own)."""
     thresholds = {}
     for spec in config.scenarios:

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any, Callable, Collection, Dict, Mapping, Optional
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
-from ..concurrency import ConcurrencyStrategy, current_strategy
-from ..records import RunRecord
-from .execute import execute_unit, make_record
+from scenario.batch.execute import execute_unit, make_record
+from scenario.concurrency.strategies import ConcurrencyStrategy, current_strategy
+from scenario.records import RunRecord
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .runner import BatchConfig
-    from .spec import RunUnit
+    from scenario.batch.runner import BatchConfig
+    from scenario.batch.spec import RunUnit
 
 Send = Callable[[Any], None]
 
@@ -37,7 +38,7 @@ class FeedbackRelay(ConcurrencyStrategy):
     def on_success(self) -> None:
         self._send(("feedback", "success", None, ""))
 
-    def on_rate_limited(self, retry_after: Optional[float] = None) -> None:
+    def on_rate_limited(self, retry_after: float | None = None) -> None:
         self._send(("feedback", "rate_limited", retry_after, ""))
 
     def on_error(self, exc: BaseException) -> None:
@@ -55,7 +56,7 @@ def load_record(payload: str) -> RunRecord:
     return RunRecord.model_validate_json(payload)
 
 
-def parent_from_traceparent(carrier: Optional[Mapping[str, str]]) -> Any:
+def parent_from_traceparent(carrier: Mapping[str, str] | None) -> Any:
     """A span to nest a worker's run spans under, rebuilt from the driver's W3C traceparent."""
     if not carrier:
         return None
@@ -70,7 +71,7 @@ def parent_from_traceparent(carrier: Optional[Mapping[str, str]]) -> Any:
         return None
 
 
-def traceparent_of(span: Any) -> Dict[str, str]:
+def traceparent_of(span: Any) -> dict[str, str]:
     """The W3C traceparent carrier for ``span`` (empty without a span)."""
     if span is None:
         return {}
@@ -78,7 +79,7 @@ def traceparent_of(span: Any) -> Dict[str, str]:
         from opentelemetry import trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-        carrier: Dict[str, str] = {}
+        carrier: dict[str, str] = {}
         TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(span))
         return carrier
     except Exception:  # pragma: no cover
@@ -88,19 +89,19 @@ def traceparent_of(span: Any) -> Dict[str, str]:
 class WorkerSession:
     """Runs units on the current loop for a remote driver (see the module docstring)."""
 
-    def __init__(self, config: "BatchConfig", send: Send, parent: Any = None) -> None:
+    def __init__(self, config: BatchConfig, send: Send, parent: Any = None) -> None:
         self.config = config
         self._send = send
         self._parent = parent
-        self._tasks: Dict[str, "asyncio.Task[Any]"] = {}
-        self._reasons: Dict[str, str] = {}
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._reasons: dict[str, str] = {}
         self.relay = FeedbackRelay(send)
 
     @property
     def running(self) -> int:
         return len(self._tasks)
 
-    def _create(self, unit: "RunUnit", parent: Any) -> "asyncio.Task[Any]":
+    def _create(self, unit: RunUnit, parent: Any) -> asyncio.Task[Any]:
         loop = asyncio.get_running_loop()
         token = current_strategy.set(self.relay)
         try:
@@ -111,18 +112,18 @@ class WorkerSession:
         self._tasks[unit.id] = task
         return task
 
-    def start(self, unit: "RunUnit") -> "asyncio.Task[Any]":
+    def start(self, unit: RunUnit) -> asyncio.Task[Any]:
         """Start ``unit``; its record is sent when it ends (also when cancelled)."""
         task = self._create(unit, self._parent)
 
-        def done(task: "asyncio.Task[Any]") -> None:
+        def done(task: asyncio.Task[Any]) -> None:
             record = self._finish(unit, task)
             self._send(("record", dump_record(record)))
 
         task.add_done_callback(done)
         return task
 
-    async def run(self, unit: "RunUnit", parent: Any = None) -> RunRecord:
+    async def run(self, unit: RunUnit, parent: Any = None) -> RunRecord:
         """Run ``unit`` and return its record (for transports where the reply is the result)."""
         task = self._create(unit, parent if parent is not None else self._parent)
         try:
@@ -132,7 +133,7 @@ class WorkerSession:
             await asyncio.wait({task})
         return self._finish(unit, task)
 
-    def _finish(self, unit: "RunUnit", task: "asyncio.Task[Any]") -> RunRecord:
+    def _finish(self, unit: RunUnit, task: asyncio.Task[Any]) -> RunRecord:
         self._tasks.pop(unit.id, None)
         reason = self._reasons.pop(unit.id, None)
         if task.cancelled():
@@ -150,7 +151,7 @@ class WorkerSession:
     def flush_spans() -> None:
         """Export this worker's finished spans before its record leaves: the driver may end (and
         the process with it) as soon as the last record arrives."""
-        from .. import telemetry
+        from scenario.telemetry import tracer as telemetry
 
         if telemetry.get_tracer() is not None:
             telemetry.force_flush(timeout_millis=5000)

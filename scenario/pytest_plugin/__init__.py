@@ -30,15 +30,27 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import pytest
 
-from ..collector import ResultCollector, current_collector
-from . import _store, _summary
-from ._loops import GroupLoop, bound_fixture_function, fixture_on_loop, is_async_fixture, is_group_member, member_active
-from ._repeat import RunOutcome, make_async_wrapper, make_own_loop_wrapper, make_sync_wrapper
-from ._settings import (
+from scenario.events import ResultCollector, current_collector
+from scenario.pytest_plugin import _store, _summary
+from scenario.pytest_plugin._loops import (
+    GroupLoop,
+    bound_fixture_function,
+    fixture_on_loop,
+    is_async_fixture,
+    is_group_member,
+    member_active,
+)
+from scenario.pytest_plugin._repeat import (
+    RunOutcome,
+    make_async_wrapper,
+    make_own_loop_wrapper,
+    make_sync_wrapper,
+)
+from scenario.pytest_plugin._settings import (
     MARKER,
     MARKER_HELP,
     OPTION_NAMES,
@@ -58,8 +70,8 @@ PLUGIN_NAME = "scenario-session"
 
 _SETTINGS = pytest.StashKey[RepeatSettings]()
 _SETTINGS_ERROR = pytest.StashKey[str]()
-_OUTCOMES = pytest.StashKey[List[RunOutcome]]()
-_ROW = pytest.StashKey[Dict[str, Any]]()
+_OUTCOMES = pytest.StashKey[list[RunOutcome]]()
+_ROW = pytest.StashKey[dict[str, Any]]()
 _EXPLAINED = pytest.StashKey[str]()
 
 #: Failed scenario runs explained in full in a failing test's output (the rest are counted).
@@ -105,7 +117,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", "agent_test: marks an agent scenario test (langwatch-scenario's marker; a label only).")
     if config.getoption("--scenario-debug", default=False):
-        from ..config import configure
+        from scenario.settings import configure
 
         configure(verbose=True)
     config.pluginmanager.register(ScenarioPytestPlugin(config), PLUGIN_NAME)
@@ -151,7 +163,7 @@ def _reject_marker_on_non_test(collector: Any, name: str, obj: object) -> None:
 
 def _explain_failures(collector: ResultCollector) -> str:
     """The failed criteria with the judge's reasoning, the error and the last turns, per failed run."""
-    from ..failure_text import explain
+    from scenario.reports.failure_text import explain
 
     failed = [r for r in collector.results if not r.success]
     if not failed:
@@ -175,13 +187,13 @@ class ScenarioPytestPlugin:
         self.report_path = report_path(config)
         self.is_worker = hasattr(config, "workerinput")
         self.group_loop = GroupLoop()
-        self.rows: List[Dict[str, Any]] = []
-        self.reruns: Dict[str, int] = {}  # nodeid -> attempts rerun so far (pytest-rerunfailures)
+        self.rows: list[dict[str, Any]] = []
+        self.reruns: dict[str, int] = {}  # nodeid -> attempts rerun so far (pytest-rerunfailures)
         path = _store.store_path(config)
         recording = path is not None and not config.option.collectonly
-        self.session_store: Optional[_store.SessionStore] = _store.SessionStore(config, path) if recording else None
+        self.session_store: _store.SessionStore | None = _store.SessionStore(config, path) if recording else None
         if self.is_worker and config.pluginmanager.has_plugin("asyncio-concurrent"):
-            from ._xdist import XdistGroupRunner
+            from scenario.pytest_plugin._xdist import XdistGroupRunner
 
             config.pluginmanager.register(XdistGroupRunner(config), "scenario-xdist-groups")
 
@@ -198,7 +210,7 @@ class ScenarioPytestPlugin:
 
     # -- collection ---------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: List[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         if self.session_store is not None:
             self.session_store.collected(_thresholds(items, self.defaults))
         for item in items:
@@ -217,7 +229,7 @@ class ScenarioPytestPlugin:
     def _install(self, item: pytest.Function, settings: RepeatSettings) -> None:
         original = item.obj
 
-        def keep(outcomes: List[RunOutcome]) -> None:
+        def keep(outcomes: list[RunOutcome]) -> None:
             item.stash[_OUTCOMES] = outcomes
 
         if inspect.iscoroutinefunction(original):
@@ -251,7 +263,7 @@ class ScenarioPytestPlugin:
         collector = ResultCollector()
         token = current_collector.set(collector)
         started = time.perf_counter()
-        error: Optional[BaseException] = None
+        error: BaseException | None = None
         try:
             if is_group_member(item):
                 with member_active(item):  # request.getfixturevalue() in the body
@@ -265,7 +277,7 @@ class ScenarioPytestPlugin:
             self._record(item, collector, time.perf_counter() - started, error)
 
     def _record(
-        self, item: pytest.Item, collector: ResultCollector, duration: float, error: Optional[BaseException]
+        self, item: pytest.Item, collector: ResultCollector, duration: float, error: BaseException | None
     ) -> None:
         settings = item.stash.get(_SETTINGS, None)
         if settings is None and not collector.results:
@@ -370,9 +382,9 @@ class ScenarioPytestPlugin:
         self.group_loop.close()
 
 
-def _thresholds(items: List[pytest.Item], defaults: Any) -> Dict[str, float]:
+def _thresholds(items: list[pytest.Item], defaults: Any) -> dict[str, float]:
     """Each scenario-marked test's min_pass_rate, by node id (unmarked tests: every run passes)."""
-    found: Dict[str, float] = {}
+    found: dict[str, float] = {}
     for item in items:
         marks = list(item.iter_markers(MARKER))
         if not marks:

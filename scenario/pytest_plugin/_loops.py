@@ -28,12 +28,13 @@ import asyncio
 import contextlib
 import inspect
 import warnings
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from ..event_loops import drain
+from scenario.runtime.event_loops import drain
 
 
-def _peek_current_loop() -> Optional[asyncio.AbstractEventLoop]:
+def _peek_current_loop() -> asyncio.AbstractEventLoop | None:
     """The thread's current loop without creating one as a side effect."""
     with warnings.catch_warnings():  # the policy API is deprecated from Python 3.14 on
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -53,9 +54,9 @@ class GroupLoop:
     """The session's loop for pytest-asyncio-concurrent groups, created on first use."""
 
     def __init__(self) -> None:
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: The loop while a group is running (setup, call and teardown), else None.
-        self.active: Optional[asyncio.AbstractEventLoop] = None
+        self.active: asyncio.AbstractEventLoop | None = None
 
     def _get(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._loop.is_closed():

@@ -7,7 +7,7 @@ group), and a plain test gets a plain wrapper that spreads its runs over threads
 
 Each run is a fresh call of the test function, so everything the body builds (agents,
 conversations, clients) is its own; fixtures are set up once and shared by the runs. Each run
-also gets its own :class:`~scenario.collector.ResultCollector`, so the scenario results it
+also gets its own :class:`~scenario.events.ResultCollector`, so the scenario results it
 produces are attributed to that run.
 """
 
@@ -19,16 +19,17 @@ import contextvars
 import os
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional
+from typing import Any
 
 import pytest
 from _pytest.outcomes import Exit, Skipped, XFailed
 
-from ..collector import ResultCollector, collecting, current_collector
-from ..event_loops import drain
-from ._settings import RepeatSettings
+from scenario.events import ResultCollector, collecting, current_collector
+from scenario.pytest_plugin._settings import RepeatSettings
+from scenario.runtime.event_loops import drain
 
 # How much of a failed run's error and of a scenario's reasoning the failure message shows.
 
@@ -39,7 +40,7 @@ class RunOutcome:
 
     index: int  # 1-based, as shown to users
     duration: float = 0.0
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
     collector: ResultCollector = field(default_factory=ResultCollector)
 
     @property
@@ -71,11 +72,11 @@ def _cancelling() -> bool:
 
 
 def make_async_wrapper(
-    function: Callable[..., Any], settings: RepeatSettings, on_done: Callable[[List[RunOutcome]], None]
+    function: Callable[..., Any], settings: RepeatSettings, on_done: Callable[[list[RunOutcome]], None]
 ) -> Callable[..., Any]:
     """An ``async def`` that runs ``function`` ``settings.runs`` times on the current loop."""
 
-    async def one_run(index: int, kwargs: dict, gate: Any, parent: Optional[ResultCollector]) -> RunOutcome:
+    async def one_run(index: int, kwargs: dict, gate: Any, parent: ResultCollector | None) -> RunOutcome:
         outcome = RunOutcome(index, collector=ResultCollector(parent))
         async with gate:
             token = current_collector.set(outcome.collector)
@@ -99,7 +100,7 @@ def make_async_wrapper(
         parent = current_collector.get()
         gate: Any = contextlib.nullcontext()
         if settings.max_concurrency is not None and settings.max_concurrency < settings.runs:
-            from ..concurrency import SlidingWindow
+            from scenario.concurrency.strategies import SlidingWindow
 
             gate = SlidingWindow(settings.max_concurrency).slot()
         if settings.runs == 1:
@@ -128,11 +129,11 @@ def make_async_wrapper(
 
 
 def make_sync_wrapper(
-    function: Callable[..., Any], settings: RepeatSettings, on_done: Callable[[List[RunOutcome]], None]
+    function: Callable[..., Any], settings: RepeatSettings, on_done: Callable[[list[RunOutcome]], None]
 ) -> Callable[..., Any]:
     """A plain function that runs ``function`` ``settings.runs`` times on worker threads."""
 
-    def one_run(index: int, kwargs: dict, parent: Optional[ResultCollector]) -> RunOutcome:
+    def one_run(index: int, kwargs: dict, parent: ResultCollector | None) -> RunOutcome:
         outcome = RunOutcome(index, collector=ResultCollector(parent))
         started = time.perf_counter()
         with collecting(outcome.collector):
@@ -192,7 +193,7 @@ def make_own_loop_wrapper(async_wrapper: Callable[..., Any]) -> Callable[..., An
 
 
 # -- the verdict -----------------------------------------------------------------------------------
-def judge_runs(outcomes: List[RunOutcome], settings: RepeatSettings, function: Callable[..., Any]) -> None:
+def judge_runs(outcomes: list[RunOutcome], settings: RepeatSettings, function: Callable[..., Any]) -> None:
     """Return if the pass rate is met, else raise what pytest should report."""
     for outcome in outcomes:
         if isinstance(outcome.error, Exit):
@@ -210,7 +211,7 @@ def judge_runs(outcomes: List[RunOutcome], settings: RepeatSettings, function: C
     pytest.fail(failure_message(outcomes, settings, function), pytrace=False)
 
 
-def failure_message(outcomes: List[RunOutcome], settings: RepeatSettings, function: Callable[..., Any]) -> str:
+def failure_message(outcomes: list[RunOutcome], settings: RepeatSettings, function: Callable[..., Any]) -> str:
     counted = [o for o in outcomes if not o.skipped]
     passed = sum(1 for o in counted if o.passed)
     rate = passed / len(counted)
@@ -239,7 +240,7 @@ def failure_message(outcomes: List[RunOutcome], settings: RepeatSettings, functi
     return "\n".join(lines)
 
 
-def describe_error(error: Optional[BaseException], test_file: Optional[str] = None) -> str:
+def describe_error(error: BaseException | None, test_file: str | None = None) -> str:
     """``Type: message (file:line)``, the message whole (a failure's text is never cut)."""
     if error is None:
         return ""
@@ -255,7 +256,7 @@ def describe_error(error: Optional[BaseException], test_file: Optional[str] = No
     return "\n".join([head, *text_lines[1:]])
 
 
-def _location(error: BaseException, test_file: Optional[str]) -> Optional[str]:
+def _location(error: BaseException, test_file: str | None) -> str | None:
     frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ is not None else []
     if not frames:
         return None
@@ -267,7 +268,7 @@ def _location(error: BaseException, test_file: Optional[str]) -> Optional[str]:
     return f"{os.path.basename(chosen.filename)}:{chosen.lineno}"
 
 
-def _source_file(function: Callable[..., Any]) -> Optional[str]:
+def _source_file(function: Callable[..., Any]) -> str | None:
     code = getattr(getattr(function, "__func__", function), "__code__", None)
     return os.path.abspath(code.co_filename) if code is not None else None
 

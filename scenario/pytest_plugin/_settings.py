@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Dict, Iterable, Optional
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ MARKER = "scenario"
 MARKER_KEYS = ("runs", "min_pass_rate", "max_concurrency")
 
 # (command-line flag, ini key) per setting.
-OPTION_NAMES: Dict[str, tuple] = {
+OPTION_NAMES: dict[str, tuple] = {
     "runs": ("--scenario-runs", "scenario_runs"),
     "min_pass_rate": ("--scenario-min-pass-rate", "scenario_min_pass_rate"),
     "max_concurrency": ("--scenario-max-concurrency", "scenario_max_concurrency"),
@@ -44,9 +45,9 @@ class RepeatSettings:
 
     runs: int = 1
     min_pass_rate: float = 1.0
-    max_concurrency: Optional[int] = None
+    max_concurrency: int | None = None
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {"runs": self.runs, "min_pass_rate": self.min_pass_rate, "max_concurrency": self.max_concurrency}
 
 
@@ -70,7 +71,7 @@ def check_min_pass_rate(value: Any, where: str) -> float:
     return float(value)
 
 
-def check_max_concurrency(value: Any, where: str) -> Optional[int]:
+def check_max_concurrency(value: Any, where: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -116,7 +117,7 @@ def session_defaults(config: pytest.Config) -> RepeatSettings:
 
     Raises ``pytest.UsageError`` for an unusable ini value.
     """
-    values: Dict[str, Any] = {}
+    values: dict[str, Any] = {}
     for key, (flag, ini) in OPTION_NAMES.items():
         from_cli = config.getoption(flag)
         if from_cli is not None:
@@ -131,14 +132,14 @@ def session_defaults(config: pytest.Config) -> RepeatSettings:
     return replace(RepeatSettings(), **values)
 
 
-def report_path(config: pytest.Config) -> Optional[str]:
+def report_path(config: pytest.Config) -> str | None:
     flag, ini = REPORT_OPTION
     path = config.getoption(flag) or config.getini(ini)
     return str(path) if path else None
 
 
 # -- markers ---------------------------------------------------------------------------------------
-def check_marker(mark: pytest.Mark, where: str) -> Dict[str, Any]:
+def check_marker(mark: pytest.Mark, where: str) -> dict[str, Any]:
     """The keys one ``scenario`` marker sets, checked. Raises SettingError."""
     if mark.args:
         raise SettingError(
@@ -158,7 +159,7 @@ def check_marker(mark: pytest.Mark, where: str) -> Dict[str, Any]:
 
 def resolve(marks: Iterable[pytest.Mark], defaults: RepeatSettings, where: str) -> RepeatSettings:
     """Merge markers (closest first) over the session defaults. Raises SettingError."""
-    chosen: Dict[str, Any] = {}
+    chosen: dict[str, Any] = {}
     for mark in marks:
         for key, value in check_marker(mark, where).items():
             chosen.setdefault(key, value)

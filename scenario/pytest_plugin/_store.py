@@ -16,7 +16,7 @@ batch as ``finished``, or ``interrupted`` when the session was.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import pytest
 
@@ -37,7 +37,7 @@ def add_options(group: Any, parser: pytest.Parser) -> None:
     parser.addini(ini, "scenario: suite name for --scenario-store batches.", default="")
 
 
-def store_path(config: pytest.Config) -> Optional[str]:
+def store_path(config: pytest.Config) -> str | None:
     flag, ini = STORE_OPTION
     path = config.getoption(flag) or config.getini(ini)
     if not path:
@@ -60,14 +60,14 @@ class SessionStore:
         self.suite = str(config.getoption(flag) or config.getini(ini) or f"pytest:{config.rootpath.name}")
         self.is_worker = hasattr(config, "workerinput")
         self.store: Any = None
-        self.batch_id: Optional[str] = None
+        self.batch_id: str | None = None
         self.written = 0
-        self.thresholds: Dict[str, float] = {}
+        self.thresholds: dict[str, float] = {}
 
     def open(self) -> None:
         """Open the store (and, on the controller, start the batch). A bad path stops the session
         with a usage error naming the option."""
-        from ..store import ResultStore, StoreError
+        from scenario.store import ResultStore, StoreError
 
         try:
             self.store = ResultStore(self.path)
@@ -86,7 +86,7 @@ class SessionStore:
         if self.batch_id is not None:
             node.workerinput[WORKER_KEY] = self.batch_id
 
-    def collected(self, thresholds: Dict[str, float]) -> None:
+    def collected(self, thresholds: dict[str, float]) -> None:
         """Thresholds of the collected tests, recorded as the suite's (what pages judge by)."""
         self.thresholds.update(thresholds)
         if self.store is not None and thresholds:
@@ -95,11 +95,11 @@ class SessionStore:
             merged.update(thresholds)
             self.store.save_suite_info(self.suite, {**info, "source": "pytest", "thresholds": merged})
 
-    def record(self, nodeid: str, results: List[Any]) -> None:
+    def record(self, nodeid: str, results: list[Any]) -> None:
         """Store one test's results (called when its call phase ends)."""
         if self.store is None or self.batch_id is None or not results:
             return
-        from ..records import RunRecord
+        from scenario.records import RunRecord
 
         records = [RunRecord.from_result(result, suite=self.suite, scenario=nodeid, index=index, batch_id=self.batch_id)
                    for index, result in enumerate(results)]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from _pytest.outcomes import Skipped, XFailed
 
-from ..collector import ResultCollector
-from ._repeat import RunOutcome, describe_error
-from ._settings import RepeatSettings
+from scenario.events import ResultCollector
+from scenario.pytest_plugin._repeat import RunOutcome, describe_error
+from scenario.pytest_plugin._settings import RepeatSettings
 
 REPORT_ATTRIBUTE = "scenario_summary"
 REPORT_VERSION = 1
@@ -27,11 +28,11 @@ def build_row(
     nodeid: str,
     collector: ResultCollector,
     duration: float,
-    error: Optional[BaseException],
-    settings: Optional[RepeatSettings],
-    outcomes: Optional[Sequence[RunOutcome]],
-    test_file: Optional[str] = None,
-) -> Dict[str, Any]:
+    error: BaseException | None,
+    settings: RepeatSettings | None,
+    outcomes: Sequence[RunOutcome] | None,
+    test_file: str | None = None,
+) -> dict[str, Any]:
     """One summary row (JSON-ready) for a test that was marked or ran scenarios."""
     results = collector.results
     usage = collector.usage()
@@ -80,7 +81,7 @@ def build_row(
     }
 
 
-def user_properties(row: Dict[str, Any]) -> List[tuple]:
+def user_properties(row: dict[str, Any]) -> list[tuple]:
     """The row's figures as flat (name, value) pairs, the shape JUnit XML properties take."""
     pass_rate = row["pass_rate"]
     pairs = [
@@ -101,7 +102,7 @@ def user_properties(row: Dict[str, Any]) -> List[tuple]:
     return pairs
 
 
-def totals(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+def totals(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "tests": len(rows),
         "tests_passed": sum(1 for r in rows if r["outcome"] == "passed"),
@@ -119,12 +120,12 @@ def totals(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     }
 
 
-def sorted_rows(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def sorted_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     # Workers finish in any order; sorting makes the table and the file reproducible.
     return sorted(rows, key=lambda r: r["nodeid"])
 
 
-def write_json(path: str, rows: Sequence[Dict[str, Any]]) -> None:
+def write_json(path: str, rows: Sequence[dict[str, Any]]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     document = {"version": REPORT_VERSION, "tests": sorted_rows(rows), "total": totals(rows)}
@@ -139,11 +140,11 @@ def _money(value: float) -> str:
     return f"${value:.6f}" if value < 1 else f"${value:.2f}"
 
 
-def _rate(value: Optional[float]) -> str:
+def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def table_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
+def table_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The terminal table: one line per test (figures first, so long test ids never push
     them out of view), then the session total."""
     ordered = sorted_rows(rows)

@@ -17,11 +17,11 @@ batch runs, the index is pointed at the test each report belongs to, then put ba
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import pytest
 
-from ._loops import is_group_member
+from scenario.pytest_plugin._loops import is_group_member
 
 
 def _find_interactor(config: pytest.Config) -> Any:
@@ -40,9 +40,9 @@ class XdistGroupRunner:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self._items: Optional[List[pytest.Item]] = None
-        self._index_of: Dict[str, int] = {}
-        self._held: List[pytest.Item] = []
+        self._items: list[pytest.Item] | None = None
+        self._index_of: dict[str, int] = {}
+        self._held: list[pytest.Item] = []
         self._running_batch = False
 
     @pytest.hookimpl(trylast=True)
@@ -58,7 +58,7 @@ class XdistGroupRunner:
         return None
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Optional[pytest.Item]) -> Optional[bool]:
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         if not is_group_member(item):
             return None
         if not item.group.children_have_same_parent:
@@ -79,7 +79,7 @@ class XdistGroupRunner:
         self._run_batch(batch, nextitem, interactor)
         return True
 
-    def _run_batch(self, batch: List[Any], nextitem: Optional[pytest.Item], interactor: Any) -> None:
+    def _run_batch(self, batch: list[Any], nextitem: pytest.Item | None, interactor: Any) -> None:
         group = batch[0].group
         saved = (group.children, group.children_finalizer)
         group.children = list(batch)
@@ -102,6 +102,6 @@ class XdistGroupRunner:
                 interactor.item_index = self._index_of[report.nodeid]
 
     @pytest.hookimpl(tryfirst=True, optionalhook=True)
-    def pytest_runtest_protocol_async_group(self, group: Any, nextgroup: Any) -> Optional[bool]:
+    def pytest_runtest_protocol_async_group(self, group: Any, nextgroup: Any) -> bool | None:
         # The group plugin's after-loop pass: its members already ran above.
         return None if self._running_batch else True

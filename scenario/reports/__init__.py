@@ -12,9 +12,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
 
-from .summary import GroupSummary, Report, SuiteReport, report_from_records, report_from_store, summarize
+from scenario.reports.summary import (
+    GroupSummary,
+    Report,
+    SuiteReport,
+    report_from_records,
+    report_from_store,
+    summarize,
+)
 
 FORMATS = ("html", "json", "junit")
 
@@ -27,21 +33,21 @@ __all__ = [
 def render(report: Report, format: str) -> str:
     """The report as text in ``format`` (html, json or junit)."""
     if format == "json":
-        from .json_report import render_json
+        from scenario.reports.json_report import render_json
 
         return render_json(report)
     if format == "junit":
-        from .junit import render_junit
+        from scenario.reports.junit import render_junit
 
         return render_junit(report)
     if format == "html":
-        from .html import render_html
+        from scenario.reports.html import render_html
 
         return render_html(report)
     raise ValueError(f"unknown report format {format!r}; use one of {', '.join(FORMATS)}")
 
 
-def write_report(report: Report, format: str, path: Union[str, Path]) -> Path:
+def write_report(report: Report, format: str, path: str | Path) -> Path:
     """Render and write atomically (a half-written report never replaces a good one)."""
     target = Path(path)
     text = render(report, format)

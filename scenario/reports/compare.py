@@ -11,11 +11,12 @@ page and the exit code.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any
 
-from .stats import DEFAULT_ALPHA, fisher_exact
-from .summary import GroupSummary, summarize
+from scenario.reports.stats import DEFAULT_ALPHA, fisher_exact
+from scenario.reports.summary import GroupSummary, summarize
 
 
 @dataclass
@@ -24,8 +25,8 @@ class PairChange:
 
     scenario: str
     variant: str
-    base: Optional[GroupSummary]
-    head: Optional[GroupSummary]
+    base: GroupSummary | None
+    head: GroupSummary | None
     p_value: float = 1.0
     alpha: float = DEFAULT_ALPHA
 
@@ -34,7 +35,7 @@ class PairChange:
         return self.scenario if self.variant == "default" else f"{self.scenario} [{self.variant}]"
 
     @property
-    def rate_change(self) -> Optional[float]:
+    def rate_change(self) -> float | None:
         if self.base is None or self.head is None or not self.base.runs or not self.head.runs:
             return None
         return self.head.pass_rate - self.base.pass_rate
@@ -58,7 +59,7 @@ class PairChange:
         return "within chance"
 
     @property
-    def flip(self) -> Optional[str]:
+    def flip(self) -> str | None:
         """"broke" when the threshold was met before and is missed now, "fixed" the other way."""
         if self.base is None or self.head is None:
             return None
@@ -89,13 +90,13 @@ class PairChange:
         return f"pass rate {direction} {before} -> {after}: {verdict}"
 
     @property
-    def cost_per_run_change(self) -> Optional[float]:
+    def cost_per_run_change(self) -> float | None:
         if self.base is None or self.head is None or not self.base.runs or not self.head.runs:
             return None
         return self.head.cost_usd / self.head.runs - self.base.cost_usd / self.base.runs
 
     @property
-    def p50_change(self) -> Optional[float]:
+    def p50_change(self) -> float | None:
         if self.base is None or self.head is None:
             return None
         return self.head.latency_p50 - self.base.latency_p50
@@ -107,7 +108,7 @@ class Comparison:
 
     base_id: str
     head_id: str
-    pairs: List[PairChange] = field(default_factory=list)
+    pairs: list[PairChange] = field(default_factory=list)
     alpha: float = DEFAULT_ALPHA
     base_cost: float = 0.0
     head_cost: float = 0.0
@@ -115,15 +116,15 @@ class Comparison:
     head_runs: int = 0
 
     @property
-    def regressions(self) -> List[PairChange]:
+    def regressions(self) -> list[PairChange]:
         return [p for p in self.pairs if p.kind == "regressed"]
 
     @property
-    def improvements(self) -> List[PairChange]:
+    def improvements(self) -> list[PairChange]:
         return [p for p in self.pairs if p.kind == "improved"]
 
     @property
-    def flips(self) -> List[PairChange]:
+    def flips(self) -> list[PairChange]:
         return [p for p in self.pairs if p.flip]
 
     @property
@@ -148,8 +149,8 @@ def compare(
     *,
     base_id: str = "base",
     head_id: str = "head",
-    thresholds: Optional[Dict[str, float]] = None,
-    head_thresholds: Optional[Dict[str, float]] = None,
+    thresholds: dict[str, float] | None = None,
+    head_thresholds: dict[str, float] | None = None,
     alpha: float = DEFAULT_ALPHA,
 ) -> Comparison:
     """Compare two batches' runs (``RunRecord`` or store outcomes: scenario, variant, status,
@@ -159,7 +160,7 @@ def compare(
     head_runs = [r for r in head if r.status != "cancelled"]
     before = _by_pair(base_runs, thresholds or {})
     after = _by_pair(head_runs, head_thresholds if head_thresholds is not None else (thresholds or {}))
-    pairs: List[PairChange] = []
+    pairs: list[PairChange] = []
     for key in list(before) + [k for k in after if k not in before]:
         b, h = before.get(key), after.get(key)
         p_value = fisher_exact(b.passed, b.runs, h.passed, h.runs) if b is not None and h is not None else 1.0
@@ -177,7 +178,7 @@ def _record_cost(run: Any) -> float:
     return float(getattr(usage, "cost_usd", 0.0) or 0.0)
 
 
-def _by_pair(runs: List[Any], thresholds: Dict[str, float]) -> Dict[Tuple[str, str], GroupSummary]:
+def _by_pair(runs: list[Any], thresholds: dict[str, float]) -> dict[tuple[str, str], GroupSummary]:
     keyed = {(run.suite, scenario): float(t) for run in runs for scenario, t in thresholds.items()}
     return {(g.scenario, g.variant): g for g in summarize(runs, keyed)}
 

@@ -10,11 +10,12 @@ never become markup.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any
 
-from ..records import RunRecord
-from .summary import GroupSummary, Report
+from scenario.records import RunRecord
+from scenario.reports.summary import GroupSummary, Report
 
 _VARIANT_COLOURS = ("#0969da", "#8250df", "#bf3989", "#1b7c83", "#953800", "#4d2d00")
 
@@ -23,9 +24,9 @@ def render_html(report: Report) -> str:
     """The whole report as one HTML document."""
     from markupsafe import Markup
 
-    from .templating import environment
+    from scenario.reports.templating import environment
 
-    runs_by_group: Dict[Tuple[str, str, str], List[RunRecord]] = {}
+    runs_by_group: dict[tuple[str, str, str], list[RunRecord]] = {}
     for suite in report.suites:
         for record in suite.records:
             runs_by_group.setdefault((suite.name, record.scenario, record.variant), []).append(record)
@@ -54,7 +55,7 @@ def render_html(report: Report) -> str:
 
 
 def _label(group: GroupSummary) -> str:
-    from .templating import group_label
+    from scenario.reports.templating import group_label
 
     return group_label(group)
 
@@ -66,7 +67,7 @@ _BAR_W = 520
 _ROW_H = 24
 
 
-def _svg(height: int, body: List[str], title: str) -> str:
+def _svg(height: int, body: list[str], title: str) -> str:
     width = _LABEL_W + _BAR_W + 70
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(title)}" '
@@ -80,7 +81,7 @@ def _clip(text: str, limit: int = 42) -> str:
 
 def pass_rate_chart(groups: Sequence[GroupSummary], variants: Sequence[str] = ()) -> str:
     """Horizontal bars of pass rate per group, green when the threshold is met, with a threshold tick."""
-    body: List[str] = []
+    body: list[str] = []
     for row, g in enumerate(groups):
         y = 6 + row * _ROW_H
         width = max(1.0, g.pass_rate * _BAR_W)
@@ -97,9 +98,9 @@ def pass_rate_chart(groups: Sequence[GroupSummary], variants: Sequence[str] = ()
     return _svg(12 + len(groups) * _ROW_H, body, "pass rate per scenario")
 
 
-def _scaled_bars(groups: Sequence[GroupSummary], series: Sequence[Tuple[str, str, Any]], unit: str, title: str) -> str:
+def _scaled_bars(groups: Sequence[GroupSummary], series: Sequence[tuple[str, str, Any]], unit: str, title: str) -> str:
     top = max((value(g) for g in groups for _, _, value in series), default=0.0) or 1.0
-    body: List[str] = []
+    body: list[str] = []
     bar_h = (_ROW_H - 8) / len(series)
     for row, g in enumerate(groups):
         y = 6 + row * _ROW_H

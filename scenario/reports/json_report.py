@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Dict
+from typing import Any
 
-from .summary import Report
+from scenario.reports.summary import Report
 
 REPORT_FORMAT = "scenario-report"
 REPORT_VERSION = 1
 
 
-def report_dict(report: Report, *, include_runs: bool = True) -> Dict[str, Any]:
+def report_dict(report: Report, *, include_runs: bool = True) -> dict[str, Any]:
     """The report as plain JSON-able data."""
     return {
         "format": REPORT_FORMAT,

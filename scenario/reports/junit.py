@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
-from typing import Dict, List
 
-from ..failure_text import explain_record
-from ..records import RunRecord
-from .summary import GroupSummary, Report
+from scenario.records import RunRecord
+from scenario.reports.failure_text import explain_record
+from scenario.reports.summary import GroupSummary, Report
 
 
 def render_junit(report: Report) -> str:
@@ -23,7 +22,7 @@ def render_junit(report: Report) -> str:
     totals = {"tests": 0, "failures": 0, "errors": 0, "time": 0.0}
     timestamp = datetime.fromtimestamp(report.generated_at, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     for suite in report.suites:
-        runs_by_group: Dict[tuple, List[RunRecord]] = {}
+        runs_by_group: dict[tuple, list[RunRecord]] = {}
         for record in suite.records:
             runs_by_group.setdefault((record.scenario, record.variant), []).append(record)
         element = ET.SubElement(root, "testsuite", name=suite.name, timestamp=timestamp)
@@ -49,7 +48,7 @@ def render_junit(report: Report) -> str:
                 counts["errors" if only_errors else "failures"] += 1
                 failure = ET.SubElement(case, tag, message=_verdict(group), type="ThresholdNotMet")
                 # Each run that did not pass explained in full: failed criteria with the judge's
-                # reasoning, the error and its traceback, the last turns (scenario.failure_text).
+                # reasoning, the error and its traceback, the last turns (scenario.reports.failure_text).
                 failure.text = "\n\n".join(explain_record(r) for r in runs if r.status != "passed")
             out = ET.SubElement(case, "system-out")
             out.text = "\n".join(_run_line(r) for r in runs)

@@ -10,14 +10,13 @@ the hypergeometric distribution. Pure Python (``math.lgamma``): no SciPy for two
 from __future__ import annotations
 
 import math
-from typing import Tuple
 
 #: The significance level below which a change counts as "larger than chance".
 DEFAULT_ALPHA = 0.05
 _Z95 = 1.959963984540054
 
 
-def wilson_interval(passed: int, runs: int, z: float = _Z95) -> Tuple[float, float]:
+def wilson_interval(passed: int, runs: int, z: float = _Z95) -> tuple[float, float]:
     """The 95% Wilson score interval of a pass rate ``passed / runs``; (0, 1) for no runs."""
     if runs <= 0:
         return (0.0, 1.0)

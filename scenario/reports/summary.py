@@ -7,11 +7,12 @@ reaches its threshold; the command's exit code and the reports use this one defi
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
-from ..records import RunRecord
-from ..records import percentile as sorted_percentile
+from scenario.records import RunRecord
+from scenario.records import percentile as sorted_percentile
 
 DEFAULT_THRESHOLD = 1.0
 
@@ -31,7 +32,7 @@ class GroupSummary:
     attempts: int = 0
     cost_usd: float = 0.0
     tokens: int = 0
-    durations: List[float] = field(default_factory=list, repr=False)
+    durations: list[float] = field(default_factory=list, repr=False)
 
     @property
     def pass_rate(self) -> float:
@@ -71,7 +72,7 @@ class GroupSummary:
     def latency_mean(self) -> float:
         return sum(self.durations) / len(self.durations) if self.durations else 0.0
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "suite": self.suite,
             "scenario": self.scenario,
@@ -100,15 +101,15 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def summarize(
     runs: Iterable[Any],
-    thresholds: Optional[Dict[Tuple[str, str], float]] = None,
+    thresholds: dict[tuple[str, str], float] | None = None,
     default_threshold: float = DEFAULT_THRESHOLD,
-) -> List[GroupSummary]:
+) -> list[GroupSummary]:
     """Group runs (RunRecord or store RunOutcome) by (suite, scenario, variant), in first-seen order.
 
     ``thresholds`` maps (suite, scenario) to the minimum pass rate; others use ``default_threshold``.
     """
     thresholds = thresholds or {}
-    groups: Dict[Tuple[str, str, str], GroupSummary] = {}
+    groups: dict[tuple[str, str, str], GroupSummary] = {}
     for run in runs:
         key = (run.suite, run.scenario, run.variant)
         group = groups.get(key)
@@ -138,10 +139,10 @@ class SuiteReport:
     """One suite's groups and runs, as every report format needs them."""
 
     name: str
-    description: Optional[str]
-    groups: List[GroupSummary]
-    records: List[RunRecord]
-    info: Dict[str, Any] = field(default_factory=dict)
+    description: str | None
+    groups: list[GroupSummary]
+    records: list[RunRecord]
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -164,7 +165,7 @@ class SuiteReport:
 class Report:
     """Everything a report renders: suites, their groups and every run."""
 
-    suites: List[SuiteReport]
+    suites: list[SuiteReport]
     source: str = ""
     generated_at: float = field(default_factory=time.time)
 
@@ -173,14 +174,14 @@ class Report:
         return bool(self.suites) and all(s.passed for s in self.suites)
 
     @property
-    def groups(self) -> List[GroupSummary]:
+    def groups(self) -> list[GroupSummary]:
         return [g for s in self.suites for g in s.groups]
 
     @property
-    def records(self) -> List[RunRecord]:
+    def records(self) -> list[RunRecord]:
         return [r for s in self.suites for r in s.records]
 
-    def totals(self) -> Dict[str, Any]:
+    def totals(self) -> dict[str, Any]:
         records = self.records
         durations = [r.duration for r in records]
         runs = len(records)
@@ -210,12 +211,12 @@ class Report:
 def report_from_records(
     records: Sequence[RunRecord],
     *,
-    suite_info: Optional[Dict[str, Dict[str, Any]]] = None,
+    suite_info: dict[str, dict[str, Any]] | None = None,
     source: str = "",
 ) -> Report:
     """Build a :class:`Report` from records in memory (``suite_info`` gives thresholds per suite)."""
     suite_info = suite_info or {}
-    by_suite: Dict[str, List[RunRecord]] = {}
+    by_suite: dict[str, list[RunRecord]] = {}
     for record in records:
         by_suite.setdefault(record.suite, []).append(record)
     suites = []
@@ -233,7 +234,7 @@ def report_from_records(
     return Report(suites=suites, source=source)
 
 
-def _scenario_order(info: Dict[str, Any], scenario: str) -> int:
+def _scenario_order(info: dict[str, Any], scenario: str) -> int:
     order = info.get("scenario_order") or []
     try:
         return order.index(scenario)
@@ -241,7 +242,7 @@ def _scenario_order(info: Dict[str, Any], scenario: str) -> int:
         return len(order)
 
 
-def report_from_store(store: Any, suite: Optional[str] = None, batch_id: Optional[str] = None) -> Report:
+def report_from_store(store: Any, suite: str | None = None, batch_id: str | None = None) -> Report:
     """Build a :class:`Report` from a :class:`scenario.store.ResultStore`: one batch by id, or
     the latest batch of one suite (or of every suite). Older batches stay in the store as history."""
     if batch_id is not None:
@@ -250,8 +251,8 @@ def report_from_store(store: Any, suite: Optional[str] = None, batch_id: Optiona
     else:
         names = [suite] if suite is not None else store.suites()
         batches = [b for b in (store.latest_batch(name) for name in names) if b is not None]
-    info: Dict[str, Dict[str, Any]] = {}
-    records: List[RunRecord] = []
+    info: dict[str, dict[str, Any]] = {}
+    records: list[RunRecord] = []
     for batch in batches:
         info[batch.suite] = batch.info or store.suite_info(batch.suite)
         records.extend(store.records(suite=batch.suite, batch_id=batch.id))

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 TEMPLATES = Path(__file__).with_name("templates")
 
 
 @lru_cache(maxsize=4)
-def environment(extra_dirs: Tuple[str, ...] = ()) -> Any:
+def environment(extra_dirs: tuple[str, ...] = ()) -> Any:
     """A Jinja2 environment over the shared templates (plus ``extra_dirs``, searched first)."""
     import jinja2
 
@@ -64,7 +65,7 @@ STATUS_WORDS = {"passed": "passed", "failed": "failed", "error": "error", "timeo
 
 # -- value formatting -------------------------------------------------------------------------
 
-def format_cost(value: Optional[float]) -> str:
+def format_cost(value: float | None) -> str:
     """``$0.0045``: four decimals (two significant digits for tiny sums), cents for large ones."""
     value = float(value or 0.0)
     if value == 0:
@@ -78,7 +79,7 @@ def format_cost(value: Optional[float]) -> str:
     return f"${value:.{digits}f}"
 
 
-def format_seconds(value: Optional[float]) -> str:
+def format_seconds(value: float | None) -> str:
     value = float(value or 0.0)
     if value < 1:
         return f"{value * 1000:.0f}ms"
@@ -88,13 +89,13 @@ def format_seconds(value: Optional[float]) -> str:
     return f"{int(minutes)}m{seconds:02.0f}s"
 
 
-def format_when(timestamp: Optional[float]) -> str:
+def format_when(timestamp: float | None) -> str:
     if not timestamp:
         return "?"
     return datetime.fromtimestamp(float(timestamp), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def format_pct(rate: Optional[float]) -> str:
+def format_pct(rate: float | None) -> str:
     return "–" if rate is None else f"{float(rate) * 100:.0f}%"
 
 
@@ -129,7 +130,7 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts: List[str] = []
+        parts: list[str] = []
         for part in content:
             if isinstance(part, dict) and part.get("type") == "text":
                 parts.append(str(part.get("text", "")))
@@ -141,12 +142,12 @@ def _content_text(content: Any) -> str:
     return _pretty(content)
 
 
-def chat_items(messages: Sequence[Any]) -> List[Dict[str, Any]]:
+def chat_items(messages: Sequence[Any]) -> list[dict[str, Any]]:
     """Messages as what a chat view shows: who spoke, the text, each tool call with its arguments,
     and each tool result next to the name of the call it answers. Malformed messages (stored
     untrusted data) become a system item with their raw JSON instead of breaking the page."""
-    names: Dict[str, str] = {}
-    items: List[Dict[str, Any]] = []
+    names: dict[str, str] = {}
+    items: list[dict[str, Any]] = []
     for message in messages:
         if not isinstance(message, dict):
             items.append({"kind": "system", "role": "?", "text": _pretty(message), "calls": []})
@@ -163,7 +164,7 @@ def chat_items(messages: Sequence[Any]) -> List[Dict[str, Any]]:
             calls.append({"id": str(call.get("id") or ""), "name": name, "arguments": _pretty(function.get("arguments", ""))})
         kind = {"user": "user", "assistant": "agent", "tool": "tool", "function": "tool"}.get(role, "system")
         text = _content_text(message.get("content"))
-        item: Dict[str, Any] = {"kind": kind, "role": role, "text": text, "calls": calls}
+        item: dict[str, Any] = {"kind": kind, "role": role, "text": text, "calls": calls}
         if kind == "tool":
             call_id = str(message.get("tool_call_id") or "")
             item["tool_name"] = names.get(call_id) or message.get("name") or "tool"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 Role = Literal["judge", "user", "agent"]
 
@@ -91,7 +91,7 @@ class MockBehavior:
     """Criteria whose text contains any of these substrings (case-insensitive)
     are judged ``failed``."""
 
-    rate_limit_above: Optional[int] = None
+    rate_limit_above: int | None = None
     """When set, a request arriving while this many or more requests are already
     in flight gets a 429 with a ``Retry-After`` header."""
 
@@ -105,7 +105,7 @@ class MockBehavior:
     seed: int = 0
     """Seed for ``error_rate``."""
 
-    context_window: Optional[int] = None
+    context_window: int | None = None
     """When set, a request whose prompt is estimated (4 characters a token) above this many tokens
     gets OpenAI's 400 ``context_length_exceeded`` error, as a model with that window would."""
 
@@ -127,7 +127,7 @@ class MockBehavior:
             raise ValueError("fail_marker and inconclusive_marker must be non-empty")
         self.failing_criteria = list(self.failing_criteria)
 
-    def with_changes(self, **changes: Any) -> "MockBehavior":
+    def with_changes(self, **changes: Any) -> MockBehavior:
         """Return a validated copy with some fields replaced."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         unknown = set(changes) - set(values)
@@ -141,11 +141,11 @@ class MockBehavior:
 class RequestMarkers:
     """Per-request overrides found in the message contents (first occurrence wins)."""
 
-    error_status: Optional[int] = None
+    error_status: int | None = None
     hang: bool = False
     malformed: bool = False
     delay: float = 0.0
-    turns: Optional[int] = None
+    turns: int | None = None
 
 
 @dataclass
@@ -169,9 +169,9 @@ class ChatRequest:
 class MockReply:
     """What the mock answers: either text ``content`` or one tool call."""
 
-    content: Optional[str] = None
-    tool_name: Optional[str] = None
-    tool_arguments: Optional[str] = None
+    content: str | None = None
+    tool_name: str | None = None
+    tool_arguments: str | None = None
 
     @property
     def finish_reason(self) -> str:
@@ -378,7 +378,7 @@ def count_agent_replies(messages: list[dict[str, Any]]) -> int:
     return sum(1 for m in messages if m.get("role") == "assistant")
 
 
-def _forced_function(tool_choice: Any) -> Optional[str]:
+def _forced_function(tool_choice: Any) -> str | None:
     if isinstance(tool_choice, dict):
         fn = tool_choice.get("function")
         if isinstance(fn, dict) and isinstance(fn.get("name"), str):
@@ -507,7 +507,7 @@ def scorer_reply(text: str) -> str:
 # ----- agent
 
 
-def agent_tool_call(request: ChatRequest) -> Optional[MockReply]:
+def agent_tool_call(request: ChatRequest) -> MockReply | None:
     """The tool call a tool-calling model would make first, or None (see module doc)."""
     if not request.tools or request.tool_choice == "none":
         return None

@@ -35,10 +35,11 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
-from scenario.event_loops import drain
+from scenario.runtime.event_loops import drain
 from scenario.testing.mock_behavior import (
     ROLES,
     BadRequest,
@@ -61,7 +62,7 @@ FAULT_KINDS = ("error", "hang", "malformed", "slow")
 
 # (type, code) of the OpenAI error body for each status, so that client
 # libraries map the answer to the same exception a real provider would cause.
-_ERROR_KINDS: dict[int, tuple[str, Optional[str]]] = {
+_ERROR_KINDS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
     401: ("invalid_request_error", "invalid_api_key"),
     403: ("invalid_request_error", "permission_denied"),
@@ -91,7 +92,7 @@ class Fault:
 
     kind: str = "error"
     status: int = 500
-    retry_after: Optional[float] = None
+    retry_after: float | None = None
     delay: float = 1.0
 
 
@@ -135,7 +136,7 @@ class MockStats:
             "request_times": list(self.request_times),
         }
 
-    def copy(self) -> "MockStats":
+    def copy(self) -> MockStats:
         return MockStats(
             requests=self.requests,
             by_role=dict(self.by_role),
@@ -172,8 +173,8 @@ class MockLLMServer:
 
     def __init__(
         self,
-        latency: Optional[float] = None,
-        behavior: Optional[MockBehavior] = None,
+        latency: float | None = None,
+        behavior: MockBehavior | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -184,7 +185,7 @@ class MockLLMServer:
         self._rng = random.Random(behavior.seed)
         self.host = host
         self._requested_port = port
-        self._port: Optional[int] = None
+        self._port: int | None = None
 
         # One lock guards counters and the fault queue: they are touched from
         # the server thread and read/filled from the test thread.
@@ -194,10 +195,10 @@ class MockLLMServer:
         self._faults: collections.deque[Fault] = collections.deque()
         self._ids = itertools.count(1)
 
-        self._thread: Optional[threading.Thread] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: Any = None
-        self._stopping: Optional[asyncio.Event] = None
+        self._stopping: asyncio.Event | None = None
         self._web: Any = None
 
     # ------------------------------------------------------------------ public API
@@ -252,7 +253,7 @@ class MockLLMServer:
         *,
         status: int = 500,
         kind: str = "error",
-        retry_after: Optional[float] = None,
+        retry_after: float | None = None,
         delay: float = 1.0,
     ) -> None:
         """Make the next ``n`` chat-completion requests fail, whoever sends them.
@@ -283,7 +284,7 @@ class MockLLMServer:
         with self._lock:
             self._faults.clear()
 
-    def start(self, timeout: float = 10.0) -> "MockLLMServer":
+    def start(self, timeout: float = 10.0) -> MockLLMServer:
         """Bind the port and start serving on a daemon thread; returns once ready.
 
         Binding happens here, in the caller's thread, so "address in use"
@@ -336,13 +337,13 @@ class MockLLMServer:
             thread.join(timeout)
             self._port = None
 
-    def __enter__(self) -> "MockLLMServer":
+    def __enter__(self) -> MockLLMServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
 
-    async def __aenter__(self) -> "MockLLMServer":
+    async def __aenter__(self) -> MockLLMServer:
         # start()/stop() wait on a thread; run them off the caller's loop.
         await asyncio.to_thread(self.start)
         return self
@@ -412,14 +413,14 @@ class MockLLMServer:
 
     # ------------------------------------------------------------------ request handling
 
-    async def _handle_health(self, request: "web.Request") -> "web.Response":
+    async def _handle_health(self, request: web.Request) -> web.Response:
         return self._web.json_response({"status": "ok"})
 
-    async def _handle_models(self, request: "web.Request") -> "web.Response":
+    async def _handle_models(self, request: web.Request) -> web.Response:
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "scenario-mock"} for m in _MOCK_MODELS]
         return self._web.json_response({"object": "list", "data": data})
 
-    async def _handle_chat(self, request: "web.Request") -> "web.StreamResponse":
+    async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
         stats = self._stats
         with self._lock:
             busy = stats.in_flight  # requests already in flight when this one arrived
@@ -438,14 +439,14 @@ class MockLLMServer:
 
     async def _answer(
         self,
-        request: "web.Request",
+        request: web.Request,
         busy: int,
-        fault: Optional[Fault],
+        fault: Fault | None,
         behavior: MockBehavior,
-    ) -> "web.StreamResponse":
+    ) -> web.StreamResponse:
         body = await request.read()
-        parsed: Optional[ChatRequest] = None
-        bad: Optional[str] = None
+        parsed: ChatRequest | None = None
+        bad: str | None = None
         try:
             parsed = parse_request(body)
         except BadRequest as exc:
@@ -510,7 +511,7 @@ class MockLLMServer:
             return await self._stream(request, parsed, reply)
         return self._web.Response(body=self._completion_body(parsed, reply), content_type="application/json")
 
-    def _marker_fault(self, parsed: ChatRequest, behavior: MockBehavior) -> Optional[Fault]:
+    def _marker_fault(self, parsed: ChatRequest, behavior: MockBehavior) -> Fault | None:
         markers = parsed.markers
         if markers.hang:
             return Fault(kind="hang")
@@ -526,8 +527,8 @@ class MockLLMServer:
             self._stats.faults[kind] = self._stats.faults.get(kind, 0) + 1
 
     def _error(
-        self, status: int, retry_after: Optional[float], message: str, code: Optional[str] = None
-    ) -> "web.Response":
+        self, status: int, retry_after: float | None, message: str, code: str | None = None
+    ) -> web.Response:
         with self._lock:
             self._stats.errors_served[status] = self._stats.errors_served.get(status, 0) + 1
         err_type, default_code = _ERROR_KINDS.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
@@ -542,7 +543,7 @@ class MockLLMServer:
             status=status, body=json.dumps(body).encode(), content_type="application/json", headers=headers
         )
 
-    async def _hang(self, request: "web.Request") -> "web.StreamResponse":
+    async def _hang(self, request: web.Request) -> web.StreamResponse:
         """Never answer. Ends when the client disconnects (aiohttp cancels this
         handler) or when the server stops (the connection is closed unanswered)."""
         assert self._stopping is not None
@@ -583,7 +584,7 @@ class MockLLMServer:
         }
         return json.dumps(body).encode()
 
-    async def _stream(self, request: "web.Request", parsed: ChatRequest, reply: MockReply) -> "web.StreamResponse":
+    async def _stream(self, request: web.Request, parsed: ChatRequest, reply: MockReply) -> web.StreamResponse:
         n = next(self._ids)
         base = {
             "id": f"chatcmpl-mock-{n}",
@@ -593,7 +594,7 @@ class MockLLMServer:
             "system_fingerprint": "fp_mock",
         }
 
-        def chunk(delta: dict[str, Any], finish_reason: Optional[str] = None) -> bytes:
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
             data = dict(base, choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
             if parsed.include_usage:
                 data["usage"] = None
@@ -648,7 +649,7 @@ def _pieces(text: str, count: int = 3) -> list[str]:
 # ---------------------------------------------------------------------- command line
 
 
-def _build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+def _build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog or "python -m scenario.testing.mock_llm",
         description="Offline OpenAI-compatible mock model server for scenario tests.",
@@ -671,7 +672,7 @@ def _build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None, *, prog: Optional[str] = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """Run the mock server until SIGINT/SIGTERM; returns the exit code.
 
     Prints exactly one line, ``listening on http://HOST:PORT/v1``, once the

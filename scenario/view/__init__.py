@@ -31,13 +31,13 @@ def missing_extra() -> str | None:
 
 def create_app(store_path: Any, **kwargs: Any) -> Any:
     """The viewer's ASGI app over the store at ``store_path`` (see :func:`scenario.view.app.create_app`)."""
-    from .app import create_app as _create_app
+    from scenario.view.app import create_app as _create_app
 
     return _create_app(store_path, **kwargs)
 
 
 def serve(store_path: Any, **kwargs: Any) -> int:
     """Serve the viewer until Ctrl-C (see :func:`scenario.view.server.serve`)."""
-    from .server import serve as _serve
+    from scenario.view.server import serve as _serve
 
     return _serve(store_path, **kwargs)

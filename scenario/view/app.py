@@ -11,13 +11,14 @@ never blocks the event loop, and the store serialises its one connection with it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any
 from urllib.parse import quote, urlencode
 
-from ..reports.stats import wilson_interval
-from ..reports.templating import environment
-from .pages import Pages
+from scenario.reports.stats import wilson_interval
+from scenario.reports.templating import environment
+from scenario.view.pages import Pages
 
 _HERE = Path(__file__).parent
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; "
@@ -44,7 +45,7 @@ def href(*parts: Any, **query: Any) -> str:
     return path + ("?" + urlencode(wanted) if wanted else "")
 
 
-def create_app(store_path: Any, *, allowed_hosts: Optional[Sequence[str]] = None, live_interval: float = 1.5) -> Any:
+def create_app(store_path: Any, *, allowed_hosts: Sequence[str] | None = None, live_interval: float = 1.5) -> Any:
     """The ASGI app. ``allowed_hosts``: Host header values accepted (default: loopback names).
 
     The store is opened read-only when the app starts and closed when it stops.
@@ -59,10 +60,10 @@ def create_app(store_path: Any, *, allowed_hosts: Optional[Sequence[str]] = None
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    from ..store import ResultStore, StoreError
+    from scenario.store import ResultStore, StoreError
 
     env = _env()
-    state: Dict[str, Any] = {}
+    state: dict[str, Any] = {}
 
     def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
         body = env.get_template(template).render(store_path=str(store_path), live_interval=live_interval, **context)

@@ -10,11 +10,11 @@ the CLI and the reports print. ``None`` means "no such batch or run": the app an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from ..reports.compare import Comparison, compare
-from ..reports.stats import DEFAULT_ALPHA
-from ..reports.summary import GroupSummary, summarize
+from scenario.reports.compare import Comparison, compare
+from scenario.reports.stats import DEFAULT_ALPHA
+from scenario.reports.summary import GroupSummary, summarize
 
 
 @dataclass
@@ -22,11 +22,11 @@ class BatchRow:
     """One line of the batches page."""
 
     info: Any  # scenario.store.BatchInfo
-    groups_met: Optional[int] = None
-    groups: Optional[int] = None
+    groups_met: int | None = None
+    groups: int | None = None
 
     @property
-    def thresholds_met(self) -> Optional[bool]:
+    def thresholds_met(self) -> bool | None:
         return None if self.groups is None else self.groups_met == self.groups
 
 
@@ -37,14 +37,14 @@ class Pages:
         self.store = store
 
     # -- helpers ------------------------------------------------------------------------------
-    def thresholds(self, batch: Any) -> Dict[str, float]:
+    def thresholds(self, batch: Any) -> dict[str, float]:
         """Scenario -> minimum pass rate, as the batch recorded it (else the suite's latest)."""
         found = (batch.info or {}).get("thresholds")
         if not found:
             found = self.store.suite_info(batch.suite).get("thresholds") or {}
         return {str(k): float(v) for k, v in found.items() if v is not None}
 
-    def groups(self, batch: Any, outcomes: Optional[List[Any]] = None) -> List[GroupSummary]:
+    def groups(self, batch: Any, outcomes: list[Any] | None = None) -> list[GroupSummary]:
         runs = outcomes if outcomes is not None else self.store.outcomes(batch_id=batch.id)
         thresholds = {(batch.suite, name): value for name, value in self.thresholds(batch).items()}
         groups = summarize(runs, thresholds)
@@ -53,7 +53,7 @@ class Pages:
         return sorted(groups, key=lambda g: (position.get(g.scenario, len(position)), g.scenario, g.variant))
 
     # -- pages --------------------------------------------------------------------------------
-    def batches(self, suite: Optional[str] = None, *, verdicts: bool = True) -> Dict[str, Any]:
+    def batches(self, suite: str | None = None, *, verdicts: bool = True) -> dict[str, Any]:
         """Every batch (of ``suite``), newest first. With ``verdicts`` each row also says whether
         every scenario met its threshold (one grouped query per page, not per batch)."""
         infos = self.store.batches(suite)
@@ -64,9 +64,9 @@ class Pages:
                 row.groups_met, row.groups = met.get(row.info.id, (None, None))
         return {"rows": rows, "suites": self.store.suites(), "suite": suite}
 
-    def _thresholds_met(self, infos: List[Any]) -> Dict[str, Any]:
+    def _thresholds_met(self, infos: list[Any]) -> dict[str, Any]:
         counts = self.store.group_counts([info.id for info in infos])
-        result: Dict[str, Any] = {}
+        result: dict[str, Any] = {}
         for info in infos:
             thresholds = self.thresholds(info)
             pairs = counts.get(info.id, [])
@@ -75,13 +75,13 @@ class Pages:
             result[info.id] = (met, len(pairs))
         return result
 
-    def batch(self, batch_id: str, *, failures_only: bool = False) -> Optional[Dict[str, Any]]:
+    def batch(self, batch_id: str, *, failures_only: bool = False) -> dict[str, Any] | None:
         info = self.store.batch(batch_id)
         if info is None:
             return None
         outcomes = self.store.outcomes(batch_id=batch_id)
         groups = self.groups(info, outcomes)
-        runs: Dict[tuple, List[Any]] = {}
+        runs: dict[tuple, list[Any]] = {}
         for outcome in outcomes:
             if failures_only and outcome.status == "passed":
                 continue
@@ -98,10 +98,10 @@ class Pages:
             "previous": self._previous(info),
         }
 
-    def _previous(self, info: Any) -> Optional[Any]:
+    def _previous(self, info: Any) -> Any | None:
         return self.store.previous_batch(info)
 
-    def run(self, batch_id: str, run_id: str) -> Optional[Dict[str, Any]]:
+    def run(self, batch_id: str, run_id: str) -> dict[str, Any] | None:
         info = self.store.batch(batch_id)
         if info is None:
             return None
@@ -114,7 +114,7 @@ class Pages:
                 about = scenario
         return {"batch": info, "record": record, "about": about}
 
-    def live_run(self, batch_id: str, run_id: str) -> Optional[Dict[str, Any]]:
+    def live_run(self, batch_id: str, run_id: str) -> dict[str, Any] | None:
         """A run in flight: its transcript so far, or a pointer to its record once it finished."""
         info = self.store.batch(batch_id)
         if info is None:
@@ -131,8 +131,8 @@ class Pages:
                     "messages": finished.result.messages if finished.result else []}
         return {"batch": info, "live_run": live, "finished": finished}
 
-    def comparison(self, base_id: Optional[str], head_id: Optional[str],
-                   suite: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    def comparison(self, base_id: str | None, head_id: str | None,
+                   suite: str | None = None) -> dict[str, Any] | None:
         """Two batches side by side; without ids, the latest batch of ``suite`` (or of the store,
         when it holds one suite) against the one before it. None when an id is unknown."""
         head = self.store.batch(head_id) if head_id else None
@@ -153,7 +153,7 @@ class Pages:
                 "problem": None if base.suite == head.suite else
                 f"these batches are of different suites ({base.suite!r} and {head.suite!r}): compared by scenario name"}
 
-    def _only_suite(self) -> Optional[str]:
+    def _only_suite(self) -> str | None:
         suites = self.store.suites()
         return suites[0] if len(suites) == 1 else None
 

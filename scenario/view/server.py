@@ -16,7 +16,7 @@ import ipaddress
 import os
 import socket
 import sys
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 DEFAULT_PORT = 8420
 DEFAULT_HOST = "127.0.0.1"
@@ -35,11 +35,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def bind(host: str, port: Optional[int]) -> socket.socket:
+def bind(host: str, port: int | None) -> socket.socket:
     """A listening socket on (host, port); port None tries the default, then any free port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     candidates = [port] if port is not None else [DEFAULT_PORT, 0]
-    last: Optional[OSError] = None
+    last: OSError | None = None
     for candidate in candidates:
         sock = socket.socket(family, socket.SOCK_STREAM)
         if os.name != "nt":
@@ -78,9 +78,9 @@ def serve(
     store_path: Any,
     *,
     host: str = DEFAULT_HOST,
-    port: Optional[int] = None,
+    port: int | None = None,
     open_browser: bool = True,
-    out: Optional[TextIO] = None,
+    out: TextIO | None = None,
     live_interval: float = 1.5,
 ) -> int:
     """Serve the viewer over ``store_path`` until interrupted; returns the exit code (0).
@@ -89,7 +89,7 @@ def serve(
 
     out = out if out is not None else sys.stderr
 
-    from ..store import ResultStore
+    from scenario.store import ResultStore
 
     ResultStore(store_path, readonly=True).close()  # a missing or corrupt store fails here, clearly
     allowed = None
@@ -97,7 +97,7 @@ def serve(
         print(f"WARNING: serving on {host}, reachable from other machines. The viewer has no login and shows "
               "every transcript in the store; use it only on a network you trust.", file=out)
         allowed = ["*"]
-    from .app import create_app
+    from scenario.view.app import create_app
 
     sock = bind(host, port)
     url = url_of(sock, host)

@@ -17,13 +17,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
-from typing import TYPE_CHECKING, Any, Collection, Dict, List, Optional, Union
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
-from ...records import RunRecord
+from scenario.records import RunRecord
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..runner import BatchConfig
-    from ..spec import RunUnit
+    from scenario.batch.runner import BatchConfig
+    from scenario.batch.spec import RunUnit
 
 __all__ = ["Backend", "Feedback", "Finished", "Lost", "WorkerFailed", "resolve_backend"]
 
@@ -33,14 +34,14 @@ class Finished:
     """A run's record came back from a worker (possibly a duplicate; the loop decides)."""
 
     record: RunRecord
-    worker: Optional[str] = None
+    worker: str | None = None
 
 
 @dataclasses.dataclass
 class Lost:
     """These runs were on a worker that is gone; they may or may not have finished there."""
 
-    run_ids: List[str]
+    run_ids: list[str]
     worker: str
     reason: str
 
@@ -50,7 +51,7 @@ class Feedback:
     """A concurrency signal seen on a worker: ``rate_limited``, ``success`` or ``error``."""
 
     kind: str
-    retry_after: Optional[float] = None
+    retry_after: float | None = None
     message: str = ""
 
 
@@ -61,7 +62,7 @@ class WorkerFailed:
     error: BaseException
 
 
-Event = Union[Finished, Lost, Feedback, WorkerFailed]
+Event = Finished | Lost | Feedback | WorkerFailed
 
 
 class Backend(abc.ABC):
@@ -71,7 +72,7 @@ class Backend(abc.ABC):
     name: str = "backend"
 
     def __init__(self) -> None:
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._sink: Any = None
 
     def bind(self, loop: asyncio.AbstractEventLoop, sink: Any) -> None:
@@ -97,11 +98,11 @@ class Backend(abc.ABC):
                 pass
 
     @abc.abstractmethod
-    async def start(self, config: "BatchConfig", parent_span: Any) -> None:
+    async def start(self, config: BatchConfig, parent_span: Any) -> None:
         """Get workers ready (may take seconds: imports, forks, a cluster)."""
 
     @abc.abstractmethod
-    def submit(self, unit: "RunUnit") -> None:
+    def submit(self, unit: RunUnit) -> None:
         """Start ``unit`` on a worker now (never blocks; the dispatch loop already holds a slot)."""
 
     @abc.abstractmethod
@@ -112,29 +113,29 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Stop every worker and release what :meth:`start` took (always called, also after errors)."""
 
-    def metadata(self) -> Dict[str, Any]:
+    def metadata(self) -> dict[str, Any]:
         """What this backend adds to ``BatchResult.metadata``."""
         return {}
 
 
 def resolve_backend(backend: Any, processes: int) -> Backend:
     """The backend object for ``run_batch(backend=..., processes=...)`` (already validated)."""
-    from .local import InProcess
+    from scenario.batch.backends.local import InProcess
 
     if isinstance(backend, Backend):
         return backend
     if backend in (None, "local"):
         if processes > 1:
-            from .processes import Processes
+            from scenario.batch.backends.processes import Processes
 
             return Processes(processes)
         return InProcess()
-    from ...distributed import Ray
+    from scenario.distributed import Ray
 
     if backend == "ray":
         backend = Ray()
     if isinstance(backend, Ray):
-        from .ray import RayBackend
+        from scenario.batch.backends.ray import RayBackend
 
         return RayBackend(backend)
     raise AssertionError(f"unvalidated backend {backend!r}")  # pragma: no cover - checked in prepare_batch

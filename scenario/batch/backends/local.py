@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Collection, Dict, Optional
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
-from ..execute import execute_unit, make_record
-from . import Backend, Finished, WorkerFailed
+from scenario.batch.backends import Backend, Finished, WorkerFailed
+from scenario.batch.execute import execute_unit, make_record
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..runner import BatchConfig
-    from ..spec import RunUnit
+    from scenario.batch.runner import BatchConfig
+    from scenario.batch.spec import RunUnit
 
 
 class InProcess(Backend):
@@ -24,16 +25,16 @@ class InProcess(Backend):
 
     def __init__(self) -> None:
         super().__init__()
-        self._config: Optional["BatchConfig"] = None
+        self._config: BatchConfig | None = None
         self._parent: Any = None
-        self._tasks: Dict[str, "asyncio.Task[Any]"] = {}
-        self._reasons: Dict[str, str] = {}
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._reasons: dict[str, str] = {}
 
-    async def start(self, config: "BatchConfig", parent_span: Any) -> None:
+    async def start(self, config: BatchConfig, parent_span: Any) -> None:
         self._config = config
         self._parent = parent_span
 
-    def submit(self, unit: "RunUnit") -> None:
+    def submit(self, unit: RunUnit) -> None:
         assert self._config is not None and self._loop is not None
         task = self._loop.create_task(
             execute_unit(unit, self._config, self._parent, cancel_reason=lambda: self._reasons.get(unit.id))
@@ -41,7 +42,7 @@ class InProcess(Backend):
         self._tasks[unit.id] = task
         task.add_done_callback(lambda t: self._done(unit, t))
 
-    def _done(self, unit: "RunUnit", task: "asyncio.Task[Any]") -> None:
+    def _done(self, unit: RunUnit, task: asyncio.Task[Any]) -> None:
         assert self._config is not None
         self._tasks.pop(unit.id, None)
         reason = self._reasons.pop(unit.id, None)

@@ -26,15 +26,16 @@ import signal
 import sys
 import threading
 import traceback
-from typing import TYPE_CHECKING, Any, Collection, Dict, List, Optional, Set
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
-from ...errors import ScenarioConfigError
-from ...rate_limits import PermitSource
-from . import Backend, Feedback, Finished, Lost, WorkerFailed
+from scenario.batch.backends import Backend, Feedback, Finished, Lost, WorkerFailed
+from scenario.concurrency.rate_limits import PermitSource
+from scenario.errors import ScenarioConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..runner import BatchConfig
-    from ..spec import RunUnit
+    from scenario.batch.runner import BatchConfig
+    from scenario.batch.spec import RunUnit
 
 #: Seconds to wait for workers to exit once told to, before killing them.
 EXIT_GRACE = 10.0
@@ -50,19 +51,19 @@ class Processes(Backend):
     def __init__(self, processes: int) -> None:
         super().__init__()
         self.processes = processes
-        self._config: Optional["BatchConfig"] = None
-        self._children: List[Any] = []
-        self._conns: List[Any] = []
-        self._locks: List[threading.Lock] = []
-        self._readers: List[threading.Thread] = []
-        self._load: List[Set[str]] = []
-        self._alive: List[bool] = []
-        self._said_bye: List[bool] = []
-        self._positions: Dict[str, int] = {}
-        self._reports: Dict[int, Dict[str, Any]] = {}
+        self._config: BatchConfig | None = None
+        self._children: list[Any] = []
+        self._conns: list[Any] = []
+        self._locks: list[threading.Lock] = []
+        self._readers: list[threading.Thread] = []
+        self._load: list[set[str]] = []
+        self._alive: list[bool] = []
+        self._said_bye: list[bool] = []
+        self._positions: dict[str, int] = {}
+        self._reports: dict[int, dict[str, Any]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
-    async def start(self, config: "BatchConfig", parent_span: Any) -> None:
+    async def start(self, config: BatchConfig, parent_span: Any) -> None:
         import multiprocessing
 
         if "fork" not in multiprocessing.get_all_start_methods():
@@ -72,16 +73,16 @@ class Processes(Backend):
             )
         self._config = config
         self._positions = {u.id: i for i, u in enumerate(config.units)}
-        from ...models import litellm_module
+        from scenario.llm.client import litellm_module
 
         # Imported once here, so workers share it copy-on-write instead of importing it N times
         # (in a thread: it takes seconds, and the caller's loop should keep running meanwhile).
         await asyncio.to_thread(litellm_module)
-        from ...rate_limits import get_rate_limits
+        from scenario.concurrency.rate_limits import get_rate_limits
 
         ctx = multiprocessing.get_context("fork")
         parts = min(self.processes, max(1, len(config.units)))
-        from ..worker import traceparent_of
+        from scenario.batch.worker import traceparent_of
 
         carrier = traceparent_of(parent_span)
         limits = get_rate_limits()
@@ -110,7 +111,7 @@ class Processes(Backend):
             reader.start()
             self._readers.append(reader)
 
-    def submit(self, unit: "RunUnit") -> None:
+    def submit(self, unit: RunUnit) -> None:
         candidates = [i for i, alive in enumerate(self._alive) if alive]
         if not candidates:
             self.post(Lost([unit.id], "none", "no worker process is left"))
@@ -146,7 +147,7 @@ class Processes(Backend):
         for conn in self._conns:
             conn.close()
 
-    def metadata(self) -> Dict[str, Any]:
+    def metadata(self) -> dict[str, Any]:
         return {"processes": len(self._children),
                 "workers": [self._reports.get(i, {}) for i in range(len(self._children))]}
 
@@ -209,7 +210,7 @@ class Processes(Backend):
         """Runs on the driver's loop, so the load bookkeeping has one owner."""
         kind, which, payload = item
         if kind == "record":
-            from ..worker import load_record
+            from scenario.batch.worker import load_record
 
             record = load_record(payload)
             self._load[which].discard(record.id)
@@ -239,7 +240,7 @@ class Processes(Backend):
 
 
 class _PipePermits(PermitSource):
-    """The worker's :class:`scenario.rate_limits.PermitSource`: the parent over the pipe."""
+    """The worker's :class:`scenario.concurrency.rate_limits.PermitSource`: the parent over the pipe."""
 
     def __init__(self, send: Any) -> None:
         import concurrent.futures
@@ -247,13 +248,13 @@ class _PipePermits(PermitSource):
 
         self._send = send
         self._ids = itertools.count()
-        self._pending: Dict[int, "concurrent.futures.Future[float]"] = {}
+        self._pending: dict[int, concurrent.futures.Future[float]] = {}
         self._lock = threading.Lock()
 
     async def reserve(self, key: str, tokens: int) -> float:
         import concurrent.futures
 
-        future: "concurrent.futures.Future[float]" = concurrent.futures.Future()
+        future: concurrent.futures.Future[float] = concurrent.futures.Future()
         with self._lock:
             request = next(self._ids)
             self._pending[request] = future
@@ -277,8 +278,8 @@ class _PipePermits(PermitSource):
         self._send(("usage", key, actual_tokens, estimated_tokens))
 
 
-def _child_main(config: "BatchConfig", which: int, parts: int, conn: Any, parent_end: Any,
-                carrier: Dict[str, str]) -> None:
+def _child_main(config: BatchConfig, which: int, parts: int, conn: Any, parent_end: Any,
+                carrier: dict[str, str]) -> None:
     """Body of one worker process: run what the parent sends until it says exit."""
     parent_end.close()
     _reset_after_fork()
@@ -288,8 +289,8 @@ def _child_main(config: "BatchConfig", which: int, parts: int, conn: Any, parent
         with lock:
             conn.send(message)
 
-    from ...rate_limits import coordinate_rate_limits
-    from ..worker import WorkerSession, parent_from_traceparent
+    from scenario.batch.worker import WorkerSession, parent_from_traceparent
+    from scenario.concurrency.rate_limits import coordinate_rate_limits
 
     permits = _PipePermits(send)
     coordinate_rate_limits(permits, parts)
@@ -365,7 +366,7 @@ def _child_main(config: "BatchConfig", which: int, parts: int, conn: Any, parent
 
 
 #: Objects a forked worker inherited from the parent and must never finalize (see below).
-_INHERITED: List[Any] = []
+_INHERITED: list[Any] = []
 
 
 def _reset_after_fork() -> None:
@@ -391,7 +392,8 @@ def _reset_after_fork() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
-    from ... import models, worker_pool
+    from scenario.llm import client as models
+    from scenario.runtime import worker_pool
 
     old = models.model_loop
     _INHERITED.append(old)

@@ -12,7 +12,7 @@ another actor, up to ``infra_retries`` times.
 
 Quotas: one coordinator actor, pinned to the driver's node and restarted by Ray if it dies,
 holds the batch's rate limiters; each worker reserves permits from it (one round trip per model
-call) through the public seam in ``scenario.rate_limits``. A restarted coordinator starts with
+call) through the public seam in ``scenario.concurrency.rate_limits``. A restarted coordinator starts with
 empty buckets; a worker that cannot reach it keeps to an even share, with a warning.
 
 Lifetime: the batch joins ``address`` / ``RAY_ADDRESS`` / a cluster already running here, else
@@ -24,16 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING, Any, Collection, Dict, List, Optional, Set, Tuple
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
-from ...errors import ScenarioConfigError
-from ...rate_limits import PermitSource
-from . import Backend, Feedback, Finished, Lost, WorkerFailed
+from scenario.batch.backends import Backend, Feedback, Finished, Lost, WorkerFailed
+from scenario.concurrency.rate_limits import PermitSource
+from scenario.errors import ScenarioConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...distributed import Ray
-    from ..runner import BatchConfig
-    from ..spec import RunUnit
+    from scenario.batch.runner import BatchConfig
+    from scenario.batch.spec import RunUnit
+    from scenario.distributed import Ray
 
 #: Environment variables a worker needs to behave like the driver (offline price list, tracing).
 FORWARDED_ENV_PREFIXES = ("LITELLM_", "OTEL_", "SCENARIO_")
@@ -58,25 +59,25 @@ def import_ray() -> Any:
 class RayBackend(Backend):
     name = "ray"
 
-    def __init__(self, options: "Ray") -> None:
+    def __init__(self, options: Ray) -> None:
         super().__init__()
         self.options = options
         self.infra_retries = options.infra_retries
         self._ray: Any = None
         self._started_cluster = False
-        self._actors: List[Any] = []
-        self._alive: List[bool] = []
-        self._load: List[Set[str]] = []
+        self._actors: list[Any] = []
+        self._alive: list[bool] = []
+        self._load: list[set[str]] = []
         self._coordinator: Any = None
-        self._positions: Dict[str, int] = {}
-        self._calls: Set["asyncio.Task[Any]"] = set()
-        self._carrier: Dict[str, str] = {}
-        self._address: Optional[str] = None
+        self._positions: dict[str, int] = {}
+        self._calls: set[asyncio.Task[Any]] = set()
+        self._carrier: dict[str, str] = {}
+        self._address: str | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
-    async def start(self, config: "BatchConfig", parent_span: Any) -> None:
-        ray = self._ray = import_ray()
-        from ..worker import traceparent_of
+    async def start(self, config: BatchConfig, parent_span: Any) -> None:
+        self._ray = import_ray()
+        from scenario.batch.worker import traceparent_of
 
         self._positions = {u.id: i for i, u in enumerate(config.units)}
         self._carrier = traceparent_of(parent_span)
@@ -99,7 +100,7 @@ class RayBackend(Backend):
         options = self.options
         if ray.is_initialized():
             return  # the caller's own connection: theirs to shut down
-        kwargs: Dict[str, Any] = {"runtime_env": _runtime_env(options), "log_to_driver": True,
+        kwargs: dict[str, Any] = {"runtime_env": _runtime_env(options), "log_to_driver": True,
                                   "logging_level": "warning", "configure_logging": True}
         kwargs.update(options.init_kwargs or {})
         address = options.address or os.environ.get("RAY_ADDRESS") or None
@@ -119,12 +120,12 @@ class RayBackend(Backend):
             ray_logger.removeFilter(quiet)
         self._started_cluster = True
 
-    async def _start_actors(self, config: "BatchConfig") -> None:
+    async def _start_actors(self, config: BatchConfig) -> None:
         ray = self._ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from ...config import settings
-        from ...rate_limits import get_rate_limits
+        from scenario.concurrency.rate_limits import get_rate_limits
+        from scenario.settings import settings
 
         options = self.options
         limits = get_rate_limits().limits()
@@ -178,7 +179,7 @@ class RayBackend(Backend):
                 "{'working_dir': '.'}) (the CLI does this with the suite's folder) or install it on the nodes."
             ) from exc
 
-    def submit(self, unit: "RunUnit") -> None:
+    def submit(self, unit: RunUnit) -> None:
         candidates = [i for i, alive in enumerate(self._alive) if alive]
         if not candidates:
             self.post(Lost([unit.id], "none", "no Ray worker actor is left"))
@@ -191,9 +192,9 @@ class RayBackend(Backend):
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
 
-    async def _await(self, which: int, unit: "RunUnit", ref: Any) -> None:
+    async def _await(self, which: int, unit: RunUnit, ref: Any) -> None:
         ray = self._ray
-        from ..worker import load_record
+        from scenario.batch.worker import load_record
 
         try:
             payload, feedback = await ref
@@ -244,22 +245,22 @@ class RayBackend(Backend):
             self._started_cluster = False
             ray.shutdown()
 
-    def metadata(self) -> Dict[str, Any]:
+    def metadata(self) -> dict[str, Any]:
         return {"ray": {"workers": len(self._alive), "workers_alive": sum(self._alive),
                         "address": self._address}}
 
 
-def _runtime_env(options: "Ray") -> Optional[Dict[str, Any]]:
+def _runtime_env(options: Ray) -> dict[str, Any] | None:
     """The actors' runtime environment: the caller's, plus the driver's LITELLM_/OTEL_/SCENARIO_
     variables (the caller's own env_vars win)."""
-    runtime_env: Dict[str, Any] = dict(options.runtime_env or {})
+    runtime_env: dict[str, Any] = dict(options.runtime_env or {})
     forwarded = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
     if forwarded:
         runtime_env["env_vars"] = {**forwarded, **runtime_env.get("env_vars", {})}
     return runtime_env or None
 
 
-def _worker_gone(ray: Any) -> Tuple[type, ...]:
+def _worker_gone(ray: Any) -> tuple[type, ...]:
     """Ray's exceptions meaning "the worker (or its node) is gone", those this Ray version has."""
     names = ("RayActorError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError")
     return tuple(getattr(ray.exceptions, name) for name in names if hasattr(ray.exceptions, name))
@@ -290,7 +291,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else ""
 
 
-def _shippable(config: "BatchConfig") -> "BatchConfig":
+def _shippable(config: BatchConfig) -> BatchConfig:
     """The batch as a worker needs it: no strategy (locks; the driver owns it), no hook (the
     driver delivers), no backend."""
     import dataclasses
@@ -298,7 +299,7 @@ def _shippable(config: "BatchConfig") -> "BatchConfig":
     return dataclasses.replace(config, strategy=None, on_run_finished=None, backend="local")  # type: ignore[arg-type]
 
 
-def _settings_snapshot(current: Any) -> Dict[str, Any]:
+def _settings_snapshot(current: Any) -> dict[str, Any]:
     return {
         "default_model": current.default_model, "max_turns": current.max_turns, "cache_key": current.cache_key,
         "cache_dir": current.cache_dir, "retry": current.retry, "tracing": current.tracing,
@@ -313,14 +314,14 @@ def _settings_snapshot(current: Any) -> Dict[str, Any]:
 class RateCoordinator:
     """Holds the batch's rate limiters; workers reserve permits here."""
 
-    def __init__(self, limits: Dict[str, Any]) -> None:
-        import ray
-
-        from ...rate_limits import RateLimits
-
+    def __init__(self, limits: dict[str, Any]) -> None:
         # Ray re-runs __init__ when it restarts a dead coordinator: that one starts drained, so
         # the restart is not a second burst of a minute's quota.
         import warnings
+
+        import ray
+
+        from scenario.concurrency.rate_limits import RateLimits
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # Ray's own internals on this property
@@ -366,10 +367,10 @@ class _RayPermits(PermitSource):
 class ScenarioWorker:
     """One async actor: runs the runs it is sent on its loop, returns their records."""
 
-    def __init__(self, config: "BatchConfig", settings: Dict[str, Any], limits: Dict[str, Any],
+    def __init__(self, config: BatchConfig, settings: dict[str, Any], limits: dict[str, Any],
                  coordinator: Any, parts: int, which: int) -> None:
         import scenario
-        from ...rate_limits import coordinate_rate_limits, set_rate_limits
+        from scenario.concurrency.rate_limits import coordinate_rate_limits, set_rate_limits
 
         self.config = config
         self.which = which
@@ -378,19 +379,19 @@ class ScenarioWorker:
             set_rate_limits(limits)
             if coordinator is not None:
                 coordinate_rate_limits(_RayPermits(coordinator), parts)
-        self._feedback: List[Tuple[str, Optional[float], str]] = []
+        self._feedback: list[tuple[str, float | None, str]] = []
         self._session: Any = None
 
     async def ready(self) -> int:
         # Import the model stack now, so the first run does not pay for it inside its timeout.
-        from ...models import litellm_module
+        from scenario.llm.client import litellm_module
 
         await asyncio.to_thread(litellm_module)
         return os.getpid()
 
     def _sessions(self) -> Any:
         if self._session is None:
-            from ..worker import WorkerSession
+            from scenario.batch.worker import WorkerSession
 
             def send(message: Any) -> None:
                 if message[0] == "feedback":
@@ -399,8 +400,8 @@ class ScenarioWorker:
             self._session = WorkerSession(self.config, send)
         return self._session
 
-    async def run(self, position: int, carrier: Dict[str, str]) -> Tuple[str, List[Any]]:
-        from ..worker import dump_record, parent_from_traceparent
+    async def run(self, position: int, carrier: dict[str, str]) -> tuple[str, list[Any]]:
+        from scenario.batch.worker import dump_record, parent_from_traceparent
 
         session = self._sessions()
         unit = self.config.units[position]
@@ -408,5 +409,5 @@ class ScenarioWorker:
         feedback, self._feedback = self._feedback, []
         return dump_record(record), feedback
 
-    def cancel(self, run_ids: List[str], reason: str) -> None:
+    def cancel(self, run_ids: list[str], reason: str) -> None:
         self._sessions().cancel(run_ids, reason)

@@ -14,9 +14,10 @@ once that they have no effect and return normally.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Dict, NoReturn, Tuple
+from collections.abc import Callable
+from typing import Any, NoReturn
 
-from .errors import ScenarioConfigError, ScenarioError
+from scenario.errors import ScenarioConfigError, ScenarioError
 
 MIGRATING = "docs/migrating.md"
 
@@ -72,7 +73,7 @@ CONNECTED = "LangWatch connected agents (langwatch.connect_agent)"
 REALTIME = "LangWatch realtime sessions"
 SPANS = "in-process span collection (ScenarioState.spans/.traces/.turns)"
 
-_CLASSES: Tuple[Tuple[str, str], ...] = tuple(
+_CLASSES: tuple[tuple[str, str], ...] = tuple(
     (name, VOICE)
     for name in (
         "AdapterCapabilities", "AudioChunk", "AudioSegment", "LatencyMetrics", "ComposableVoiceAgent",
@@ -83,7 +84,7 @@ _CLASSES: Tuple[Tuple[str, str], ...] = tuple(
     )
 ) + (("ConnectedAgentAdapter", CONNECTED), ("ConnectedAgentCall", CONNECTED), ("TraceView", SPANS), ("TurnView", SPANS))
 
-_FUNCTIONS: Tuple[Tuple[str, str], ...] = tuple(
+_FUNCTIONS: tuple[tuple[str, str], ...] = tuple(
     (name, VOICE) for name in ("audio", "dtmf", "interrupt", "silence", "sleep", "register_tts_provider", "set_stt_provider")
 ) + (("realtime_langwatch_session", REALTIME),)
 
@@ -92,7 +93,7 @@ _ERRORS = (
     "PipecatRecvError", "TunnelNotReadyError",
 )
 
-_names: Dict[str, Any] = {}
+_names: dict[str, Any] = {}
 for _name, _feature in _CLASSES:
     _names[_name] = _placeholder_class(_name, _feature)
 for _name, _feature in _FUNCTIONS:

@@ -1,16 +1,17 @@
 """Span trees as plain data, and an ASCII rendering of them.
 
 Used by the tests (to compare the trees ``run`` and ``arun`` produce) and by
-``python -m scenario.telemetry_tree`` to render a real exported trace for docs/observability.md.
+``python -m scenario.telemetry.tree`` to render a real exported trace for docs/observability.md.
 Works on OpenTelemetry SDK spans and on the JSON span records trace back-ends return (Phoenix's
 REST API shape: ``context.trace_id``, ``context.span_id``, ``parent_id``, ``attributes``...).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any
 
 
 @dataclass
@@ -20,20 +21,20 @@ class SpanNode:
     name: str
     trace_id: str
     span_id: str
-    parent_id: Optional[str]
-    attributes: Dict[str, Any]
+    parent_id: str | None
+    attributes: dict[str, Any]
     status: str = "UNSET"
     status_message: str = ""
-    events: List[Dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     start: float = 0.0  # seconds, any origin
     end: float = 0.0
-    children: List["SpanNode"] = field(default_factory=list)
+    children: list[SpanNode] = field(default_factory=list)
 
     @property
     def duration(self) -> float:
         return max(0.0, self.end - self.start)
 
-    def walk(self) -> Iterable["SpanNode"]:
+    def walk(self) -> Iterable[SpanNode]:
         """This span and all below it, depth first."""
         yield self
         for child in self.children:
@@ -83,13 +84,13 @@ def _seconds(value: Any) -> float:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
-def build_forest(spans: Sequence[Any]) -> List[SpanNode]:
+def build_forest(spans: Sequence[Any]) -> list[SpanNode]:
     """Link spans into trees. Roots are spans whose parent is not among ``spans`` (a caller's
     span that was not exported with them, or none)."""
     nodes = [s if isinstance(s, SpanNode) else node_from_sdk_span(s) if hasattr(s, "get_span_context") else node_from_json(s)
              for s in spans]
     by_id = {(n.trace_id, n.span_id): n for n in nodes}
-    roots: List[SpanNode] = []
+    roots: list[SpanNode] = []
     for node in nodes:
         parent = by_id.get((node.trace_id, node.parent_id)) if node.parent_id else None
         (parent.children if parent is not None else roots).append(node)
@@ -114,7 +115,7 @@ DEFAULT_SHOWN = (
 
 def render_tree(roots: Sequence[SpanNode], shown: Sequence[str] = DEFAULT_SHOWN, durations: bool = True) -> str:
     """ASCII tree, one span a line: name, duration, status if not OK/UNSET, chosen attributes."""
-    lines: List[str] = []
+    lines: list[str] = []
 
     def describe(node: SpanNode) -> str:
         parts = [node.name]
@@ -146,12 +147,12 @@ def render_tree(roots: Sequence[SpanNode], shown: Sequence[str] = DEFAULT_SHOWN,
     return "\n".join(lines)
 
 
-def read_phoenix_spans(base_url: str, project: str = "default") -> List[Dict[str, Any]]:
+def read_phoenix_spans(base_url: str, project: str = "default") -> list[dict[str, Any]]:
     """Every span Phoenix stores for ``project``, following its REST API's pagination."""
     import json
     import urllib.request
 
-    records: List[Dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     cursor = None
     while True:
         url = f"{base_url}/v1/projects/{project}/spans?limit=1000" + (f"&cursor={cursor}" if cursor else "")
@@ -163,7 +164,7 @@ def read_phoenix_spans(base_url: str, project: str = "default") -> List[Dict[str
             return records
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run a demo scenario against the mock model, export its spans, print the tree.
 
     With ``--phoenix URL`` the spans go over OTLP/HTTP to that Arize Phoenix server and the tree is
@@ -175,12 +176,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import time
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    parser = argparse.ArgumentParser(prog="python -m scenario.telemetry_tree", description=main.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m scenario.telemetry.tree", description=main.__doc__.splitlines()[0])
     parser.add_argument("--phoenix", help="base URL of a Phoenix server, e.g. http://127.0.0.1:6006")
     args = parser.parse_args(argv)
 
     import scenario
-    from scenario import telemetry
+    from scenario.telemetry import tracer as telemetry
     from scenario.testing import MockLLMServer
 
     class SupportAgent(scenario.AgentAdapter):
@@ -202,7 +203,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         provider.add_span_processor(SimpleSpanProcessor(memory))
         trace.set_tracer_provider(provider)
 
-    from scenario.models import litellm_module
+    from scenario.llm.client import litellm_module
 
     litellm_module()  # imported up front, so the first model span times the call, not the import
     with MockLLMServer(latency=0.2) as server:
@@ -214,7 +215,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             agents=[SupportAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=["offers a refund"])],
         ))
     if memory is not None:
-        records: List[Any] = list(memory.get_finished_spans())
+        records: list[Any] = list(memory.get_finished_spans())
     else:
         telemetry.shutdown_private_provider()
         deadline = time.monotonic() + 30

@@ -20,16 +20,17 @@ import json
 import os
 import threading
 import time
+from collections.abc import Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Coroutine, Deque, Dict, List, Optional
+from typing import Any
 
-from . import telemetry
-from .config import DEFAULT_MODEL_TIMEOUT, ModelConfig, settings
-from .errors import ModelCallError
-from .event_loops import consume_outcome, settle_future
-from .run_context import current_run
-from .types import ModelCall
+from scenario.errors import ModelCallError
+from scenario.run_context import current_run
+from scenario.runtime.event_loops import consume_outcome, settle_future
+from scenario.settings import DEFAULT_MODEL_TIMEOUT, ModelConfig, settings
+from scenario.telemetry import tracer as telemetry
+from scenario.usage import ModelCall
 
 # Extra seconds past litellm's own timeout before we stop waiting ourselves: litellm enforces the
 # timeout, this is the backstop that guarantees nothing hangs even if it does not.
@@ -102,12 +103,12 @@ class _Call:
 
     __slots__ = ("coro", "context", "caller", "future", "task", "abandoned")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], caller: asyncio.AbstractEventLoop, future: "asyncio.Future[Any]"):
+    def __init__(self, coro: Coroutine[Any, Any, Any], caller: asyncio.AbstractEventLoop, future: asyncio.Future[Any]):
         self.coro = coro
         self.context = contextvars.copy_context()
         self.caller = caller
         self.future = future
-        self.task: Optional["asyncio.Task[Any]"] = None
+        self.task: asyncio.Task[Any] | None = None
         self.abandoned = False
 
 
@@ -124,11 +125,11 @@ class ModelLoop:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._inbox: Deque[_Call] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._inbox: collections.deque[_Call] = collections.deque()
         self._wake_pending = False
-        self._outbox: Dict[asyncio.AbstractEventLoop, List[_Call]] = {}
+        self._outbox: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
 
     def loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
@@ -136,7 +137,7 @@ class ModelLoop:
             return loop
         with self._lock:
             if self._loop is None or self._loop.is_closed():
-                from .worker_pool import WorkerPool
+                from scenario.runtime.worker_pool import WorkerPool
 
                 ready = threading.Event()
                 new_loop = asyncio.new_event_loop()
@@ -157,11 +158,11 @@ class ModelLoop:
                 self._loop, self._thread = new_loop, thread
             return self._loop
 
-    def submit(self, coro: Coroutine[Any, Any, Any]) -> "Future[Any]":
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
         """Run ``coro`` on the model loop; a thread-safe future for code that is not on a loop."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop())
 
-    async def run(self, coro: Coroutine[Any, Any, Any], timeout: Optional[float] = None) -> Any:
+    async def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
         """Await ``coro`` executed on the model loop, from any loop in any thread.
 
         Past ``timeout`` seconds the call is cancelled on the model loop and ``asyncio.TimeoutError``
@@ -278,7 +279,7 @@ class ModelLoop:
                 pass
 
 
-def _expire(future: "asyncio.Future[Any]") -> None:
+def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(asyncio.TimeoutError())
 
@@ -289,7 +290,7 @@ def _cancel_call(call: _Call) -> None:
         task.cancel()  # a call still in the inbox is dropped when the inbox is taken
 
 
-def _settle(calls: List[_Call]) -> None:
+def _settle(calls: list[_Call]) -> None:
     """On the caller's loop: hand each finished call's outcome to the future its caller awaits."""
     for call in calls:
         settle_future(call.future, call.task)
@@ -303,24 +304,24 @@ atexit.register(model_loop.close)
 class ModelResponse:
     """What a model call produced, already normalised to plain data."""
 
-    content: Optional[str]
-    tool_calls: List[Dict[str, Any]] = field(default_factory=list)
+    content: str | None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
     model: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: Optional[float] = None
+    cost_usd: float | None = None
     cached: bool = False
     attempts: int = 1
 
-    def message(self) -> Dict[str, Any]:
-        msg: Dict[str, Any] = {"role": "assistant", "content": self.content}
+    def message(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": "assistant", "content": self.content}
         if self.tool_calls:
             msg["tool_calls"] = self.tool_calls
         return msg
 
 
-def _request_kwargs(config: ModelConfig, messages: List[Dict[str, Any]], tools: Any, tool_choice: Any) -> Dict[str, Any]:
-    kwargs: Dict[str, Any] = {k: v for k, v in config.model_dump().items() if v is not None}
+def _request_kwargs(config: ModelConfig, messages: list[dict[str, Any]], tools: Any, tool_choice: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {k: v for k, v in config.model_dump().items() if v is not None}
     kwargs["messages"] = messages
     # We retry ourselves (policy, Retry-After, accounting); the OpenAI SDK's hidden retries would
     # multiply attempts and hide them.
@@ -335,7 +336,7 @@ def _request_kwargs(config: ModelConfig, messages: List[Dict[str, Any]], tools: 
     return kwargs
 
 
-def _cache_payload(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+def _cache_payload(kwargs: dict[str, Any]) -> dict[str, Any]:
     # Credentials and transport details do not change the answer; leave them out of the key.
     return {k: v for k, v in kwargs.items() if k not in ("api_key", "api_base", "timeout", "max_retries", "_skip_mcp_handler", "client")}
 
@@ -380,9 +381,9 @@ def _parse_response(response: Any, requested_model: str) -> ModelResponse:
     )
 
 
-async def _attempt(kwargs: Dict[str, Any], timeout: float) -> Any:
+async def _attempt(kwargs: dict[str, Any], timeout: float) -> Any:
     litellm = litellm_module()
-    from .rate_limits import get_rate_limiter
+    from scenario.concurrency.rate_limits import get_rate_limiter
 
     limiter = get_rate_limiter(kwargs["model"])
     estimated = 0
@@ -390,8 +391,8 @@ async def _attempt(kwargs: Dict[str, Any], timeout: float) -> Any:
         estimated = _estimate_tokens(kwargs)
         await limiter.acquire(estimated)
     client = kwargs.get("client")
-    if client is not None:  # the user's own OpenAI-compatible client (scenario.custom_client)
-        from .custom_client import complete_with_client
+    if client is not None:  # the user's own OpenAI-compatible client (scenario.llm.custom_client)
+        from scenario.llm.custom_client import complete_with_client
 
         call = complete_with_client(client, kwargs)
     else:
@@ -410,15 +411,15 @@ async def _attempt(kwargs: Dict[str, Any], timeout: float) -> Any:
     return response
 
 
-def _estimate_tokens(kwargs: Dict[str, Any]) -> int:
+def _estimate_tokens(kwargs: dict[str, Any]) -> int:
     text = json.dumps(kwargs.get("messages", []), default=str)
     return len(text) // 4 + int(kwargs.get("max_tokens") or 256)
 
 
-async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tuple[Any, ModelResponse]":
+async def _traced_call(role: str, kwargs: dict[str, Any], timeout: float) -> tuple[Any, ModelResponse]:
     """One logical model call: GenAI span, retries, rate-limit signals, usage into the run."""
-    from .concurrency import notify_rate_limited, notify_success
-    from .retry import RetryPolicy, call_with_retries, classify_error, retry_after_seconds
+    from scenario.concurrency.strategies import notify_rate_limited, notify_success
+    from scenario.llm.retry import RetryPolicy, call_with_retries, classify_error, retry_after_seconds
 
     run = current_run.get()
     model = kwargs["model"]
@@ -463,7 +464,7 @@ async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tu
         result = _parse_response(raw, model)
         result.attempts = attempts
     except Exception as exc:
-        from .model_errors import explain, model_error_kind
+        from scenario.llm.classify import explain, model_error_kind
 
         if debug:
             _debug_print(f"{role} <- {model} failed after {time.perf_counter() - started:.2f}s",
@@ -502,7 +503,7 @@ async def _traced_call(role: str, kwargs: Dict[str, Any], timeout: float) -> "tu
             output_tokens=result.output_tokens, cost_usd=result.cost_usd, latency=time.perf_counter() - started,
             attempts=attempts, rate_limited=waits["rate_limited"], waited=waits["waited"],
         ))
-    attributes: Dict[str, Any] = {
+    attributes: dict[str, Any] = {
         "gen_ai.response.model": result.model,
         "gen_ai.usage.input_tokens": result.input_tokens,
         "gen_ai.usage.output_tokens": result.output_tokens,
@@ -527,13 +528,13 @@ def _redacted(value: Any, name: str = "") -> Any:
     if isinstance(value, (list, tuple)):
         return [_redacted(v) for v in value]
     if name in ("api_base", "base_url") and isinstance(value, str):
-        from .model_errors import redact_url
+        from scenario.llm.classify import redact_url
 
         return redact_url(value)
     return value
 
 
-def _debug_print(title: str, payload: Dict[str, Any]) -> None:
+def _debug_print(title: str, payload: dict[str, Any]) -> None:
     """configure(debug=True): one model request or response, whole, to standard error."""
     import sys
 
@@ -572,12 +573,12 @@ async def complete(
     *,
     role: str,
     config: ModelConfig,
-    messages: List[Dict[str, Any]],
-    tools: Optional[List[Dict[str, Any]]] = None,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
     tool_choice: Any = None,
 ) -> ModelResponse:
     """Call the model once (with retries) on behalf of ``role`` ("user" or "judge")."""
-    from . import replay_cache as cache
+    from scenario.llm import replay_cache as cache
 
     kwargs = _request_kwargs(config, messages, tools, tool_choice)
     run = current_run.get()

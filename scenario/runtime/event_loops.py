@@ -12,7 +12,7 @@ any more through :func:`consume_outcome`.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Optional
+from typing import Any
 
 
 def drain(loop: asyncio.AbstractEventLoop) -> None:
@@ -31,13 +31,13 @@ def drain(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(loop.shutdown_default_executor())
 
 
-def consume_outcome(task: "Optional[asyncio.Task[Any]]") -> None:
+def consume_outcome(task: asyncio.Task[Any] | None) -> None:
     """Mark an unwanted task's outcome as seen, so asyncio does not log it as never retrieved."""
     if task is not None and task.done() and not task.cancelled():
         task.exception()
 
 
-def settle_future(future: "asyncio.Future[Any]", task: "Optional[asyncio.Task[Any]]") -> None:
+def settle_future(future: asyncio.Future[Any], task: asyncio.Task[Any] | None) -> None:
     """On the future's loop: give it the finished task's result, exception or cancellation. A future
     already done (its caller timed out or was cancelled meanwhile) only consumes the outcome."""
     if future.done() or task is None:

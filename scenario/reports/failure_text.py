@@ -12,7 +12,7 @@ full at the end.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 #: Turns of the conversation shown (a turn is one message; tool results included).
 LAST_TURNS = 6
@@ -21,11 +21,11 @@ LAST_TURNS = 6
 def explain(
     result: Any = None,
     *,
-    title: Optional[str] = None,
-    error_type: Optional[str] = None,
-    error_message: Optional[str] = None,
-    error_where: Optional[str] = None,
-    traceback: Optional[str] = None,
+    title: str | None = None,
+    error_type: str | None = None,
+    error_message: str | None = None,
+    error_where: str | None = None,
+    traceback: str | None = None,
     last_turns: int = LAST_TURNS,
 ) -> str:
     """Why a run did not pass, from its :class:`scenario.ScenarioResult` (and/or error fields).
@@ -37,7 +37,7 @@ def explain(
             (a record whose run raised before producing a result).
         last_turns: how many of the conversation's last messages to show.
     """
-    lines: List[str] = []
+    lines: list[str] = []
     if title:
         lines.append(title)
     reasoning = getattr(result, "reasoning", None)
@@ -90,8 +90,8 @@ def explain_record(record: Any, *, last_turns: int = LAST_TURNS) -> str:
     )
 
 
-def _message_lines(message: Dict[str, Any]) -> List[str]:
-    from .state import message_text
+def _message_lines(message: dict[str, Any]) -> list[str]:
+    from scenario.engine.state import message_text
 
     role = str(message.get("role", "?"))
     try:

@@ -6,7 +6,7 @@ without scrolling through every success.
 
 Counters come from the records the batch hands over as runs finish; "in flight" and 429s are also
 read from the concurrency strategy when one is given, because they happen before any run ends.
-Calls waiting to retry are read from :data:`scenario.retry.retry_board` as they happen ("3 calls
+Calls waiting to retry are read from :data:`scenario.llm.retry.retry_board` as they happen ("3 calls
 retrying, next in 4 s; 1 rate-limited"), so a stuck endpoint never looks like a quiet one: in plain
 mode a ticker thread (owned here, stopped by :meth:`BatchProgress.stop`) writes the status line
 when it changes, and at least every ``HEARTBEAT`` seconds while runs are in flight.
@@ -19,9 +19,9 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
-from .records import RunRecord
+from scenario.records import RunRecord
 
 PLAIN_INTERVAL = 5.0
 HEARTBEAT = 30.0
@@ -36,7 +36,7 @@ def use_rich(stream: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
-def format_duration(seconds: Optional[float]) -> str:
+def format_duration(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds < 0:
         return "--:--"
     seconds = int(round(seconds))
@@ -65,7 +65,7 @@ class BatchProgress:
         skipped: int = 0,
         skipped_passed: int = 0,
         mode: str = "auto",
-        stream: Optional[TextIO] = None,
+        stream: TextIO | None = None,
         strategy: Any = None,
         title: str = "",
         interval: float = PLAIN_INTERVAL,
@@ -91,13 +91,13 @@ class BatchProgress:
         self.cost_usd = 0.0
         self.started_runs = 0
         self._finished_here = 0
-        self._started_at: Optional[float] = None
+        self._started_at: float | None = None
         self._last_line = float("-inf")
         self._live: Any = None
         self._stopped = False
         self._bar: Any = None
         self._task: Any = None
-        self._ticker: Optional[threading.Thread] = None
+        self._ticker: threading.Thread | None = None
         self._ticking = threading.Event()
         self._last_text = ""
 
@@ -199,12 +199,12 @@ class BatchProgress:
         return max(from_strategy, self.rate_limited)
 
     @property
-    def pass_rate(self) -> Optional[float]:
+    def pass_rate(self) -> float | None:
         """Passed / done, stored runs included (errors count as not passed)."""
         return self.passed / self.done if self.done else None
 
     @property
-    def eta(self) -> Optional[float]:
+    def eta(self) -> float | None:
         if self._started_at is None or not self._finished_here:
             return None
         remaining = self.total - self.done
@@ -220,7 +220,7 @@ class BatchProgress:
     @property
     def waits(self) -> str:
         """Calls sleeping before a retry right now, e.g. ``3 calls retrying, next in 4 s; 1 rate-limited``."""
-        from .retry import retry_board
+        from scenario.llm.retry import retry_board
 
         return retry_board.snapshot().describe()
 
@@ -248,7 +248,14 @@ class BatchProgress:
     def _start_rich(self) -> None:
         from rich.console import Console, Group
         from rich.live import Live
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         console = Console(file=self.stream)
         self._bar = Progress(
@@ -308,11 +315,11 @@ def _run_label(record: RunRecord) -> str:
     return f"{record.scenario}{variant} #{record.index + 1}"
 
 
-def _whole(text: Optional[str]) -> str:
+def _whole(text: str | None) -> str:
     return text.strip() if text and text.strip() else "(no reasoning)"
 
 
-def _short(text: Optional[str], limit: int = 160) -> str:
+def _short(text: str | None, limit: int = 160) -> str:
     """For the live area of a terminal only; the full text is printed in the failure section."""
     if not text:
         return "(no reasoning)"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-from typing import Any, Dict
+from typing import Any
 
 # Chat-completions request parameters a client's create() accepts.
 FORWARDED = (
@@ -41,7 +41,7 @@ def check_client(client: Any, where: str) -> None:
     """Raise ScenarioConfigError unless ``client`` looks like an OpenAI-compatible client."""
     create = getattr(getattr(getattr(client, "chat", None), "completions", None), "create", None)
     if not callable(create):
-        from .errors import ScenarioConfigError
+        from scenario.errors import ScenarioConfigError
 
         raise ScenarioConfigError(
             f"{where}(client=...): {type(client).__name__} has no chat.completions.create(...). Pass an "
@@ -54,13 +54,13 @@ def request_model_name(model: str) -> str:
     prefix, slash, rest = model.partition("/")
     if not slash:
         return model
-    from .models import litellm_module
+    from scenario.llm.client import litellm_module
 
     providers = {str(getattr(p, "value", p)) for p in getattr(litellm_module(), "provider_list", [])}
     return rest if prefix in providers else model
 
 
-async def complete_with_client(client: Any, kwargs: Dict[str, Any]) -> Any:
+async def complete_with_client(client: Any, kwargs: dict[str, Any]) -> Any:
     """One chat-completions call through ``client`` (awaited on the current loop)."""
     params = {key: kwargs[key] for key in FORWARDED if kwargs.get(key) is not None}
     params["model"] = request_model_name(kwargs["model"])
@@ -68,7 +68,7 @@ async def complete_with_client(client: Any, kwargs: Dict[str, Any]) -> Any:
     if inspect.iscoroutinefunction(create):
         value = await create(**params)
     else:
-        from .worker_pool import get_pool
+        from scenario.runtime.worker_pool import get_pool
 
         context = contextvars.copy_context()
         value = await asyncio.get_running_loop().run_in_executor(get_pool(), lambda: context.run(create, **params))
@@ -86,7 +86,7 @@ class ClientResponse:
         self.model = model
         self.choices = getattr(raw, "choices", None)
         self.usage = getattr(raw, "usage", None)
-        self._hidden_params: Dict[str, Any] = {}
+        self._hidden_params: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
-from ..config import ModelConfig, resolve_model
+from scenario.settings import ModelConfig, resolve_model
 
 
 class ModelBackedAgent:
@@ -14,12 +14,12 @@ class ModelBackedAgent:
     def __init__(
         self,
         *,
-        model: Optional[str] = None,
-        api_base: Optional[str] = None,
-        api_key: Optional[str] = None,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        system_prompt: Optional[str] = None,
+        model: str | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        system_prompt: str | None = None,
         **litellm_params: Any,
     ) -> None:
         self.model = model
@@ -30,7 +30,7 @@ class ModelBackedAgent:
         self.system_prompt = system_prompt
         self.litellm_params = litellm_params
         if litellm_params.get("client") is not None:
-            from ..custom_client import check_client
+            from scenario.llm.custom_client import check_client
 
             check_client(litellm_params["client"], type(self).__name__)
 

@@ -15,29 +15,30 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, TypeVar
+from typing import Any, TypeVar
 
-from .run_context import current_run
+from scenario.run_context import current_run
 
 F = TypeVar("F", bound=Callable[..., Any])
 _write_lock = threading.Lock()
 
 
 def cache_dir() -> Path:
-    from .config import settings
+    from scenario.settings import settings
 
     return Path(settings().cache_dir or os.environ.get("SCENARIO_CACHE_DIR") or ".scenario-cache")
 
 
-def active_cache_key(explicit: Optional[str] = None) -> Optional[str]:
+def active_cache_key(explicit: str | None = None) -> str | None:
     """The cache key in force: the run's, else the configured one."""
     if explicit:
         return explicit
     run = current_run.get()
     if run is not None and run.cache_key:
         return run.cache_key
-    from .config import settings
+    from scenario.settings import settings
 
     return settings().cache_key
 
@@ -47,7 +48,7 @@ def make_key(namespace: str, cache_key: str, payload: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def load(key: str) -> Optional[Any]:
+def load(key: str) -> Any | None:
     path = cache_dir() / key[:2] / f"{key}.json"
     try:
         with open(path, encoding="utf-8") as handle:
@@ -74,8 +75,8 @@ def _key_part(value: Any) -> Any:
     """What of an argument decides the answer. An ``AgentInput`` or ``ScenarioState`` (a cached
     ``call(self, input)``) counts by its conversation and description, never by the per-run
     thread id or trace headers: with those in the key it would never hit."""
-    from .state import ScenarioState
-    from .types import AgentInput
+    from scenario.engine.state import ScenarioState
+    from scenario.messages import AgentInput
 
     if isinstance(value, AgentInput):
         request = value.judgment_request
@@ -111,7 +112,7 @@ def _store_value(key: str, value: Any, namespace: str) -> None:
     try:
         plain = _plain(value)
     except TypeError as exc:
-        from .telemetry import warn_once
+        from scenario.telemetry.tracer import warn_once
 
         warn_once(f"cache:{namespace}", f"@scenario.cache: {namespace} returned {exc}; its calls are not cached. "
                   "Return strings, dicts, lists, numbers or pydantic models.")
@@ -140,7 +141,7 @@ def cache(ignore: Iterable[str] = ()) -> Callable[[F], F]:
         signature = inspect.signature(func)
         namespace = f"{func.__module__}.{func.__qualname__}"
 
-        def key_for(args: tuple, kwargs: dict) -> Optional[str]:
+        def key_for(args: tuple, kwargs: dict) -> str | None:
             cache_key = active_cache_key()
             if not cache_key:
                 return None

@@ -13,20 +13,31 @@ import inspect
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any
 
-from . import live, telemetry
-from .agents.adapter import adapter_name, invoke, normalize_return, runs_on_any_loop
-from .collector import report_result
-from .config import _check_max_turns, settings
-from .errors import ScenarioConfigError
-from .run_context import RunContext, current_run
-from .script import AgentStep, JudgeStep, MessageStep, ProceedStep, ScriptStep, UserStep, VerdictStep, proceed
-from .state import ScenarioState, message_text
-from .types import AgentInput, AgentRole, CriterionResult, ErrorInfo, JudgmentRequest, Message, ScenarioResult
+from scenario import live
+from scenario.engine.adapter import adapter_name, invoke, normalize_return, runs_on_any_loop
+from scenario.engine.state import ScenarioState, message_text
+from scenario.errors import ScenarioConfigError
+from scenario.events import report_result
+from scenario.messages import AgentInput, AgentRole, JudgmentRequest, Message
+from scenario.result import CriterionResult, ErrorInfo, ScenarioResult
+from scenario.run_context import RunContext, current_run
+from scenario.script import (
+    AgentStep,
+    JudgeStep,
+    MessageStep,
+    ProceedStep,
+    ScriptStep,
+    UserStep,
+    VerdictStep,
+    proceed,
+)
+from scenario.settings import _check_max_turns, settings
+from scenario.telemetry import tracer as telemetry
 
 if TYPE_CHECKING:
-    from .executors import RunThread
+    from scenario.executors import RunThread
 
 _ROLE_ORDER = {AgentRole.USER: 0, AgentRole.AGENT: 1, AgentRole.JUDGE: 2}
 _MESSAGE_ROLE = {"user": AgentRole.USER, "assistant": AgentRole.AGENT, "tool": AgentRole.AGENT}
@@ -38,16 +49,16 @@ class ScenarioSpec:
 
     name: str
     description: str
-    agents: List[Any]
-    script: Optional[List[Any]] = None
+    agents: list[Any]
+    script: list[Any] | None = None
     max_turns: int = 10
-    cache_key: Optional[str] = None
-    set_id: Optional[str] = None
-    metadata: Dict[str, Any] = field(default_factory=dict)
+    cache_key: str | None = None
+    set_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
     verbose: bool = False
-    timeout: Optional[float] = None
+    timeout: float | None = None
     min_turns: int = 0
-    fields: Dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 def build_spec(
@@ -57,13 +68,13 @@ def build_spec(
     agents: Any,
     script: Any = None,
     max_turns: Any = None,
-    cache_key: Optional[str] = None,
-    set_id: Optional[str] = None,
-    metadata: Optional[Dict[str, Any]] = None,
-    verbose: Optional[bool] = None,
-    timeout: Optional[float] = None,
-    min_turns: Optional[int] = None,
-    fields: Optional[Dict[str, Any]] = None,
+    cache_key: str | None = None,
+    set_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    verbose: bool | None = None,
+    timeout: float | None = None,
+    min_turns: int | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> ScenarioSpec:
     """Check everything that can be checked before running; raise ScenarioConfigError if wrong."""
     where = f"scenario {name!r}" if isinstance(name, str) else "scenario"
@@ -179,7 +190,7 @@ class _StepFailed(Exception):
 class ScenarioEngine:
     """Runs one :class:`ScenarioSpec` to a :class:`ScenarioResult`. One engine per run."""
 
-    def __init__(self, spec: ScenarioSpec, *, owns_loop: bool = False, user_thread: Optional["RunThread"] = None):
+    def __init__(self, spec: ScenarioSpec, *, owns_loop: bool = False, user_thread: RunThread | None = None):
         self.spec = spec
         # Where user code (the agent under test, script steps, callbacks) runs. With a
         # user_thread (`run`), all of it goes to the run's own thread and loop, where a sync
@@ -191,14 +202,14 @@ class ScenarioEngine:
         self.state = ScenarioState(
             name=spec.name, description=spec.description, thread_id=str(uuid.uuid4()), engine=self, fields=spec.fields
         )
-        self._agents: Dict[AgentRole, List[Any]] = {role: [] for role in AgentRole}
+        self._agents: dict[AgentRole, list[Any]] = {role: [] for role in AgentRole}
         for agent in spec.agents:
             self._agents[agent.role].append(agent)
-        self._seen: Dict[int, int] = {}
+        self._seen: dict[int, int] = {}
         self._turn_roles: set = set()
         self._turn_started = False
         self._agent_time = 0.0
-        self._checkpoints: List[CriterionResult] = []
+        self._checkpoints: list[CriterionResult] = []
         self._step_label = "start"
         self._tracer: Any = None
         self._root_span: Any = None
@@ -222,7 +233,7 @@ class ScenarioEngine:
             },
         )
         started = time.perf_counter()
-        exception: Optional[BaseException] = None
+        exception: BaseException | None = None
         try:
             with telemetry.use_span(self._root_span):
                 if spec.timeout is not None:
@@ -256,7 +267,7 @@ class ScenarioEngine:
             result._exception = exception
         self._finish_root_span(result, exception)
         current_run.reset(token)
-        report_result(result)  # attribution to the current pytest test, if any (scenario.collector)
+        report_result(result)  # attribution to the current pytest test, if any (scenario.events)
         return result
 
     async def _run_script(self) -> ScenarioResult:
@@ -285,7 +296,7 @@ class ScenarioEngine:
             reasoning=f"{lead} ({count} criteri{'on' if count == 1 else 'a'} met); no final verdict was asked for.",
         )
 
-    async def _run_step(self, step: Any, label: str) -> Optional[ScenarioResult]:
+    async def _run_step(self, step: Any, label: str) -> ScenarioResult | None:
         if isinstance(step, UserStep):
             return await self._scripted_or_generated(AgentRole.USER, step.content, "user")
         if isinstance(step, AgentStep):
@@ -307,7 +318,7 @@ class ScenarioEngine:
             return await self._custom_step(step, label)
         raise ScenarioConfigError(f"scenario {self.spec.name!r}: step {label} is not a known step type.")
 
-    async def _custom_step(self, step: Any, label: str) -> Optional[ScenarioResult]:
+    async def _custom_step(self, step: Any, label: str) -> ScenarioResult | None:
         try:
             value = await self._user_code(step, self.state)
         except Exception as exc:
@@ -317,7 +328,7 @@ class ScenarioEngine:
             return await self._run_step(value, f"{label} -> {value.describe()}")
         return value if isinstance(value, ScenarioResult) else None
 
-    async def _scripted_or_generated(self, role: AgentRole, content: Any, message_role: str) -> Optional[ScenarioResult]:
+    async def _scripted_or_generated(self, role: AgentRole, content: Any, message_role: str) -> ScenarioResult | None:
         if content is None:
             return await self._call_role(role)
         self._enter_role(role)
@@ -325,7 +336,7 @@ class ScenarioEngine:
         self.add_message(message)
         return None
 
-    async def _judge(self, criteria: Optional[List[str]], additional_context: Optional[str] = None) -> Optional[ScenarioResult]:
+    async def _judge(self, criteria: list[str] | None, additional_context: str | None = None) -> ScenarioResult | None:
         if not criteria and self._judges_lack_criteria():
             if self._checkpoints:
                 return self._checkpoints_passed_result("All judge() checkpoints so far passed")
@@ -350,7 +361,7 @@ class ScenarioEngine:
             return None
         return result
 
-    async def _proceed(self, step: ProceedStep) -> Optional[ScenarioResult]:
+    async def _proceed(self, step: ProceedStep) -> ScenarioResult | None:
         start_turn = self.state.current_turn
         max_turns = self.spec.max_turns
         while True:
@@ -386,7 +397,7 @@ class ScenarioEngine:
             return True
         return not last_turn and self.state.current_turn + 1 < self.spec.min_turns
 
-    def _next_autopilot_role(self) -> Optional[AgentRole]:
+    def _next_autopilot_role(self) -> AgentRole | None:
         reached = max((_ROLE_ORDER[r] for r in self._turn_roles), default=-1)
         for role in (AgentRole.USER, AgentRole.AGENT, AgentRole.JUDGE):
             if _ROLE_ORDER[role] > reached and self._agents[role]:
@@ -425,14 +436,14 @@ class ScenarioEngine:
         return value
 
     # -- calling agents -----------------------------------------------------------------------
-    async def _call_role(self, role: AgentRole, judgment: Optional[JudgmentRequest] = None) -> Optional[ScenarioResult]:
+    async def _call_role(self, role: AgentRole, judgment: JudgmentRequest | None = None) -> ScenarioResult | None:
         for agent in self._agents[role]:
             result = await self._call_agent(agent, role, judgment)
             if result is not None:
                 return result
         return None
 
-    async def _call_agent(self, agent: Any, role: AgentRole, judgment: Optional[JudgmentRequest]) -> Optional[ScenarioResult]:
+    async def _call_agent(self, agent: Any, role: AgentRole, judgment: JudgmentRequest | None) -> ScenarioResult | None:
         self._enter_role(role)
         name = adapter_name(agent)
         seen = self._seen.get(id(agent), 0)
@@ -520,7 +531,7 @@ class ScenarioEngine:
         result.criteria = extra + result.criteria
         result.passed_criteria = [c.requirement for c in extra if c.status == "passed"] + result.passed_criteria
 
-    def rollback_messages_to(self, index: int) -> List[Message]:
+    def rollback_messages_to(self, index: int) -> list[Message]:
         """Cut the conversation at ``index`` (in place: every holder of the list sees it) and
         make sure no adapter's "already seen" mark points past the end."""
         messages = self.state.messages
@@ -532,8 +543,8 @@ class ScenarioEngine:
             self._seen[key] = min(seen, index)
         return removed
 
-    def _error_result(self, exc: BaseException, where: str, reasoning: Optional[str]) -> ScenarioResult:
-        from .tracebacks import format_exception, user_location
+    def _error_result(self, exc: BaseException, where: str, reasoning: str | None) -> ScenarioResult:
+        from scenario.tracebacks import format_exception, user_location
 
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         location = user_location(exc)
@@ -545,11 +556,11 @@ class ScenarioEngine:
             error=ErrorInfo(type=type(exc).__name__, message=str(exc), where=where, traceback=format_exception(exc)),
         )
 
-    def _finish_root_span(self, result: ScenarioResult, exception: Optional[BaseException]) -> None:
+    def _finish_root_span(self, result: ScenarioResult, exception: BaseException | None) -> None:
         span = self._root_span
         if span is None:
             return
-        attributes: Dict[str, Any] = {
+        attributes: dict[str, Any] = {
             "scenario.success": result.success,
             "scenario.verdict": "success" if result.success else "failure",
             "scenario.reasoning": result.reasoning if telemetry.trace_content() else None,

@@ -11,12 +11,14 @@ import asyncio
 import contextvars
 import inspect
 from abc import ABC, abstractmethod
-from typing import Any, Awaitable, ClassVar, Dict, List, Union
+from collections.abc import Awaitable
+from typing import Any, ClassVar
 
-from ..errors import AgentReturnError
-from ..types import AgentInput, AgentRole, Message, ScenarioResult
+from scenario.errors import AgentReturnError
+from scenario.messages import AgentInput, AgentRole, Message
+from scenario.result import ScenarioResult
 
-AgentReturnTypes = Union[str, Message, List[Message], ScenarioResult, Any]
+AgentReturnTypes = str | Message | list[Message] | ScenarioResult | Any
 
 # Message keys worth keeping when converting SDK objects: the rest are provider internals
 # (litellm's provider_specific_fields, function_call=None, ...).
@@ -40,7 +42,7 @@ class AgentAdapter(ABC):
     role: ClassVar[AgentRole] = AgentRole.AGENT
 
     @abstractmethod
-    def call(self, input: AgentInput) -> Union[AgentReturnTypes, Awaitable[AgentReturnTypes]]:
+    def call(self, input: AgentInput) -> AgentReturnTypes | Awaitable[AgentReturnTypes]:
         """Produce the next message(s) given the conversation so far."""
 
     @property
@@ -73,7 +75,7 @@ async def invoke(adapter: Any, agent_input: AgentInput, *, offload_sync: bool) -
     if is_async_call(adapter):
         value = await adapter.call(agent_input)
     elif offload_sync:
-        from ..worker_pool import get_pool
+        from scenario.runtime.worker_pool import get_pool
 
         context = contextvars.copy_context()  # keep the run context and current span
         loop = asyncio.get_running_loop()
@@ -85,13 +87,13 @@ async def invoke(adapter: Any, agent_input: AgentInput, *, offload_sync: bool) -
     return value
 
 
-def normalize_return(value: Any, *, role: AgentRole, adapter: str, step: str) -> Union[List[Message], ScenarioResult]:
+def normalize_return(value: Any, *, role: AgentRole, adapter: str, step: str) -> list[Message] | ScenarioResult:
     """Messages (possibly none) or a verdict; a clear error for anything else."""
     if isinstance(value, ScenarioResult):
         return value
     default_role = "user" if role is AgentRole.USER else "assistant"
     if isinstance(value, list):
-        messages: List[Message] = []
+        messages: list[Message] = []
         for index, item in enumerate(value):
             if isinstance(item, (list, ScenarioResult)):
                 raise _bad_return(item, adapter, step, f"item {index} of the returned list")
@@ -102,7 +104,7 @@ def normalize_return(value: Any, *, role: AgentRole, adapter: str, step: str) ->
     return _one_message(value, default_role, adapter, step, "the return value")
 
 
-def _one_message(value: Any, default_role: str, adapter: str, step: str, what: str) -> List[Message]:
+def _one_message(value: Any, default_role: str, adapter: str, step: str, what: str) -> list[Message]:
     if isinstance(value, str):
         return [{"role": default_role, "content": value}]
     if isinstance(value, dict):
@@ -118,7 +120,7 @@ def _one_message(value: Any, default_role: str, adapter: str, step: str, what: s
     raise _bad_return(value, adapter, step, what)
 
 
-def _dump_message_object(value: Any) -> Union[Dict[str, Any], None]:
+def _dump_message_object(value: Any) -> dict[str, Any] | None:
     """pydantic models (litellm.Message, openai ChatCompletionMessage) with a role."""
     dump = getattr(value, "model_dump", None)
     if dump is None:

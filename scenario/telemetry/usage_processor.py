@@ -26,14 +26,14 @@ import sys
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
-from .run_context import RunContext, current_run
-from .telemetry import AGENT_SPAN_PREFIX, ATTR_COST, SPAN_RUN, TRACER_NAME, warn_once
+from scenario.run_context import RunContext, current_run
+from scenario.telemetry.tracer import AGENT_SPAN_PREFIX, ATTR_COST, SPAN_RUN, TRACER_NAME, warn_once
 
-_Key = Tuple[int, int]  # (trace_id, span_id)
+_Key = tuple[int, int]  # (trace_id, span_id)
 
 # Token attributes: current GenAI conventions first, then the older names still emitted by
 # several instrumentations.
@@ -49,13 +49,13 @@ class _RunTrace:
     """One live scenario as seen from its spans."""
 
     run: RunContext
-    keys: Set[_Key] = field(default_factory=set)
+    keys: set[_Key] = field(default_factory=set)
 
 
 @dataclass
 class _Entry:
     run: _RunTrace
-    parent: Optional[_Key]
+    parent: _Key | None
     role: str
     inside_library_call: bool
     counted_below: bool = False
@@ -66,9 +66,9 @@ class AgentUsageProcessor(SpanProcessor):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: Dict[_Key, _Entry] = {}
-        self._roots: Dict[_Key, _RunTrace] = {}
-        self._live: Dict[int, _RunTrace] = {}  # id(RunContext) -> its live trace
+        self._entries: dict[_Key, _Entry] = {}
+        self._roots: dict[_Key, _RunTrace] = {}
+        self._live: dict[int, _RunTrace] = {}  # id(RunContext) -> its live trace
 
     # -- SpanProcessor interface -------------------------------------------------------------
     def on_start(self, span: Any, parent_context: Any = None) -> None:
@@ -169,12 +169,12 @@ class AgentUsageProcessor(SpanProcessor):
         )
 
 
-def _scope_name(span: Any) -> Optional[str]:
+def _scope_name(span: Any) -> str | None:
     scope = getattr(span, "instrumentation_scope", None)
     return getattr(scope, "name", None)
 
 
-def _first_int(attributes: Any, keys: Tuple[str, ...]) -> Optional[int]:
+def _first_int(attributes: Any, keys: tuple[str, ...]) -> int | None:
     for key in keys:
         value = attributes.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -182,7 +182,7 @@ def _first_int(attributes: Any, keys: Tuple[str, ...]) -> Optional[int]:
     return None
 
 
-def _first_float(attributes: Any, keys: Tuple[str, ...]) -> Optional[float]:
+def _first_float(attributes: Any, keys: tuple[str, ...]) -> float | None:
     for key in keys:
         value = attributes.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -190,7 +190,7 @@ def _first_float(attributes: Any, keys: Tuple[str, ...]) -> Optional[float]:
     return None
 
 
-def _first_str(attributes: Any, keys: Tuple[str, ...]) -> Optional[str]:
+def _first_str(attributes: Any, keys: tuple[str, ...]) -> str | None:
     for key in keys:
         value = attributes.get(key)
         if isinstance(value, str) and value:
@@ -198,7 +198,7 @@ def _first_str(attributes: Any, keys: Tuple[str, ...]) -> Optional[str]:
     return None
 
 
-def _price(model: str, provider: Optional[str], input_tokens: int, output_tokens: int) -> Optional[float]:
+def _price(model: str, provider: str | None, input_tokens: int, output_tokens: int) -> float | None:
     """Cost from litellm's price table, only if litellm is already loaded (importing it here
     would cost seconds inside someone's span processor)."""
     litellm = sys.modules.get("litellm")
@@ -219,11 +219,11 @@ def _price(model: str, provider: Optional[str], input_tokens: int, output_tokens
 
 
 _attach_lock = threading.Lock()
-_attached: "weakref.WeakKeyDictionary[Any, AgentUsageProcessor]" = weakref.WeakKeyDictionary()
-_attached_ids: Dict[int, AgentUsageProcessor] = {}
+_attached: weakref.WeakKeyDictionary[Any, AgentUsageProcessor] = weakref.WeakKeyDictionary()
+_attached_ids: dict[int, AgentUsageProcessor] = {}
 
 
-def attach_usage_processor(provider: Any) -> Optional[AgentUsageProcessor]:
+def attach_usage_processor(provider: Any) -> AgentUsageProcessor | None:
     """Add our processor to ``provider`` once. Providers without ``add_span_processor`` (not the
     SDK's) are left alone: agent usage then comes only from ``scenario.report_usage``."""
     add = getattr(provider, "add_span_processor", None)

@@ -21,11 +21,12 @@ import contextlib
 import logging
 import os
 import threading
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-from .config import settings
+from scenario.settings import settings
 
-logger = logging.getLogger("scenario.telemetry")
+logger = logging.getLogger(__name__)
 
 TRACER_NAME = "scenario"
 
@@ -106,14 +107,14 @@ def get_tracer() -> Any:
             return None
     if provider is _cached_provider:
         return _cached_tracer
-    from . import __version__
+    from scenario import __version__
 
     try:
         tracer = provider.get_tracer(TRACER_NAME, __version__)
     except Exception as exc:  # a third-party provider misbehaving must not fail a run
         warn_once("get_tracer", f"scenario: the tracer provider failed ({type(exc).__name__}: {exc}); no spans.")
         return None
-    from .telemetry_usage import attach_usage_processor
+    from scenario.telemetry.usage_processor import attach_usage_processor
 
     attach_usage_processor(provider)
     with _lock:
@@ -219,12 +220,12 @@ class DroppingExporter:
     def __init__(self, inner: Any, cooldown: float = 30.0) -> None:
         self._inner = inner
         self._cooldown = cooldown
-        self._failed_at: Optional[float] = None
-        self._ok_at: Optional[float] = None
+        self._failed_at: float | None = None
+        self._ok_at: float | None = None
         self.dropped = 0
         _install_log_filter()
 
-    def _unreachable(self) -> Optional[str]:
+    def _unreachable(self) -> str | None:
         import socket
         from urllib.parse import urlsplit
 
@@ -299,7 +300,7 @@ def warn_once(key: str, message: str) -> None:
 
 
 # -- spans ---------------------------------------------------------------------------------------
-def start_span(tracer: Any, name: str, attributes: Optional[Mapping[str, Any]] = None, parent: Any = None) -> Any:
+def start_span(tracer: Any, name: str, attributes: Mapping[str, Any] | None = None, parent: Any = None) -> Any:
     """Start a span (not made current). ``parent`` is a span to nest under, else the current context.
 
     Returns None when ``tracer`` is None, or when the provider raised (warned once).
@@ -328,14 +329,14 @@ def use_span(span: Any) -> Iterator[Any]:
         yield span
 
 
-def propagation_headers(span: Any) -> Dict[str, str]:
+def propagation_headers(span: Any) -> dict[str, str]:
     """W3C trace-context headers (``traceparent``, ``tracestate``) naming ``span`` as the parent,
     for an adapter to forward to a remote agent. Empty when there is no span (tracing off)."""
     if span is None:
         return {}
     from opentelemetry import propagate, trace
 
-    headers: Dict[str, str] = {}
+    headers: dict[str, str] = {}
     try:
         propagate.inject(headers, context=trace.set_span_in_context(span))
     except Exception as exc:  # a misbehaving propagator must not fail the run
@@ -343,7 +344,7 @@ def propagation_headers(span: Any) -> Dict[str, str]:
     return headers
 
 
-def end_span(span: Any, error: Optional[BaseException] = None, attributes: Optional[Mapping[str, Any]] = None) -> None:
+def end_span(span: Any, error: BaseException | None = None, attributes: Mapping[str, Any] | None = None) -> None:
     """Set final attributes, mark errors, end. Safe on None; never raises."""
     if span is None:
         return
@@ -367,7 +368,7 @@ def set_attributes(span: Any, attributes: Mapping[str, Any]) -> None:
         _span_failure(exc)
 
 
-def add_event(span: Any, name: str, attributes: Optional[Mapping[str, Any]] = None) -> None:
+def add_event(span: Any, name: str, attributes: Mapping[str, Any] | None = None) -> None:
     """Add an event to a live span. Safe on None; never raises."""
     if span is None:
         return
@@ -401,9 +402,9 @@ def trace_content() -> bool:
 
 
 # -- attribute helpers --------------------------------------------------------------------------
-def clean_attributes(attributes: Mapping[str, Any]) -> Dict[str, Any]:
+def clean_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """OTel accepts only primitives and lists of them; drop None and stringify the rest."""
-    cleaned: Dict[str, Any] = {}
+    cleaned: dict[str, Any] = {}
     for key, value in attributes.items():
         if value is None:
             continue
@@ -423,11 +424,11 @@ def provider_name(model: str) -> str:
     return "openai" if model.startswith(("gpt-", "o1", "o3", "o4")) else "unknown"
 
 
-def usage_attributes(usage: Any) -> Dict[str, Any]:
+def usage_attributes(usage: Any) -> dict[str, Any]:
     """Flatten a :class:`scenario.types.Usage` rollup onto a span (see docs/observability.md).
 
     All under ``scenario.usage.*``, never ``gen_ai.usage.*`` (see ATTR_COST for why)."""
-    attrs: Dict[str, Any] = {
+    attrs: dict[str, Any] = {
         "scenario.usage.calls": usage.calls,
         "scenario.usage.input_tokens": usage.input_tokens,
         "scenario.usage.output_tokens": usage.output_tokens,

@@ -18,14 +18,15 @@ import atexit
 import itertools
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, List, Optional
+from typing import Any
 
 # Seconds a worker thread waits for work before it ends.
 IDLE_TIMEOUT = 2.0
 
 _lock = threading.Lock()
-_pool: Optional["WorkerPool"] = None
+_pool: WorkerPool | None = None
 _pool_size = 0
 _thread_state = threading.local()
 
@@ -33,7 +34,7 @@ _thread_state = threading.local()
 class _WorkItem:
     __slots__ = ("future", "fn", "args", "kwargs")
 
-    def __init__(self, future: "Future[Any]", fn: Callable[..., Any], args: Any, kwargs: Any):
+    def __init__(self, future: Future[Any], fn: Callable[..., Any], args: Any, kwargs: Any):
         self.future, self.fn, self.args, self.kwargs = future, fn, args, kwargs
 
     def run(self) -> None:
@@ -60,26 +61,26 @@ class WorkerPool(ThreadPoolExecutor):
 
     _counter = itertools.count()
 
-    def __init__(self, max_workers: int, *, idle_timeout: Optional[float] = None, thread_name_prefix: str = "scenario-worker"):
+    def __init__(self, max_workers: int, *, idle_timeout: float | None = None, thread_name_prefix: str = "scenario-worker"):
         if max_workers < 1:
             raise ValueError(f"WorkerPool(max_workers={max_workers!r}): needs at least one worker")
         super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)  # attributes only
         self.max_workers = max_workers
         self.idle_timeout = idle_timeout
         self._prefix = thread_name_prefix
-        self._queue: "queue.SimpleQueue[Optional[_WorkItem]]" = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_WorkItem | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         # Both counted under the lock. `unclaimed` counts queued items no thread has taken yet and
         # `idle` counts threads waiting for one; a thread that has just taken an item still counts
         # in both until it books it, so "unclaimed > idle" is exactly "someone would wait".
         self._unclaimed = 0
         self._idle = 0
-        self._live: "set[threading.Thread]" = set()
+        self._live: set[threading.Thread] = set()
         self._closed = False
 
     # -- Executor -------------------------------------------------------------------------------
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> "Future[Any]":
-        future: "Future[Any]" = Future()
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new work after the scenario worker pool was shut down")
@@ -162,7 +163,7 @@ def at_thread_exit(callback: Callable[[], None]) -> None:
     Outside a pool thread it is never called by the pool; register it only from work running on
     the pool. Each thread runs its callbacks once, in registration order, errors ignored.
     """
-    callbacks: Optional[List[Callable[[], None]]] = getattr(_thread_state, "exit_callbacks", None)
+    callbacks: list[Callable[[], None]] | None = getattr(_thread_state, "exit_callbacks", None)
     if callbacks is None:
         callbacks = _thread_state.exit_callbacks = []
     callbacks.append(callback)
@@ -180,8 +181,8 @@ def _run_thread_exit_callbacks() -> None:
 
 def max_workers() -> int:
     """Worker cap: ``configure(max_workers=...)`` or the memory-aware default."""
-    from .config import settings
-    from .resources import default_max_workers
+    from scenario.concurrency.resources import default_max_workers
+    from scenario.settings import settings
 
     return default_max_workers(settings().max_workers)
 

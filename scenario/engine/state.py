@@ -10,14 +10,15 @@ them): ``last_message()``/``last_user_message()`` the message dict, ``first_user
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NoReturn, Optional, Sequence, Union, overload
+from typing import TYPE_CHECKING, Any, NoReturn, overload
 
-from .types import Message
+from scenario.messages import Message
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import Settings
-    from .engine import ScenarioEngine
+    from scenario.engine.loop import ScenarioEngine
+    from scenario.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,11 @@ class ToolCall:
     name: str
     input: Any = None
     output: Any = None
-    turn: Optional[int] = None
-    id: Optional[str] = None
+    turn: int | None = None
+    id: str | None = None
     #: "message" for a real call; None for the empty stand-in (langwatch-scenario also has
     #: "span" for calls read from in-process spans, which this library does not collect).
-    source: Optional[str] = None
+    source: str | None = None
 
     def __bool__(self) -> bool:
         return self.source is not None
@@ -49,7 +50,7 @@ class ToolCalls(Sequence[ToolCall]):
     and ``outputs``, so ``state.tool_calls("run_sql").last.input["sql"]`` reads the arguments
     of the newest call."""
 
-    def __init__(self, calls: Sequence[ToolCall], name: Optional[str] = None) -> None:
+    def __init__(self, calls: Sequence[ToolCall], name: str | None = None) -> None:
         self._calls = list(calls)
         self._name = name
 
@@ -57,9 +58,9 @@ class ToolCalls(Sequence[ToolCall]):
     def __getitem__(self, index: int) -> ToolCall: ...
 
     @overload
-    def __getitem__(self, index: slice) -> List[ToolCall]: ...
+    def __getitem__(self, index: slice) -> list[ToolCall]: ...
 
-    def __getitem__(self, index: Union[int, slice]) -> Union[ToolCall, List[ToolCall]]:
+    def __getitem__(self, index: int | slice) -> ToolCall | list[ToolCall]:
         return self._calls[index]
 
     def __len__(self) -> int:
@@ -89,12 +90,12 @@ class ToolCalls(Sequence[ToolCall]):
         return self._calls[-1] if self._calls else ToolCall(name=self._name or "")
 
     @property
-    def inputs(self) -> List[Any]:
+    def inputs(self) -> list[Any]:
         """Every call's parsed arguments, in order."""
         return [call.input for call in self._calls]
 
     @property
-    def outputs(self) -> List[Any]:
+    def outputs(self) -> list[Any]:
         """Every call's tool-message content (None where unanswered), in order."""
         return [call.output for call in self._calls]
 
@@ -111,23 +112,23 @@ class ScenarioState:
         description: str,
         thread_id: str,
         name: str = "",
-        engine: "ScenarioEngine | None" = None,
-        fields: Optional[Dict[str, Any]] = None,
+        engine: ScenarioEngine | None = None,
+        fields: dict[str, Any] | None = None,
     ):
         self.name = name
         self.description = description
         self.thread_id = thread_id
-        self.messages: List[Message] = []
+        self.messages: list[Message] = []
         self.current_turn: int = 0
         self._engine = engine
-        self._fields: Dict[str, Any] = dict(fields or {})
+        self._fields: dict[str, Any] = dict(fields or {})
         # id(message) -> the turn it was added in (kept by add_message / the engine), for
         # ToolCall.turn. A message added by appending to `messages` directly has no entry.
-        self._message_turns: Dict[int, int] = {}
+        self._message_turns: dict[int, int] = {}
 
     # -- the scenario's definition ------------------------------------------------------------
     @property
-    def fields(self) -> Dict[str, Any]:
+    def fields(self) -> dict[str, Any]:
         """The values given as ``run(..., fields={...})`` (a copy)."""
         return dict(self._fields)
 
@@ -137,7 +138,7 @@ class ScenarioState:
         return None if value is None or value == "" else value
 
     @property
-    def criteria(self) -> List[str]:
+    def criteria(self) -> list[str]:
         """The criteria of the scenario's judges, in the order the agents list them."""
         if self._engine is None:
             return []
@@ -145,11 +146,11 @@ class ScenarioState:
                 if agent.role.name == "JUDGE"]
 
     @property
-    def config(self) -> "Settings":
+    def config(self) -> Settings:
         """The settings this run uses (``max_turns``, ``min_turns``, ``verbose``, ``cache_key``
         are the run's own values, keywords of ``run`` included): langwatch-scenario's
         ``state.config``. A copy: changing it changes nothing."""
-        from .config import settings
+        from scenario.settings import settings
 
         current = settings()
         if self._engine is None:
@@ -195,7 +196,7 @@ class ScenarioState:
                 return message
         raise ValueError(f"ScenarioState: no message with role {role!r} in the conversation yet.")
 
-    def tool_calls(self, tool_name: Optional[str] = None) -> ToolCalls:
+    def tool_calls(self, tool_name: str | None = None) -> ToolCalls:
         """Every tool call the agent made, oldest first, optionally only those of one tool.
 
         Read from the assistant messages' ``tool_calls``, each joined to the ``tool`` message that
@@ -206,7 +207,7 @@ class ScenarioState:
             for message in self.messages
             if message.get("role") == "tool" and message.get("tool_call_id") is not None
         }
-        calls: List[ToolCall] = []
+        calls: list[ToolCall] = []
         for message in self.messages:
             if message.get("role") != "assistant":
                 continue
@@ -229,7 +230,7 @@ class ScenarioState:
         """Whether the agent called ``tool_name`` at any point."""
         return self.last_tool_call(tool_name) is not None
 
-    def last_tool_call(self, tool_name: str) -> Optional[Dict[str, Any]]:
+    def last_tool_call(self, tool_name: str) -> dict[str, Any] | None:
         """The agent's newest call to ``tool_name`` as the message's tool-call dict
         (``["function"]["arguments"]`` is the JSON string), or None."""
         for message in reversed(self.messages):
@@ -271,13 +272,13 @@ class ScenarioState:
         _no_span_views("turns")
 
     @property
-    def timeline(self) -> List[Any]:
+    def timeline(self) -> list[Any]:
         """langwatch-scenario's voice events of the run: always empty here (no voice agents)."""
         return []
 
-    def set_effects(self, effects: List[Any]) -> None:
+    def set_effects(self, effects: list[Any]) -> None:
         """langwatch-scenario's audio effects for the user simulator: voice, not provided here."""
-        from .peer_only import MIGRATING, NotSupportedError
+        from scenario.compat.peer_only import MIGRATING, NotSupportedError
 
         raise NotSupportedError(
             f"ScenarioState.set_effects() sets audio effects for voice agents, which this library does not "
@@ -293,7 +294,7 @@ class ScenarioState:
         else:
             self.record_message(message)
 
-    def rollback_messages_to(self, index: int) -> List[Message]:
+    def rollback_messages_to(self, index: int) -> list[Message]:
         """Remove the messages from position ``index`` on and return them.
 
         Adapters that must make the agent "forget" an exchange (the red-team agent backtracking
@@ -313,7 +314,7 @@ class ScenarioState:
         self.messages.append(message)
         self._message_turns[id(message)] = self.current_turn
 
-    def forget_messages(self, removed: List[Message]) -> None:
+    def forget_messages(self, removed: list[Message]) -> None:
         """Drop the turn notes of messages a rollback removed (their ids may be reused)."""
         for message in removed:
             self._message_turns.pop(id(message), None)
@@ -323,7 +324,7 @@ class ScenarioState:
 
 
 def _no_span_views(name: str) -> NoReturn:
-    from .peer_only import MIGRATING, NotSupportedError
+    from scenario.compat.peer_only import MIGRATING, NotSupportedError
 
     raise NotSupportedError(
         f"ScenarioState.{name} reads the OpenTelemetry spans langwatch-scenario collects from your agent "
@@ -345,7 +346,7 @@ def _parse_arguments(arguments: Any) -> Any:
 def message_text(message: Message) -> str:
     """Best-effort text of a message (content parts joined; tool calls rendered as name(args))."""
     content = message.get("content")
-    parts: List[str] = []
+    parts: list[str] = []
     if isinstance(content, str):
         parts.append(content)
     elif isinstance(content, list):
@@ -360,7 +361,7 @@ def message_text(message: Message) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def render_transcript(messages: List[Message]) -> str:
+def render_transcript(messages: list[Message]) -> str:
     """Tagged transcript: ``<message role="user">...</message>`` per message.
 
     Tags rather than bare "role: text" lines so multi-line content cannot be mistaken for a

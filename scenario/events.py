@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from typing import TYPE_CHECKING, Iterator, List, Optional
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .types import ScenarioResult, Usage
+    from scenario.result import ScenarioResult
+    from scenario.usage import Usage
 
 __all__ = ["ResultCollector", "collecting", "current_collector", "report_result"]
 
@@ -31,12 +33,12 @@ class ResultCollector:
     also sees what an inner one (one repetition of it) collected.
     """
 
-    def __init__(self, parent: Optional["ResultCollector"] = None) -> None:
+    def __init__(self, parent: ResultCollector | None = None) -> None:
         self.parent = parent
         self._lock = threading.Lock()
-        self._results: List["ScenarioResult"] = []
+        self._results: list[ScenarioResult] = []
 
-    def add(self, result: "ScenarioResult") -> None:
+    def add(self, result: ScenarioResult) -> None:
         """Record one finished result (and pass it to the parent, if any)."""
         with self._lock:
             self._results.append(result)
@@ -44,14 +46,14 @@ class ResultCollector:
             self.parent.add(result)
 
     @property
-    def results(self) -> List["ScenarioResult"]:
+    def results(self) -> list[ScenarioResult]:
         """A snapshot of the results collected so far, in completion order."""
         with self._lock:
             return list(self._results)
 
-    def usage(self) -> "Usage":
+    def usage(self) -> Usage:
         """The collected results' usage, summed (tokens, calls, cost)."""
-        from .types import Usage
+        from scenario.usage import Usage
 
         total = Usage()
         for result in self.results:
@@ -59,7 +61,7 @@ class ResultCollector:
         return total
 
 
-current_collector: contextvars.ContextVar[Optional[ResultCollector]] = contextvars.ContextVar(
+current_collector: contextvars.ContextVar[ResultCollector | None] = contextvars.ContextVar(
     "scenario_current_collector", default=None
 )
 
@@ -74,7 +76,7 @@ def collecting(collector: ResultCollector) -> Iterator[ResultCollector]:
         current_collector.reset(token)
 
 
-def report_result(result: "ScenarioResult") -> None:
+def report_result(result: ScenarioResult) -> None:
     """Give a finished result to the current collector; without one, do nothing.
 
     Called by the engine once per run. It never raises: attribution is bookkeeping and must

@@ -29,8 +29,9 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, TextIO
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--batch", metavar="BATCH_ID",
                         help="report this batch (default: the latest batch of each suite)")
 
-    from .cli_view import add_parsers
+    from scenario.cli.view import add_parsers
 
     add_parsers(commands)
     for name, (_, text) in _PASSTHROUGH.items():
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Entry point
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``scenario`` command; returns the exit code (the console script exits with it)."""
     code = _main(argv)
     if argv is None:  # the program itself (console script or python -m), not a caller in-process
@@ -206,7 +207,7 @@ def _exit_quickly(code: int) -> None:
     import atexit
     import threading
 
-    from . import worker_pool
+    from scenario.runtime import worker_pool
 
     worker_pool.shutdown(wait=True)
     if any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
@@ -220,7 +221,7 @@ def _exit_quickly(code: int) -> None:
     os._exit(code)
 
 
-def _main(argv: Optional[Sequence[str]]) -> int:
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in _PASSTHROUGH:
         import importlib
@@ -235,7 +236,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     if args.version:
-        from . import __version__
+        from scenario import __version__
 
         print(f"scenario {__version__}")
         return EXIT_OK
@@ -247,7 +248,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
             return run_command(args, args_list)
         if args.command == "report":
             return report_command(args)
-        from .cli_view import CommandError, run_command as run_view_command
+        from scenario.cli.view import CommandError
+        from scenario.cli.view import run_command as run_view_command
 
         try:
             code = run_view_command(args)
@@ -265,7 +267,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
 _SUITE_SUFFIXES = (".yaml", ".yml", ".toml")
 
 
-def _resume_after_suite(words: List[str]) -> List[str]:
+def _resume_after_suite(words: list[str]) -> list[str]:
     """``scenario run --resume suite.yaml``: a suite file after ``--resume`` is the suite, not a
     batch id (``--resume`` takes an optional id), so move the flag after it."""
     if not words or words[0] != "run" or "--resume" not in words:
@@ -281,8 +283,8 @@ def _resume_after_suite(words: List[str]) -> List[str]:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from .reports import render, report_from_store, write_report
-    from .store import ResultStore, StoreError
+    from scenario.reports import render, report_from_store, write_report
+    from scenario.store import ResultStore, StoreError
 
     fmt = args.format
     if fmt is None:
@@ -316,7 +318,7 @@ def report_command(args: argparse.Namespace) -> int:
             if unknown:
                 have = ", ".join(suites) or "none"
                 raise UsageError(f"suite {', '.join(map(repr, unknown))} is not in {args.store} (it has: {have})")
-            from .reports.summary import Report
+            from scenario.reports.summary import Report
 
             parts = [report_from_store(store, name) for name in wanted]
             report = Report(suites=[s for part in parts for s in part.suites], source=str(args.store))
@@ -339,9 +341,9 @@ def _is_terminal(stream: Any) -> bool:
 # scenario run
 
 
-def _report_targets(args: argparse.Namespace) -> List[Tuple[str, Path]]:
-    formats: List[str] = list(args.report)
-    outs: List[str] = list(args.out)
+def _report_targets(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    formats: list[str] = list(args.report)
+    outs: list[str] = list(args.out)
     if not formats and not outs:
         return []
     if not formats:
@@ -360,8 +362,8 @@ def _report_targets(args: argparse.Namespace) -> List[Tuple[str, Path]]:
 
 
 def run_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .store import ResultStore, StoreError
-    from .suite import Overrides, SuiteError, check_agent, load_suite
+    from scenario.store import ResultStore, StoreError
+    from scenario.suite import Overrides, SuiteError, check_agent, load_suite
 
     out = sys.stdout
     err = sys.stderr
@@ -434,7 +436,7 @@ def _batch_backend(args: argparse.Namespace, suite: Any) -> Any:
     its ``module:factory`` references import on every node."""
     if args.backend != "ray":
         return "local"
-    from .distributed import Ray
+    from scenario.distributed import Ray
 
     return Ray(address=args.address, workers=args.workers, runtime_env={"working_dir": str(Path(suite.path).parent.resolve())})
 
@@ -446,7 +448,7 @@ def _needs_model(scenario: Any) -> bool:
     return any(step.kind == "proceed" or (step.kind == "user" and step.content is None) for step in steps)
 
 
-def _suite_info(suite: Any) -> Dict[str, Any]:
+def _suite_info(suite: Any) -> dict[str, Any]:
     return {
         "description": suite.description,
         "path": str(suite.path),
@@ -464,15 +466,15 @@ def _suite_info(suite: Any) -> Dict[str, Any]:
 def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO, err: TextIO) -> int:
     from contextlib import ExitStack
 
-    from .batch.runner import prepare_batch
-    from .batch.stored import StoredBatch
-    from .errors import ScenarioConfigError
-    from .store import StoreError
+    from scenario.batch.runner import prepare_batch
+    from scenario.batch.stored import StoredBatch
+    from scenario.errors import ScenarioConfigError
+    from scenario.store import StoreError
 
     with ExitStack() as stack:
         mock_url = None
         if args.mock and not args.dry_run:
-            from .testing.mock_llm import MockLLMServer
+            from scenario.testing.mock_llm import MockLLMServer
 
             server = stack.enter_context(MockLLMServer(latency=args.mock_latency))
             mock_url = server.base_url
@@ -485,7 +487,7 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
 
             scenario.configure(verbose=args.verbose or None, debug=args.debug or None)
         strategy = _strategy(suite)
-        progress_hook: Dict[str, Any] = {}
+        progress_hook: dict[str, Any] = {}
 
         def on_run_finished(record: Any) -> None:
             hook = progress_hook.get("progress")
@@ -527,18 +529,18 @@ def _run_with_store(args, argv, suite, store, targets, needs_model, out: TextIO,
             print(f"Batch {stored.batch_id} of suite {suite.name!r}: {plan.planned} run"
                   f"{'s' if plan.planned != 1 else ''} (store {store.path}).", file=err)
 
-        interrupted: Optional[str] = None
+        interrupted: str | None = None
         started = time.monotonic()
         if not plan.to_run:
             import asyncio
 
             asyncio.run(stored.execute(include_kept=False))  # nothing to run: closes the resumed batch as finished
         else:
-            from .progress import BatchProgress
+            from scenario.batch.progress import BatchProgress
 
             if needs_model:
                 # Import litellm (seconds) before the clock starts, so progress and ETA measure runs.
-                from .models import litellm_module
+                from scenario.llm.client import litellm_module
 
                 litellm_module()
             progress = BatchProgress(
@@ -574,10 +576,9 @@ def _command_line(argv: Sequence[str]) -> str:
     return "scenario " + shlex.join(list(argv))
 
 
-def _configure_models(suite: Any, mock_url: Optional[str]) -> None:
+def _configure_models(suite: Any, mock_url: str | None) -> None:
     import scenario
-
-    from .suite import ResolvedModel
+    from scenario.suite import ResolvedModel
 
     if mock_url is not None:
         for resolved in [suite.model] + [s.model for s in suite.scenarios]:
@@ -595,29 +596,29 @@ def _configure_models(suite: Any, mock_url: Optional[str]) -> None:
 
 
 def _strategy(suite: Any) -> Any:
-    from .concurrency import Adaptive, SlidingWindow
+    from scenario.concurrency.strategies import Adaptive, SlidingWindow
 
     if suite.adaptive:
         cap = suite.max_concurrency or 200
         return Adaptive(initial=min(10, cap), min=1, max=cap)
-    from .batch import DEFAULT_MAX_CONCURRENCY
+    from scenario.batch import DEFAULT_MAX_CONCURRENCY
 
     # Always our own strategy object (never run_batch's implicit one): the progress display reads
     # its in-flight count and 429 counter.
     return SlidingWindow(suite.max_concurrency or DEFAULT_MAX_CONCURRENCY)
 
 
-def _batch_scenarios(suite: Any) -> List[Any]:
-    from .agents import JudgeAgent, UserSimulatorAgent
-    from .batch import Scenario
+def _batch_scenarios(suite: Any) -> list[Any]:
+    from scenario.agents import JudgeAgent, UserSimulatorAgent
+    from scenario.batch import Scenario
 
     scenarios = []
     for s in suite.scenarios:
-        model_kwargs: Dict[str, Any] = {}
+        model_kwargs: dict[str, Any] = {}
         if s.model is not None and s.model is not suite.model:
             config = s.model.to_config()
             model_kwargs = {k: v for k, v in config.model_dump().items() if v is not None}
-        agents: List[Any] = [UserSimulatorAgent(**model_kwargs)]
+        agents: list[Any] = [UserSimulatorAgent(**model_kwargs)]
         if s.criteria:
             agents.append(JudgeAgent(criteria=list(s.criteria), **model_kwargs))
         scenarios.append(Scenario(
@@ -635,12 +636,12 @@ def _batch_scenarios(suite: Any) -> List[Any]:
     return scenarios
 
 
-def _execute(stored: Any, progress: Any) -> Optional[str]:
+def _execute(stored: Any, progress: Any) -> str | None:
     """Run the batch; returns why it was interrupted, or None when it ran to the end."""
     import asyncio
     import signal
 
-    received: Dict[str, str] = {}
+    received: dict[str, str] = {}
 
     async def batch() -> Any:
         loop = asyncio.get_running_loop()
@@ -682,9 +683,9 @@ def _execute(stored: Any, progress: Any) -> Optional[str]:
     return None
 
 
-def _resume_command(argv: Sequence[str], batch_id: Optional[str]) -> str:
+def _resume_command(argv: Sequence[str], batch_id: str | None) -> str:
     """The command line again, resuming this batch by id (so a newer batch cannot be picked instead)."""
-    words: List[str] = []
+    words: list[str] = []
     skip_next = False
     for position, word in enumerate(argv):
         if skip_next:
@@ -702,7 +703,7 @@ def _resume_command(argv: Sequence[str], batch_id: Optional[str]) -> str:
 
 
 def _finish(suite, store, batch_id, planned: int, targets, elapsed: float, out: TextIO, err: TextIO) -> int:
-    from .reports import report_from_records, summarize, write_report
+    from scenario.reports import report_from_records, summarize, write_report
 
     order = {(s.name, variant, index): position for position, (s, variant, index) in enumerate(
         (s, v, i) for s in suite.scenarios for v in s.variants for i in range(s.runs))}
@@ -754,7 +755,7 @@ MAX_EXPLAINED_FAILURES = 10
 def _print_failures(store: Any, batch_id: str, outcomes: Sequence[Any], missed: Sequence[Any], out: TextIO) -> None:
     """Why runs failed, in full: the runs of scenarios that missed their threshold, and every
     error or timeout (a scenario expected to fail sometimes does not hide a crash)."""
-    from .failure_text import explain_record
+    from scenario.reports.failure_text import explain_record
 
     missed_keys = {(g.scenario, g.variant) for g in missed}
     wanted = [o for o in outcomes

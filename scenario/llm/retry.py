@@ -9,7 +9,7 @@ same request would fail the same way and a retry only burns quota and time.
 at once. Timeouts are retried fewer times than other transient errors
 (``max_timeout_attempts``): every timed-out attempt costs the whole per-call
 timeout, and a silent endpoint should fail in about 90 s, not minutes
-(:mod:`scenario.model_errors` has the arithmetic).
+(:mod:`scenario.llm.classify` has the arithmetic).
 
 While a call sleeps before its next attempt it is listed on :data:`retry_board`,
 which the live progress display reads ("3 calls retrying, next in 4 s").
@@ -263,7 +263,7 @@ def _classify_litellm(exc: BaseException) -> ErrorKind | None:
 def _classify_one(exc: BaseException) -> ErrorKind:
     if isinstance(exc, asyncio.CancelledError):
         return "other"
-    from .model_errors import looks_like_missing_key
+    from scenario.llm.classify import looks_like_missing_key
 
     if looks_like_missing_key(exc):
         return "client"  # litellm wraps "no API key" in a 500: retrying cannot conjure a key
@@ -484,11 +484,11 @@ async def call_with_retries(
     attempts made.
 
     With ``report_rate_limits=True`` every rate-limited attempt is also reported
-    to the current concurrency strategy (``scenario.concurrency.notify_rate_limited``).
+    to the current concurrency strategy (``scenario.concurrency.strategies.notify_rate_limited``).
     It is off by default because callers that already report from ``on_retry``
-    (as ``scenario.models`` does) would otherwise count every 429 twice.
+    (as ``scenario.llm.client`` does) would otherwise count every 429 twice.
     """
-    from scenario.concurrency import notify_rate_limited
+    from scenario.concurrency.strategies import notify_rate_limited
 
     # Fast path: nearly every call succeeds at once, and setting up tenacity costs more CPU
     # than the rest of our per-call bookkeeping, so only a failure pays for it. That failure

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import threading
 import warnings
-from typing import Any, Dict, Set
+from typing import Any
 
 # keyword -> why it does nothing here (shown in the warning).
-WITHOUT_EFFECT: Dict[str, str] = {
+WITHOUT_EFFECT: dict[str, str] = {
     "fetch_remote_traces": "it fetches traces from the LangWatch platform",
     "trace_wait_timeout": "it bounds the wait for LangWatch platform traces",
     "parameters": "it parameterises LangWatch connected agents (langwatch.connect_agent)",
@@ -24,7 +24,7 @@ WITHOUT_EFFECT: Dict[str, str] = {
     "audio_playback": "voice scenarios are not supported",
 }
 
-_warned: Set[str] = set()
+_warned: set[str] = set()
 _lock = threading.Lock()
 
 
@@ -32,7 +32,7 @@ class NoEffectWarning(UserWarning):
     """A langwatch-scenario keyword was set that this library accepts but does not act on."""
 
 
-def warn_ignored(values: Dict[str, Any]) -> None:
+def warn_ignored(values: dict[str, Any]) -> None:
     """Warn once per keyword set to a non-default value (None, False, empty are defaults)."""
     for name, value in values.items():
         if name not in WITHOUT_EFFECT or value is None or value is False or value == [] or value == {}:
@@ -55,7 +55,7 @@ def reset_warnings() -> None:
         _warned.clear()
 
 
-def warn_step_options(values: Dict[str, Any], reason: str = "voice scenarios are not supported") -> None:
+def warn_step_options(values: dict[str, Any], reason: str = "voice scenarios are not supported") -> None:
     """Warn once per langwatch-scenario option of a step or agent (``user(voice_style=...)``,
     ``JudgeAgent(include_audio=...)``) that is set to something other than None."""
     for label, value in values.items():

@@ -14,14 +14,15 @@ call and everything in the process shares one GIL. Two ways past that:
 
 from __future__ import annotations
 
-from typing import List, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
-from .errors import ScenarioConfigError
+from scenario.errors import ScenarioConfigError
 
 T = TypeVar("T")
 
 
-def select_shard(units: Sequence[T], shard_index: int, shard_count: int) -> List[T]:
+def select_shard(units: Sequence[T], shard_index: int, shard_count: int) -> list[T]:
     """The runs of one shard: plan positions ``p`` with ``p % shard_count == shard_index``.
 
     Dealing round-robin over the repetition-major plan spreads every scenario over every shard.

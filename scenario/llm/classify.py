@@ -1,7 +1,7 @@
 """What a failed model call means, said so a user can act on it.
 
 A model call fails for a handful of reasons, and each has one fix. The retry layer
-(:mod:`scenario.retry`) decides *whether* to try again; this module names the failure and the
+(:mod:`scenario.llm.retry`) decides *whether* to try again; this module names the failure and the
 fix, with the model, the endpoint (credentials removed) and the setting to change:
 
 ============== ================================= =========================================
@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 #: Failures that no retry can fix (the same request fails the same way).
@@ -56,7 +55,7 @@ def looks_like_missing_key(exc: BaseException) -> bool:
 
 def model_error_kind(exc: BaseException) -> str:
     """One of the kinds in the module docstring (``"other"`` when none fits)."""
-    from .retry import classify_error, _mro_names, _status_code
+    from scenario.llm.retry import _mro_names, _status_code, classify_error
 
     names = _mro_names(exc)
     if looks_like_missing_key(exc):
@@ -76,7 +75,7 @@ def model_error_kind(exc: BaseException) -> str:
     return kind if kind in ("timeout", "connection", "rate_limit", "server") else "other"
 
 
-def redact_url(url: Optional[str]) -> Optional[str]:
+def redact_url(url: str | None) -> str | None:
     """The URL without user:password and without query parameters that look like credentials."""
     if not url:
         return url
@@ -92,10 +91,10 @@ def redact_url(url: Optional[str]) -> Optional[str]:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-def key_variable(model: str) -> Optional[str]:
+def key_variable(model: str) -> str | None:
     """The environment variable litellm reads the key from for ``model`` (None if unknown)."""
     try:
-        from .models import litellm_module
+        from scenario.llm.client import litellm_module
 
         litellm = litellm_module()
         with contextlib.redirect_stdout(io.StringIO()):  # litellm prints a banner for unknown providers
@@ -110,8 +109,8 @@ def explain(
     *,
     role: str,
     model: str,
-    api_base: Optional[str],
-    timeout: Optional[float],
+    api_base: str | None,
+    timeout: float | None,
     attempts: int,
     elapsed: float,
 ) -> str:

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 #: Bumped when the description of a part changes, so old fingerprints never match new ones by accident.
 FINGERPRINT_VERSION = "1"
@@ -48,9 +49,9 @@ def fingerprint_parts(
     agents: Sequence[Any],
     variant_source: Any = None,
     *,
-    batch_min_pass_rate: Optional[float] = None,
-    batch_timeout: Optional[float] = None,
-) -> Dict[str, str]:
+    batch_min_pass_rate: float | None = None,
+    batch_timeout: float | None = None,
+) -> dict[str, str]:
     """Part name -> digest for one (scenario, variant) pair.
 
     Args:
@@ -58,12 +59,12 @@ def fingerprint_parts(
         agents: the adapters one run of the pair gets (as built by its recipe).
         variant_source: the variant's factory or adapter (None when the scenario brings its own agent).
     """
-    from .types import AgentRole
+    from scenario.messages import AgentRole
 
-    simulators: List[Any] = []
-    judges: List[Any] = []
-    under_test: List[Any] = []
-    others: List[Any] = []
+    simulators: list[Any] = []
+    judges: list[Any] = []
+    under_test: list[Any] = []
+    others: list[Any] = []
     for agent in agents:
         role = getattr(agent, "role", None)
         if role == AgentRole.USER:
@@ -115,7 +116,7 @@ def describe_step(step: Any) -> Any:
     import dataclasses
 
     if dataclasses.is_dataclass(step) and not isinstance(step, type):
-        data: Dict[str, Any] = {"kind": getattr(step, "kind", type(step).__name__)}
+        data: dict[str, Any] = {"kind": getattr(step, "kind", type(step).__name__)}
         for item in dataclasses.fields(step):
             value = getattr(step, item.name)
             data[item.name] = reference(value) if callable(value) else value
@@ -125,7 +126,7 @@ def describe_step(step: Any) -> Any:
     return {"value": repr(step)}
 
 
-def changed_parts(old: Mapping[str, str], new: Mapping[str, str]) -> List[str]:
+def changed_parts(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
     """Names of the parts whose digests differ (in the order of ``new``)."""
     names = list(new) + [name for name in old if name not in new]
     return [name for name in names if old.get(name) != new.get(name)]
@@ -133,7 +134,7 @@ def changed_parts(old: Mapping[str, str], new: Mapping[str, str]) -> List[str]:
 
 def _model_settings(agent: Any) -> Any:
     """The model an agent will call, without where it is served or the key (see the module docstring)."""
-    data: Dict[str, Any] = {"class": reference(agent)}
+    data: dict[str, Any] = {"class": reference(agent)}
     config = None
     model_config = getattr(agent, "model_config", None)
     if callable(model_config):

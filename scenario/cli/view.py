@@ -1,6 +1,6 @@
 """The ``scenario view`` and ``scenario compare`` commands (parsers and bodies).
 
-Kept beside ``scenario.cli`` rather than inside it: they only read a store, and ``cli`` calls
+Kept beside ``scenario.cli.main`` rather than inside it: they only read a store, and ``cli`` calls
 :func:`add_parsers` and :func:`run_command` so its own argument handling and exit codes stay in
 one place. Exit codes: ``view`` 0 after Ctrl-C, 2 when it cannot start (missing extra, store,
 port); ``compare`` 0 with no regression beyond chance, 1 with one, 2 for usage errors.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Optional
+from typing import Any
 
 EXIT_OK = 0
 EXIT_REGRESSED = 1
@@ -72,7 +72,7 @@ def add_parsers(commands: Any) -> None:
                          help="significance level for 'beyond chance' (default: 0.05)")
 
 
-def run_command(args: argparse.Namespace) -> Optional[int]:
+def run_command(args: argparse.Namespace) -> int | None:
     """Run ``view`` or ``compare``; None for other commands."""
     if args.command == "view":
         return view_command(args)
@@ -82,7 +82,7 @@ def run_command(args: argparse.Namespace) -> Optional[int]:
 
 
 def _open_store(path: str) -> Any:
-    from .store import ResultStore, StoreError
+    from scenario.store import ResultStore, StoreError
 
     try:
         return ResultStore(path, readonly=True)
@@ -91,13 +91,13 @@ def _open_store(path: str) -> Any:
 
 
 def view_command(args: argparse.Namespace) -> int:
-    from .view import VIEW_EXTRA_HINT, missing_extra
+    from scenario.view import VIEW_EXTRA_HINT, missing_extra
 
     missing = missing_extra()
     if missing is not None:
         raise CommandError(f"the viewer needs the 'view' extra ({missing} is not installed): {VIEW_EXTRA_HINT}")
     _open_store(args.store).close()
-    from .view.server import ViewError, serve
+    from scenario.view.server import ViewError, serve
 
     try:
         return serve(args.store, host=args.host, port=args.port, open_browser=not args.no_browser)
@@ -106,8 +106,8 @@ def view_command(args: argparse.Namespace) -> int:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from .reports.compare import format_comparison
-    from .view.pages import Pages, compare_batches
+    from scenario.reports.compare import format_comparison
+    from scenario.view.pages import Pages, compare_batches
 
     with _open_store(args.store) as store:
         suites = store.suites()

@@ -1,0 +1,1 @@
+"""Threads and event loops the library owns: the shared worker pool and the loop helpers."""

@@ -1,0 +1,1 @@
+"""OpenTelemetry: the tracer and its provider policy, span trees as data, usage counted from spans."""
