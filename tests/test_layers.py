@@ -20,7 +20,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scenario"
 # Imports of our own modules inside a function that are still to be lifted (issue 9). Every
 # entry here is a debt; the list only shrinks.
 PENDING_LAZY_IMPORTS = {
-    ("scenario", "scenario.settings"),
     ("scenario.agents.judge", "scenario.compat.peer_keywords"),
     ("scenario.agents.model_backed", "scenario.llm.custom_client"),
     ("scenario.agents.red_team", "scenario.telemetry"),
@@ -80,11 +79,6 @@ PENDING_LAZY_IMPORTS = {
     ("scenario.cli.view", "scenario.view"),
     ("scenario.cli.view", "scenario.view.pages"),
     ("scenario.cli.view", "scenario.view.server"),
-    ("scenario.demo", "scenario.llm.client"),
-    ("scenario.demo", "scenario.records"),
-    ("scenario.demo", "scenario.reports"),
-    ("scenario.demo", "scenario.store"),
-    ("scenario.demo", "scenario.testing"),
     ("scenario.engine.adapter", "scenario.runtime.worker_pool"),
     ("scenario.engine.loop", "scenario.tracebacks"),
     ("scenario.engine.state", "scenario.compat.peer_only"),
@@ -130,11 +124,6 @@ PENDING_LAZY_IMPORTS = {
     ("scenario.telemetry.tree", "scenario.llm.client"),
     ("scenario.telemetry.tree", "scenario.telemetry"),
     ("scenario.telemetry.tree", "scenario.testing"),
-    ("scenario.view", "scenario.view.app"),
-    ("scenario.view", "scenario.view.server"),
-    ("scenario.view.app", "scenario.store"),
-    ("scenario.view.server", "scenario.store"),
-    ("scenario.view.server", "scenario.view.app"),
 }
 
 
