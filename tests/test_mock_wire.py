@@ -6,6 +6,7 @@ import json
 
 from scenario.testing.mock_behavior import MockReply, parse_request
 from scenario.testing.mock_wire import completion_body, error_body, stream_events
+from scenario.testing.mock_wire import usage as usage_of
 
 
 def _request(stream: bool = False, include_usage: bool = False):
@@ -30,7 +31,8 @@ def test_an_unlisted_status_falls_back_by_class_and_an_explicit_code_wins():
 
 
 def test_a_completion_carries_the_reply_a_numbered_id_and_usage():
-    answer = json.loads(completion_body(7, _request(), MockReply(content="On its way.")))
+    request, reply = _request(), MockReply(content="On its way.")
+    answer = json.loads(completion_body(7, request, reply, usage_of(request, reply)))
     assert answer["id"] == "chatcmpl-mock-7"
     assert answer["choices"][0]["message"]["content"] == "On its way."
     assert answer["choices"][0]["finish_reason"] == "stop"
@@ -40,16 +42,25 @@ def test_a_completion_carries_the_reply_a_numbered_id_and_usage():
 
 def test_a_tool_call_reply_names_the_function_and_finishes_with_tool_calls():
     reply = MockReply(tool_name="track", tool_arguments='{"id": "42"}')
-    message = json.loads(completion_body(3, _request(), reply))["choices"][0]["message"]
+    request = _request()
+    message = json.loads(completion_body(3, request, reply, usage_of(request, reply)))["choices"][0]["message"]
     assert message["tool_calls"][0]["id"] == "call_mock_3"
     assert message["tool_calls"][0]["function"] == {"name": "track", "arguments": '{"id": "42"}'}
 
 
 def test_a_stream_reassembles_to_the_reply_then_usage_then_done():
-    events = stream_events(1, _request(stream=True, include_usage=True), MockReply(content="On its way, tomorrow."))
+    request, reply = _request(stream=True, include_usage=True), MockReply(content="On its way, tomorrow.")
+    events = stream_events(1, request, reply, usage_of(request, reply))
     assert events[-1] == b"data: [DONE]\n\n"
     chunks = [json.loads(e[len(b"data: "):]) for e in events[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "On its way, tomorrow."
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_a_stream_that_did_not_ask_for_usage_gets_no_usage_chunk():
+    request, reply = _request(stream=True), MockReply(content="On its way.")
+    events = stream_events(2, request, reply, None)
+    chunks = [json.loads(e[len(b"data: "):]) for e in events[:-1]]
+    assert all(c["choices"] and "usage" not in c for c in chunks)

@@ -418,7 +418,7 @@ class MockLLMServer:
             return self._error(500, None, f"Mock server bug while building the reply: {exc!r}")
         if parsed.stream:
             return await self._stream(request, parsed, reply)
-        return self._web.Response(body=mock_wire.completion_body(next(self._ids), parsed, reply), content_type="application/json")
+        return self._web.Response(body=self._completion_body(parsed, reply), content_type="application/json")
 
     def _marker_fault(self, parsed: ChatRequest, behavior: MockBehavior) -> Fault | None:
         markers = parsed.markers
@@ -454,9 +454,19 @@ class MockLLMServer:
         return self._web.Response(status=503)
 
     # ------------------------------------------------------------------ response bodies
+    # ``_usage`` and ``_completion_body`` are hooks: a test's subclass overrides them to record what
+    # the server reported or to alter an answer (drop its usage block, say). Every answer goes
+    # through them; the spelling itself is :mod:`scenario.testing.mock_wire`'s.
+
+    def _usage(self, parsed: ChatRequest, reply: MockReply) -> dict[str, int]:
+        return mock_wire.usage(parsed, reply)
+
+    def _completion_body(self, parsed: ChatRequest, reply: MockReply) -> bytes:
+        return mock_wire.completion_body(next(self._ids), parsed, reply, self._usage(parsed, reply))
 
     async def _stream(self, request: web.Request, parsed: ChatRequest, reply: MockReply) -> web.StreamResponse:
-        events = mock_wire.stream_events(next(self._ids), parsed, reply)
+        usage = self._usage(parsed, reply) if parsed.include_usage else None
+        events = mock_wire.stream_events(next(self._ids), parsed, reply, usage)
         response = self._web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         for data in events:

@@ -59,13 +59,14 @@ def format_seconds(value: float) -> str:
 
 
 def usage(parsed: ChatRequest, reply: MockReply) -> dict[str, int]:
-    """The ``usage`` block: tokens estimated from characters, the same way for every answer."""
+    """The ``usage`` block: tokens estimated from characters, the same way for every answer (the
+    server reads it through its ``_usage`` hook, so a test's subclass can count or change it)."""
     prompt = estimate_tokens(parsed.prompt_chars)
     completion = estimate_tokens(reply.completion_chars)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def completion_body(n: int, parsed: ChatRequest, reply: MockReply) -> bytes:
+def completion_body(n: int, parsed: ChatRequest, reply: MockReply, usage_block: dict[str, int]) -> bytes:
     """A non-streamed ``chat.completion``; ``n`` numbers its id and tool-call id."""
     message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
     if reply.tool_name:
@@ -85,13 +86,14 @@ def completion_body(n: int, parsed: ChatRequest, reply: MockReply) -> bytes:
         "model": parsed.model,
         "system_fingerprint": "fp_mock",
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}],
-        "usage": usage(parsed, reply),
+        "usage": usage_block,
     }
     return json.dumps(body).encode()
 
 
-def stream_events(n: int, parsed: ChatRequest, reply: MockReply) -> list[bytes]:
-    """The server-sent events of a streamed answer, ``[DONE]`` included, in order."""
+def stream_events(n: int, parsed: ChatRequest, reply: MockReply, usage_block: dict[str, int] | None) -> list[bytes]:
+    """The server-sent events of a streamed answer, ``[DONE]`` included, in order; the usage chunk
+    (``usage_block``) is sent when the request asked for it (``stream_options.include_usage``)."""
     base = {
         "id": f"chatcmpl-mock-{n}",
         "object": "chat.completion.chunk",
@@ -131,8 +133,8 @@ def stream_events(n: int, parsed: ChatRequest, reply: MockReply) -> list[bytes]:
         for piece in pieces(reply.content or ""):
             chunks.append(chunk({"content": piece}))
     chunks.append(chunk({}, reply.finish_reason))
-    if parsed.include_usage:
-        usage_chunk = dict(base, choices=[], usage=usage(parsed, reply))
+    if parsed.include_usage and usage_block is not None:
+        usage_chunk = dict(base, choices=[], usage=usage_block)
         chunks.append(b"data: " + json.dumps(usage_chunk).encode() + b"\n\n")
     chunks.append(b"data: [DONE]\n\n")
     return chunks
