@@ -18,6 +18,7 @@ from _pytest.outcomes import Skipped, XFailed
 from scenario.events import ResultCollector
 from scenario.pytest_plugin._repeat import RunOutcome, describe_error
 from scenario.pytest_plugin._settings import RepeatSettings
+from scenario.rollup import pass_rate
 
 REPORT_ATTRIBUTE = "scenario_summary"
 REPORT_VERSION = 1
@@ -63,7 +64,7 @@ def build_row(
         "runs": runs,
         "passed_runs": passed,
         "skipped_runs": skipped_runs,
-        "pass_rate": (passed / counted_runs) if counted_runs else None,
+        "pass_rate": pass_rate(passed, counted_runs) if counted_runs else None,
         "min_pass_rate": settings.min_pass_rate if settings is not None else None,
         "max_concurrency": settings.max_concurrency if settings is not None else None,
         "marked": settings is not None,
@@ -83,11 +84,11 @@ def build_row(
 
 def user_properties(row: dict[str, Any]) -> list[tuple]:
     """The row's figures as flat (name, value) pairs, the shape JUnit XML properties take."""
-    pass_rate = row["pass_rate"]
+    rate = row["pass_rate"]
     pairs = [
         ("scenario_runs", row["runs"]),
         ("scenario_passed_runs", row["passed_runs"]),
-        ("scenario_pass_rate", round(pass_rate, 4) if pass_rate is not None else ""),
+        ("scenario_pass_rate", round(rate, 4) if rate is not None else ""),
     ]
     if row["min_pass_rate"] is not None:
         pairs.append(("scenario_min_pass_rate", row["min_pass_rate"]))
