@@ -704,6 +704,7 @@ def _resume_command(argv: Sequence[str], batch_id: str | None) -> str:
 
 def _finish(suite, store, batch_id, planned: int, targets, elapsed: float, out: TextIO, err: TextIO) -> int:
     from scenario.reports import report_from_records, summarize, write_report
+    from scenario.reports.text import verdict_table
 
     order = {(s.name, variant, index): position for position, (s, variant, index) in enumerate(
         (s, v, i) for s in suite.scenarios for v in s.variants for i in range(s.runs))}
@@ -717,14 +718,7 @@ def _finish(suite, store, batch_id, planned: int, targets, elapsed: float, out: 
     passed_runs = sum(1 for o in outcomes if o.status == "passed")
     print(f"\nSuite {suite.name}: {passed_runs}/{len(outcomes)} runs passed, cost ${cost:.4f}, "
           f"{elapsed:.1f}s", file=out)
-    width = max([len("scenario")] + [len(g.scenario) for g in groups])
-    vwidth = max([len("variant")] + [len(g.variant) for g in groups])
-    print(f"  {'scenario':<{width}}  {'variant':<{vwidth}}  {'passed':>7}  {'rate':>5}  {'needs':>5}  verdict", file=out)
-    for g in groups:
-        verdict = "tracked" if g.tracked_only else ("ok" if g.met else "MISSED")
-        extra = f" ({g.errors} errored)" if g.errors else ""
-        print(f"  {g.scenario:<{width}}  {g.variant:<{vwidth}}  {f'{g.passed}/{g.runs}':>7}  {g.pass_rate:>5.0%}  "
-              f"{g.threshold:>5.0%}  {verdict}{extra}", file=out)
+    print("\n".join(verdict_table(groups)), file=out)
     missed = [g for g in groups if not g.met]
     _print_failures(store, batch_id, outcomes, missed, out)
 

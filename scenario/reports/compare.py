@@ -17,6 +17,7 @@ from typing import Any
 
 from scenario.reports.stats import DEFAULT_ALPHA, fisher_exact
 from scenario.reports.summary import GroupSummary, summarize
+from scenario.reports.text import Column, table
 
 
 @dataclass
@@ -186,15 +187,19 @@ def _by_pair(runs: list[Any], thresholds: dict[str, float]) -> dict[tuple[str, s
 def format_comparison(comparison: Comparison) -> str:
     """The comparison as a terminal table plus one statement per changed pair."""
     lines = [f"Comparing batch {comparison.base_id} (before) with {comparison.head_id} (after)"]
-    width = max([len("scenario")] + [len(p.label) for p in comparison.pairs])
-    lines.append(f"  {'scenario':<{width}}  {'before':>9}  {'after':>9}  {'change':>7}  {'p':>6}  verdict")
+    columns = [Column("scenario"), Column("before", ">", 9), Column("after", ">", 9), Column("change", ">", 7),
+               Column("p", ">", 6), Column("verdict")]
+    rows = []
     for pair in comparison.pairs:
-        before = f"{pair.base.passed}/{pair.base.runs}" if pair.base else "-"
-        after = f"{pair.head.passed}/{pair.head.runs}" if pair.head else "-"
-        change = f"{pair.rate_change * 100:+.0f}pt" if pair.rate_change is not None else ""
-        p = f"{pair.p_value:.3g}" if pair.base and pair.head else ""
-        verdict = pair.kind + (f", {pair.flip}" if pair.flip else "")
-        lines.append(f"  {pair.label:<{width}}  {before:>9}  {after:>9}  {change:>7}  {p:>6}  {verdict}")
+        rows.append([
+            pair.label,
+            f"{pair.base.passed}/{pair.base.runs}" if pair.base else "-",
+            f"{pair.head.passed}/{pair.head.runs}" if pair.head else "-",
+            f"{pair.rate_change * 100:+.0f}pt" if pair.rate_change is not None else "",
+            f"{pair.p_value:.3g}" if pair.base and pair.head else "",
+            pair.kind + (f", {pair.flip}" if pair.flip else ""),
+        ])
+    lines.extend(table(columns, rows, indent="  "))
     for pair in comparison.pairs:
         if pair.kind not in ("unchanged",):
             lines.append(f"{pair.label}: {pair.statement}")
