@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any, TextIO
 
+from scenario.llm.retry import retry_board
 from scenario.records import RunRecord
 
 PLAIN_INTERVAL = 5.0
@@ -220,8 +221,6 @@ class BatchProgress:
     @property
     def waits(self) -> str:
         """Calls sleeping before a retry right now, e.g. ``3 calls retrying, next in 4 s; 1 rate-limited``."""
-        from scenario.llm.retry import retry_board
-
         return retry_board.snapshot().describe()
 
     def status_line(self) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from _pytest.outcomes import Exit, Skipped, XFailed
 
+from scenario.concurrency.strategies import SlidingWindow
 from scenario.events import ResultCollector, collecting, current_collector
 from scenario.pytest_plugin._settings import RepeatSettings
 from scenario.rollup import meets, pass_rate
@@ -101,8 +102,6 @@ def make_async_wrapper(
         parent = current_collector.get()
         gate: Any = contextlib.nullcontext()
         if settings.max_concurrency is not None and settings.max_concurrency < settings.runs:
-            from scenario.concurrency.strategies import SlidingWindow
-
             gate = SlidingWindow(settings.max_concurrency).slot()
         if settings.runs == 1:
             outcomes = [await one_run(1, kwargs, gate, parent)]
