@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from scenario.llm.retry import retry_board
 from scenario.records import RunRecord
+from scenario.rollup import pass_rate
 
 PLAIN_INTERVAL = 5.0
 HEARTBEAT = 30.0
@@ -202,7 +203,7 @@ class BatchProgress:
     @property
     def pass_rate(self) -> float | None:
         """Passed / done, stored runs included (errors count as not passed)."""
-        return self.passed / self.done if self.done else None
+        return pass_rate(self.passed, self.done) if self.done else None
 
     @property
     def eta(self) -> float | None:

@@ -31,6 +31,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 import scenario
 from scenario import demo
@@ -59,10 +60,11 @@ from scenario.testing import mock_llm
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE", "UsageError", "build_parser",
            "main"]
 
-#: Commands that are programs of their own: their arguments go to them untouched.
-_PASSTHROUGH: dict[str, tuple[Callable[[list[str]], int | None], str]] = {
-    "demo": (demo.main, "run the quick-start demo suite (offline against the mock model by default)"),
-    "mock-llm": (mock_llm.main, "serve the offline OpenAI-compatible mock model"),
+#: Commands that are programs of their own (a module with a ``main(argv)``): their arguments go to
+#: them untouched.
+_PASSTHROUGH: dict[str, tuple[ModuleType, str]] = {
+    "demo": (demo, "run the quick-start demo suite (offline against the mock model by default)"),
+    "mock-llm": (mock_llm, "serve the offline OpenAI-compatible mock model"),
 }
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": report_command,
@@ -217,7 +219,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in _PASSTHROUGH:
         program, _ = _PASSTHROUGH[args_list[0]]
-        return int(program(args_list[1:]) or 0)
+        return int(program.main(args_list[1:]) or 0)
 
     parser = build_parser()
     args_list = _resume_after_suite(args_list)

@@ -10,22 +10,22 @@ from __future__ import annotations
 import argparse
 import sys
 
+from scenario import view as viewer
 from scenario.cli.args import EXIT_FAILED, EXIT_OK, UsageError, open_store
 from scenario.reports.compare import format_comparison
-from scenario.view import VIEW_EXTRA_HINT, missing_extra
+from scenario.view import server
 from scenario.view.pages import Pages, compare_batches
-from scenario.view.server import ViewError, serve
 
 
 def view_command(args: argparse.Namespace) -> int:
     """Serve the viewer until Ctrl-C."""
-    missing = missing_extra()
+    missing = viewer.missing_extra()  # looked up on the module, where tests replace it
     if missing is not None:
-        raise UsageError(f"the viewer needs the 'view' extra ({missing} is not installed): {VIEW_EXTRA_HINT}")
+        raise UsageError(f"the viewer needs the 'view' extra ({missing} is not installed): {viewer.VIEW_EXTRA_HINT}")
     open_store(args.store, readonly=True).close()
     try:
-        return serve(args.store, host=args.host, port=args.port, open_browser=not args.no_browser)
-    except ViewError as exc:
+        return server.serve(args.store, host=args.host, port=args.port, open_browser=not args.no_browser)
+    except server.ViewError as exc:
         raise UsageError(str(exc)) from None
 
 
