@@ -280,9 +280,10 @@ def roll_up_batch(runs: Sequence[Any], *, min_pass_rate: float | None = None,
     for scenario_name, variants in pairs.items():
         if scenario_name in own:
             ok = ok and all(group.met for group in variants.values())
-    rest = tally(r for r in runs if r.scenario not in own)
-    if rest.runs:
-        ok = ok and meets(rest.passed, rest.runs, min_pass_rate)
+    rest = [group for name, group in by_scenario.items() if name not in own]
+    rest_runs = sum(group.runs for group in rest)
+    if rest_runs:
+        ok = ok and meets(sum(group.passed for group in rest), rest_runs, min_pass_rate)
     return BatchRollup(
         total=whole.runs, passed=ok, passed_runs=whole.passed, failed_runs=whole.failed,
         error_runs=whole.errors - whole.timeouts, timeout_runs=whole.timeouts, cancelled_runs=whole.cancelled,
