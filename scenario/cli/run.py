@@ -46,6 +46,7 @@ from scenario.llm.client import litellm_module
 from scenario.reports import report_from_records, summarize, write_report
 from scenario.reports.failure_text import explain_record
 from scenario.reports.text import verdict_table
+from scenario.rollup import tally
 from scenario.store import StoreError
 from scenario.suite import Overrides, ResolvedModel, SuiteError, check_agent, load_suite
 from scenario.testing.mock_llm import MockLLMServer
@@ -377,11 +378,10 @@ def _finish(suite, store, batch_id, planned: int, targets, elapsed: float, out: 
                       key=lambda o: order.get((o.scenario, o.variant, o.index), len(order)))
     thresholds = {(suite.name, s.name): s.min_pass_rate for s in suite.scenarios}
     groups = summarize(outcomes, thresholds)
-    missing = planned - len(outcomes)
+    whole = tally(outcomes)
+    missing = planned - whole.runs
 
-    cost = sum(o.cost_usd for o in outcomes)
-    passed_runs = sum(1 for o in outcomes if o.status == "passed")
-    print(f"\nSuite {suite.name}: {passed_runs}/{len(outcomes)} runs passed, cost ${cost:.4f}, "
+    print(f"\nSuite {suite.name}: {whole.passed}/{whole.runs} runs passed, cost ${whole.cost_usd:.4f}, "
           f"{elapsed:.1f}s", file=out)
     print("\n".join(verdict_table(groups)), file=out)
     missed = [g for g in groups if not g.met]
