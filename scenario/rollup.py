@@ -81,11 +81,11 @@ def sum_usage(usages: Iterable[Usage]) -> Usage:
                 item = totals.__dict__
                 for i, name in enumerate(_TOTAL_FIELDS):
                     acc[i] += item[name]
-    result = Usage(**dict(zip(_TOTAL_FIELDS, total)))
+    result = Usage.model_validate(dict(zip(_TOTAL_FIELDS, total)))
     for key, acc in by_role.items():
-        result.by_role[key] = UsageTotals(**dict(zip(_TOTAL_FIELDS, acc)))
+        result.by_role[key] = UsageTotals.model_validate(dict(zip(_TOTAL_FIELDS, acc)))
     for key, acc in by_model.items():
-        result.by_model[key] = UsageTotals(**dict(zip(_TOTAL_FIELDS, acc)))
+        result.by_model[key] = UsageTotals.model_validate(dict(zip(_TOTAL_FIELDS, acc)))
     return result
 
 
@@ -234,6 +234,11 @@ def by_pair(runs: Iterable[Any], thresholds: Mapping[tuple[str, str], float] | N
     return list(groups.values())
 
 
+def _constant(threshold: float | None) -> Callable[[Any], float | None]:
+    """One threshold for every group (the variants of one scenario share the scenario's)."""
+    return lambda _key: threshold
+
+
 @dataclass
 class BatchRollup:
     """A batch's figures and verdict (what ``BatchResult.from_records`` carries)."""
@@ -273,8 +278,7 @@ def roll_up_batch(runs: Sequence[Any], *, min_pass_rate: float | None = None,
     pairs: dict[str, dict[str, Group]] = {}
     for scenario_name in by_scenario:
         subset = [r for r in runs if r.scenario == scenario_name]
-        threshold = own.get(scenario_name)
-        pairs[scenario_name] = group_by(subset, lambda r: r.variant, lambda name, t=threshold: t)
+        pairs[scenario_name] = group_by(subset, lambda r: r.variant, _constant(own.get(scenario_name)))
 
     ok = whole.runs > 0 and not cancelled
     for scenario_name, variants in pairs.items():
