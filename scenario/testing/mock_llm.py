@@ -525,7 +525,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         return 2
 
     stop = threading.Event()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, lambda *_: stop.set())
