@@ -30,6 +30,7 @@ import inspect
 from typing import Any
 
 from scenario.errors import ScenarioConfigError
+from scenario.llm.call import InProcessModel
 from scenario.llm.model_loop import litellm_module
 from scenario.runtime.worker_pool import get_pool
 
@@ -42,12 +43,16 @@ FORWARDED = (
 
 
 def check_client(client: Any, where: str) -> None:
-    """Raise ScenarioConfigError unless ``client`` looks like an OpenAI-compatible client."""
+    """Raise ScenarioConfigError unless ``client`` looks like an OpenAI-compatible client (or is an
+    in-process model, which the innermost call answers itself)."""
+    if isinstance(client, InProcessModel):
+        return
     create = getattr(getattr(getattr(client, "chat", None), "completions", None), "create", None)
     if not callable(create):
         raise ScenarioConfigError(
             f"{where}(client=...): {type(client).__name__} has no chat.completions.create(...). Pass an "
-            "OpenAI-compatible client such as openai.AsyncOpenAI(base_url=..., default_headers=...)."
+            "OpenAI-compatible client such as openai.AsyncOpenAI(base_url=..., default_headers=...), or, in a "
+            "unit test, scenario.testing.FunctionModel(fn)."
         )
 
 

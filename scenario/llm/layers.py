@@ -8,7 +8,8 @@ The order is what the behaviour asks for:
 
 - ``ReplayCache`` outermost: a replayed answer asks no provider, so it opens no span, takes no
   rate-limit permit, makes no retry, and is recorded as a cached call (by the ``on_hit`` callable
-  it is handed, :func:`record_cache_hit`). Only an answer that came through every layer is stored.
+  it is handed, :func:`record_cache_hit`). Only an answer that came through every layer is stored;
+  an in-process model (``scenario.testing.FunctionModel``) is never replayed.
 - ``ExplainErrors`` turns the last failure into a :class:`scenario.errors.ModelCallError` whose
   message says what to do; everything inside it sees the provider's own exception.
 - ``Accounting`` records the call into the current run (tokens, cost, attempts, waits, latency
@@ -38,7 +39,14 @@ from scenario.concurrency.rate_limits import get_rate_limiter
 from scenario.errors import ModelCallError
 from scenario.events import ModelCallFinished, RetryScheduled, publish
 from scenario.llm import replay_cache
-from scenario.llm.call import Complete, ModelRequest, ModelResponse, cache_payload, estimate_tokens
+from scenario.llm.call import (
+    Complete,
+    InProcessModel,
+    ModelRequest,
+    ModelResponse,
+    cache_payload,
+    estimate_tokens,
+)
 from scenario.llm.classify import explain, model_error_kind, redact_url
 from scenario.llm.retry import RetryEvent, RetryPolicy, call_with_retries
 from scenario.run_context import current_run
@@ -83,6 +91,8 @@ class ReplayCache(Layer):
 
     async def __call__(self, request: ModelRequest) -> ModelResponse:
         cache_key = replay_cache.active_cache_key()
+        if isinstance(request.kwargs.get("client"), InProcessModel):
+            cache_key = None  # deterministic and free already; a replay would hide an edit to it
         key = replay_cache.make_key("model", cache_key, cache_payload(request.kwargs)) if cache_key else None
         if key is not None:
             hit = replay_cache.load(key)
