@@ -21,11 +21,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scenario"
 # entry here is a debt; the list only shrinks.
 PENDING_LAZY_IMPORTS = {
     ("scenario", "scenario.settings"),
-    ("scenario.agents.judge", "scenario.compat.peer_keywords"),
-    ("scenario.agents.model_backed", "scenario.llm.custom_client"),
-    ("scenario.agents.red_team", "scenario.telemetry"),
-    ("scenario.agents.user_simulator", "scenario.compat.peer_keywords"),
-    ("scenario.agents.user_simulator", "scenario.errors"),
     ("scenario.batch.backends", "scenario.batch.backends.local"),
     ("scenario.batch.backends", "scenario.batch.backends.processes"),
     ("scenario.batch.backends", "scenario.batch.backends.ray"),
