@@ -163,3 +163,10 @@ def test_a_run_with_function_models_imports_no_litellm():
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["hello", "False"]
+
+
+def test_the_example_runs_offline():
+    example = Path(__file__).resolve().parents[1] / "examples" / "function_model.py"
+    done = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "passed: True" in done.stdout and "passed: False" in done.stdout
