@@ -170,3 +170,9 @@ def test_the_example_runs_offline():
     done = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "passed: True" in done.stdout and "passed: False" in done.stdout
+
+
+@pytest.mark.asyncio
+async def test_acompletion_refuses_a_function_model_saying_where_it_belongs():
+    with pytest.raises(ScenarioConfigError, match="in-process model"):
+        await scenario.acompletion(model="function:x", messages=[], client=FunctionModel(lambda m, t: "x"))

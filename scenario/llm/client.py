@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from scenario.errors import ScenarioConfigError
 from scenario.llm import model_loop as loop_owner
 from scenario.llm.call import (
     Complete,
@@ -106,6 +107,12 @@ async def acompletion(**kwargs: Any) -> Any:
         raise ValueError(
             "scenario.acompletion(stream=True) is not supported: a stream is bound to the loop that reads it. "
             "Call litellm.acompletion directly for streaming, or drop stream=True."
+        )
+    if isinstance(kwargs.get("client"), InProcessModel):
+        raise ScenarioConfigError(
+            f"scenario.acompletion(client={kwargs['client']!r}): an in-process model stands in for the library's "
+            "own agents (JudgeAgent/UserSimulatorAgent(model=...)); acompletion returns litellm's response, "
+            "which it cannot give. In a test of your agent, call your function directly."
         )
     kwargs.setdefault("timeout", DEFAULT_MODEL_TIMEOUT)
     kwargs.setdefault("max_retries", 0)
