@@ -324,7 +324,7 @@ async def call_with_retries(
             raise
 
     try:
-        value = await retrying(attempt_once)
+        value: T = await retrying(attempt_once)
     except BaseException as exc:
         try:
             setattr(exc, "scenario_attempts", attempts)
