@@ -276,6 +276,7 @@ async def test_retry_tries_again_on_429_announcing_each_rate_limit_and_retry(hea
     assert [e.classification for e in seen] == ["rate_limit", "rate_limit"]
     assert [type(e).__name__ for e in heard] == ["RateLimited", "RetryScheduled", "RateLimited", "RetryScheduled"]
     assert heard[1].role == "judge" and heard[1].kind == "rate_limit" and heard[1].attempt == 1
+    assert (heard[0].role, heard[0].model) == ("judge", "fake/model")
 
 
 @pytest.mark.asyncio

@@ -37,7 +37,7 @@ from typing import Any
 
 from scenario.concurrency.rate_limits import get_rate_limiter
 from scenario.errors import ModelCallError
-from scenario.events import ModelCallFinished, RetryScheduled, publish
+from scenario.events import ModelCallFinished, RateLimited, RetryScheduled, publish
 from scenario.llm import replay_cache
 from scenario.llm.call import (
     Complete,
@@ -47,7 +47,7 @@ from scenario.llm.call import (
     cache_payload,
     estimate_tokens,
 )
-from scenario.llm.classify import explain, model_error_kind, redact_url
+from scenario.llm.classify import classify_error, explain, model_error_kind, redact_url, retry_after_seconds
 from scenario.llm.retry import RetryEvent, RetryPolicy, call_with_retries
 from scenario.run_context import current_run
 from scenario.settings import settings
@@ -305,7 +305,7 @@ class Retry(Layer):
     """Try ``inner`` again on transient failures under ``configure(retry=...)`` (default RetryPolicy()).
 
     Before each retry sleeps, the request's retry observers are called and RetryScheduled is
-    announced; every rate-limited attempt is announced as RateLimited (by call_with_retries).
+    announced; every rate-limited attempt is announced as RateLimited (with the role and model).
     """
 
     async def __call__(self, request: ModelRequest) -> ModelResponse:
@@ -318,9 +318,16 @@ class Retry(Layer):
             publish(RetryScheduled(attempt=event.attempt, kind=event.classification, sleep=event.sleep,
                                    retry_after=event.retry_after, error=event.exception, role=role, model=model))
 
+        async def attempt() -> ModelResponse:
+            try:
+                return await self.inner(request)
+            except Exception as exc:
+                if classify_error(exc) == "rate_limit":  # every rate-limited attempt, the last one included
+                    publish(RateLimited(retry_after_seconds(exc), role=role, model=model))
+                raise
+
         policy = settings().retry or RetryPolicy()
-        response, attempts = await call_with_retries(lambda: self.inner(request), policy, on_retry=on_retry,
-                                                     report_rate_limits=True)
+        response, attempts = await call_with_retries(attempt, policy, on_retry=on_retry)
         response.attempts = attempts
         return response
 
