@@ -59,7 +59,11 @@ PEER_IMPORT_ONLY = {
 
 PUBLIC = CORE | LAZY_LIBRARY | PEER_WORKING | PEER_IMPORT_ONLY
 
-TESTING_PUBLIC = {"MockLLMServer", "MockBehavior", "MockStats", "Fault"}
+# The HTTP mock server (end to end through litellm) and the in-process function model (unit tests of a prompt).
+TESTING_PUBLIC = {
+    "MockLLMServer", "MockBehavior", "MockStats", "Fault", "FunctionModel", "ModelRequestSeen", "ToolCallReply",
+    "judge_verdict",
+}
 
 
 def test_scenario_all_is_exactly_the_pinned_surface():
