@@ -28,10 +28,11 @@ from typing import Any, TypeVar
 
 from scenario.compat.peer_keywords import warn_ignored
 from scenario.engine.adapter import runs_on_any_loop
-from scenario.engine.loop import ScenarioEngine, ScenarioSpec, build_spec
+from scenario.engine.loop import ScenarioEngine
 from scenario.result import ScenarioResult
 from scenario.runtime.event_loops import consume_outcome, drain, settle_future
 from scenario.runtime.worker_pool import at_thread_exit, get_pool
+from scenario.spec import ScenarioSpec, build_spec
 
 T = TypeVar("T")
 
