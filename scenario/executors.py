@@ -67,16 +67,7 @@ async def arun(
     Same arguments and result as :func:`run`. Synchronous adapters are offloaded to the shared
     worker pool so they never block this loop.
     """
-    warn_ignored(
-        {"fetch_remote_traces": fetch_remote_traces, "trace_wait_timeout": trace_wait_timeout, "parameters": parameters,
-         "evaluators": evaluators, "on_audio_chunk": on_audio_chunk, "on_voice_event": on_voice_event,
-         "audio_playback": audio_playback}
-    )
-    spec = build_spec(
-        name=name, description=description, agents=agents, script=script, max_turns=max_turns,
-        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=_verbose(verbose, debug), timeout=timeout,
-        min_turns=min_turns, fields=fields,
-    )
+    spec = _spec_at_the_door(**locals())
     return await ScenarioEngine(spec, owns_loop=False).execute()
 
 
@@ -129,17 +120,31 @@ async def run(
     during the run (an adapter raising, a model failing after retries) give a failed result whose
     ``reasoning`` and ``error`` say what and where.
     """
+    spec = _spec_at_the_door(**locals())
+    return await run_engine(spec)
+
+
+def _spec_at_the_door(
+    *,
+    verbose: bool | int | None,
+    debug: bool | None,
+    fetch_remote_traces: bool | None,
+    trace_wait_timeout: float | None,
+    parameters: dict[str, Any] | None,
+    evaluators: Sequence[Any] | None,
+    on_audio_chunk: Callable[[Any], None] | None,
+    on_voice_event: Callable[[Any], None] | None,
+    audio_playback: bool,
+    **described: Any,
+) -> ScenarioSpec:
+    """The one door of ``run`` and ``arun`` (called with their arguments): warn about
+    langwatch-scenario's platform and voice keywords, then build the validated spec."""
     warn_ignored(
         {"fetch_remote_traces": fetch_remote_traces, "trace_wait_timeout": trace_wait_timeout, "parameters": parameters,
          "evaluators": evaluators, "on_audio_chunk": on_audio_chunk, "on_voice_event": on_voice_event,
          "audio_playback": audio_playback}
     )
-    spec = build_spec(
-        name=name, description=description, agents=agents, script=script, max_turns=max_turns,
-        cache_key=cache_key, set_id=set_id, metadata=metadata, verbose=_verbose(verbose, debug), timeout=timeout,
-        min_turns=min_turns, fields=fields,
-    )
-    return await run_engine(spec)
+    return build_spec(verbose=_verbose(verbose, debug), **described)
 
 
 def _verbose(verbose: bool | int | None, debug: bool | None) -> bool | None:

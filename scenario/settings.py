@@ -203,8 +203,9 @@ def configure(
         ) if value is not None}
         _given.update(given)
         hooks = list(_hooks)
-    for hook in hooks:
-        hook(new, given)
+    if given:  # configure() with no arguments only reads the settings
+        for hook in hooks:
+            hook(new, given)
     return new
 
 
