@@ -130,8 +130,7 @@ class ScenarioState:
         self._on_append = on_append
         self._on_rollback = on_rollback
         self._fields: dict[str, Any] = dict(fields or {})
-        # id(message) -> the turn it was added in (kept by add_message / the engine), for
-        # ToolCall.turn. A message added by appending to `messages` directly has no entry.
+        # id(message) -> the turn it was added in (kept by add_message), for ToolCall.turn. A message added by appending to `messages` directly has no entry.
         self._message_turns: dict[int, int] = {}
 
     # -- the scenario's definition ------------------------------------------------------------
@@ -290,7 +289,8 @@ class ScenarioState:
     def add_message(self, message: Message) -> None:
         """Append a message to the conversation (the run then prints and broadcasts it, and
         every adapter sees it as new)."""
-        self.record_message(message)
+        self.messages.append(message)
+        self._message_turns[id(message)] = self.current_turn  # for ToolCall.turn
         if self._on_append is not None:
             self._on_append(message)
 
@@ -305,20 +305,11 @@ class ScenarioState:
         index = min(index, len(self.messages))
         removed = self.messages[index:]
         del self.messages[index:]  # in place: every holder of the list sees the cut
-        self.forget_messages(removed)
+        for message in removed:  # their ids may be reused by new messages
+            self._message_turns.pop(id(message), None)
         if self._on_rollback is not None:
             self._on_rollback(index)
         return removed
-
-    def record_message(self, message: Message) -> None:
-        """Append ``message`` and note the turn it arrived in (the engine's way in)."""
-        self.messages.append(message)
-        self._message_turns[id(message)] = self.current_turn
-
-    def forget_messages(self, removed: list[Message]) -> None:
-        """Drop the turn notes of messages a rollback removed (their ids may be reused)."""
-        for message in removed:
-            self._message_turns.pop(id(message), None)
 
     def __repr__(self) -> str:
         return f"<ScenarioState {self.name!r} turn={self.current_turn} messages={len(self.messages)}>"
