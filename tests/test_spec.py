@@ -165,3 +165,20 @@ def test_a_planned_batch_is_its_options_plus_its_runs():
     # the Ray backend ships a copy without the driver's own objects: replace keeps working
     shipped = dataclasses.replace(config, strategy=None, on_run_finished=None, backend="local")
     assert shipped.units == config.units and shipped.strategy is None
+
+
+# -- the keyword lists that must stay public agree with the one place that checks them ------------
+def _parameters(function, leave_out=()):
+    import inspect
+
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()
+            if p.name not in leave_out]
+
+
+def test_run_and_arun_take_the_same_keywords():
+    assert _parameters(scenario.run) == _parameters(scenario.arun)
+
+
+def test_run_batch_takes_exactly_the_keywords_batch_options_check():
+    # run_batch keeps its documented signature; BatchOptions.check is where each one is checked.
+    assert _parameters(scenario.run_batch, leave_out=("store", "resume")) == _parameters(BatchOptions.check)
