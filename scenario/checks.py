@@ -21,7 +21,8 @@ from scenario.errors import ScenarioConfigError
 from scenario.messages import AgentRole
 
 __all__ = [
-    "check_agents", "check_choice", "check_description", "check_fields", "check_infra_retries", "check_max_turns",
+    "check_agents", "check_choice", "check_description", "check_fields", "check_infra_retries", "check_int",
+    "check_max_turns",
     "check_min_turns", "check_name", "check_positive_int", "check_rate", "check_runs", "check_timeout",
     "is_adapter", "is_whole_number",
 ]
@@ -117,6 +118,17 @@ def check_rate(value: Any, where: str) -> float:
             f"{where} must be a fraction between 0 and 1 (0.9 means 90% of runs pass), got {value!r}."
         )
     return float(value)
+
+
+def check_int(value: Any, owner: str, name: str, *, minimum: int | None = None) -> int:
+    """An integer argument ``name`` of ``owner`` (``"SlidingWindow"``), at least ``minimum``;
+    the message reads ``{owner}: {name}={value!r} is not allowed; {name} must be ...``."""
+    if not is_whole_number(value):
+        allowed = f"an integer >= {minimum}" if minimum is not None else "an integer"
+        raise ScenarioConfigError(f"{owner}: {name}={value!r} is not allowed; {name} must be {allowed}")
+    if minimum is not None and value < minimum:
+        raise ScenarioConfigError(f"{owner}: {name}={value!r} is not allowed; {name} must be >= {minimum}")
+    return int(value)
 
 
 def check_positive_int(value: Any, where: str, what: str = "an integer >= 1") -> int:

@@ -182,3 +182,10 @@ def test_run_and_arun_take_the_same_keywords():
 def test_run_batch_takes_exactly_the_keywords_batch_options_check():
     # run_batch keeps its documented signature; BatchOptions.check is where each one is checked.
     assert _parameters(scenario.run_batch, leave_out=("store", "resume")) == _parameters(BatchOptions.check)
+
+
+def test_concurrency_strategies_check_their_integers_with_the_shared_check():
+    with pytest.raises(scenario.ScenarioConfigError, match=r"SlidingWindow: max_concurrency=2.5 is not allowed"):
+        scenario.SlidingWindow(2.5)  # type: ignore[arg-type]
+    with pytest.raises(scenario.ScenarioConfigError, match=r"new_limit=0 is not allowed; new_limit must be >= 1"):
+        scenario.SlidingWindow(2).resize(0)
