@@ -31,7 +31,7 @@ from scenario.messages import AgentRole
 from scenario.script import JudgeStep, ProceedStep, ScriptStep, UserStep, proceed
 from scenario.settings import settings
 
-__all__ = ["ScenarioSpec", "build_spec", "judges_criteria", "without_criteria"]
+__all__ = ["ScenarioSpec", "build_spec", "check_script", "judges_criteria", "without_criteria"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def build_spec(
     if timeout is not None:
         check_timeout(timeout, f"{where}: timeout")
     agents = check_agents(agents, where)
-    steps = _check_script(script, where)
+    steps = check_script(script, where)
     _check_roles(agents, script, steps, max_turns, where)
     return ScenarioSpec(
         name=name,
@@ -109,7 +109,8 @@ def build_spec(
     )
 
 
-def _check_script(script: Any, where: str) -> list[Any]:
+def check_script(script: Any, where: str) -> list[Any]:
+    """The script's steps (autopilot's one ``proceed()`` for no script); each must be a step or a function."""
     if script is None:
         return [proceed()]
     if not isinstance(script, (list, tuple)):

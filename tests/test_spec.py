@@ -77,6 +77,13 @@ def test_a_scenario_builds_its_runs_spec_through_the_same_door():
         scenario.Scenario(name="n", description="d").spec([EchoAgent()])
 
 
+def test_a_scenario_checks_its_turns_and_script_when_it_is_made():
+    with pytest.raises(scenario.ScenarioConfigError, match=r"Scenario\('n'\): max_turns must be an integer >= 1"):
+        scenario.Scenario(name="n", description="d", max_turns=0)
+    with pytest.raises(scenario.ScenarioConfigError, match=r"Scenario\('n'\): script\[1\] is a str, not a step"):
+        scenario.Scenario(name="n", description="d", script=[scenario.succeed(), "say hi"])
+
+
 # -- the checks ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "check, args, message",

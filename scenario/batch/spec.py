@@ -18,11 +18,19 @@ from typing import Any
 from scenario import executors
 from scenario.agents import JudgeAgent, UserSimulatorAgent
 from scenario.batch.fingerprint import combine, fingerprint_parts
-from scenario.checks import check_description, check_name, check_rate, check_runs, check_timeout, is_adapter
+from scenario.checks import (
+    check_description,
+    check_max_turns,
+    check_name,
+    check_rate,
+    check_runs,
+    check_timeout,
+    is_adapter,
+)
 from scenario.errors import ScenarioConfigError
 from scenario.records import DEFAULT_VARIANT, run_id
 from scenario.result import ScenarioResult
-from scenario.spec import ScenarioSpec, build_spec
+from scenario.spec import ScenarioSpec, build_spec, check_script
 
 AgentFactory = Callable[[], Any]
 """A zero-argument callable (function, lambda, class) returning an adapter or a list of adapters."""
@@ -70,6 +78,10 @@ class Scenario:
         where = f"Scenario({self.name!r})" if isinstance(self.name, str) else "Scenario(...)"
         check_name(self.name, where)
         check_description(self.description, where)
+        if self.max_turns is not None:
+            check_max_turns(self.max_turns, where)
+        if self.script is not None:
+            check_script(self.script, where)
         if self.runs is not None:
             check_runs(self.runs, f"{where}: runs")
         if self.min_pass_rate is not None:
