@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import os
 import threading
@@ -325,7 +326,7 @@ class RunThread:
         loop = asyncio.get_running_loop() if self._loop is None else self._loop
         task = loop.create_task(_execute(item.fn, item.args), context=item.context)
         item.task = task
-        task.add_done_callback(lambda _task, item=item: _answer(item))
+        task.add_done_callback(functools.partial(_answer, item))
 
 
 async def _execute(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -335,7 +336,7 @@ async def _execute(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     return value
 
 
-def _answer(item: _UserCall) -> None:
+def _answer(item: _UserCall, _task: asyncio.Task[Any]) -> None:
     """On the run's loop, when its call is done: wake the caller's loop with the outcome."""
     if item.abandoned:
         consume_outcome(item.task)
