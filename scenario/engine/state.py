@@ -130,8 +130,14 @@ class ScenarioState:
         self._on_append = on_append
         self._on_rollback = on_rollback
         self._fields: dict[str, Any] = dict(fields or {})
-        # id(message) -> the turn it was added in (kept by add_message), for ToolCall.turn. A message added by appending to `messages` directly has no entry.
+        # id(message) -> the turn it was added in (kept by add_message), for ToolCall.turn. A
+        # message added by appending to `messages` directly has no entry.
         self._message_turns: dict[int, int] = {}
+
+    def scenario_replay_key(self) -> dict[str, Any]:
+        """What of the state decides a cached call's answer (``@scenario.cache`` on ``call(self, state)``):
+        the conversation and the description, never the per-run thread id."""
+        return {"messages": self.messages, "description": self.description}
 
     # -- the scenario's definition ------------------------------------------------------------
     @property

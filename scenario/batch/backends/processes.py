@@ -392,27 +392,10 @@ def _reset_after_fork() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
-    from scenario.llm import client as models
+    from scenario.llm import model_loop
     from scenario.runtime import worker_pool
 
-    old = models.model_loop
-    _INHERITED.append(old)
-    old_loop = old._loop  # noqa: SLF001 - the parent's, dead here
-    if old_loop is not None:
-        # Tasks of the parent's model loop (litellm's logging worker) can never run here; when
-        # litellm drops them they would each log "Task was destroyed but it is pending!".
-        for task in asyncio.all_tasks(old_loop):
-            task._log_destroy_pending = False  # noqa: SLF001
-    models.model_loop = models.ModelLoop()
-    if models._litellm is not None:  # noqa: SLF001
-        # Clients bound to the parent's model loop: moved out of litellm's cache so it neither
-        # hands them out nor closes them on eviction.
-        cache = getattr(models._litellm, "in_memory_llm_clients_cache", None)  # noqa: SLF001
-        for name in ("cache_dict", "ttl_dict"):
-            store = getattr(cache, name, None)
-            if isinstance(store, dict):
-                _INHERITED.append(dict(store))
-                store.clear()
+    model_loop.reset_after_fork()  # a fresh model loop; litellm's clients of the parent's set aside
     _INHERITED.append(worker_pool._pool)  # noqa: SLF001 - its threads do not exist here
     worker_pool._pool = None  # noqa: SLF001
 
