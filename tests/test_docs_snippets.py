@@ -184,7 +184,7 @@ def test_test_blocks_pass_under_pytest(code: str, pytester: pytest.Pytester, moc
     pytester.makepyfile(reader_helpers=READER_HELPERS)
     prelude = "from reader_helpers import MyAgent\n" if "MyAgent" in code and "class MyAgent" not in code else ""
     pytester.makepyfile(test_from_docs=prelude + code)
-    outcome = pytester.runpytest("-p", "no:cacheprovider", "-q")
+    outcome = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     tests = len(TEST_DEF.findall(code))
     outcome.assert_outcomes(passed=tests)
 

@@ -63,7 +63,7 @@ def suite(pytester: pytest.Pytester, mock_server: Any) -> pytest.Pytester:
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest("-p", "no:cacheprovider", *args)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
 def report(pytester: pytest.Pytester, name: str = "report.json") -> dict[str, Any]:

@@ -70,7 +70,7 @@ def suite(pytester: pytest.Pytester, mock_server: Any) -> pytest.Pytester:
 
 def session(suite: pytest.Pytester, refund_criterion: str, *args: str) -> pytest.RunResult:
     suite.makepyfile(test_shop=TESTS.format(refund_criterion=refund_criterion))
-    return suite.runpytest("-p", "no:cacheprovider", *args)
+    return suite.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
 def test_a_session_becomes_one_batch(suite, tmp_path):

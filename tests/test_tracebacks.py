@@ -143,7 +143,7 @@ def test_failed_criterion():
 def test_a_failing_pytest_test_shows_why_in_its_output_and_junit_xml(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(test_inner=INNER_TEST)
-    outcome = pytester.runpytest("-p", "no:cacheprovider", "--junitxml=junit.xml")
+    outcome = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--junitxml=junit.xml")
     outcome.assert_outcomes(failed=2)
     text = outcome.stdout.str()
     assert "scenario: why the run(s) failed" in text
