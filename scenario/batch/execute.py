@@ -26,9 +26,12 @@ from scenario.concurrency.strategies import current_strategy
 from scenario.engine.loop import ScenarioEngine, build_spec
 from scenario.errors import ModelCallError
 from scenario.executors import run_engine
+from scenario.llm.retry import classify_error, is_retryable, retry_after_seconds, retry_board
 from scenario.records import AttemptInfo, RunRecord
 from scenario.result import ScenarioResult
 from scenario.telemetry import tracer as telemetry
+from scenario.telemetry.spans import ATTR_ATTEMPTS, ATTR_NAME, ATTR_STATUS, SPAN_BATCH_RUN
+from scenario.tracebacks import format_exception
 from scenario.usage import Usage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,8 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Seconds past a run's timeout before the batch stops waiting for the engine to enforce it
 #: (a synchronous adapter blocking its worker loop cannot be interrupted from inside).
 BACKSTOP_GRACE = 5.0
-
-SPAN_BATCH_RUN = "scenario.batch.run"
 
 
 @dataclasses.dataclass
@@ -73,7 +74,7 @@ async def execute_unit(unit: RunUnit, config: BatchConfig, parent: Any = None,
     if tracer is not None:
         span = telemetry.start_span(
             tracer, SPAN_BATCH_RUN,
-            {"scenario.name": unit.scenario.name, "scenario.variant": unit.variant, "scenario.run_index": unit.index,
+            {ATTR_NAME: unit.scenario.name, "scenario.variant": unit.variant, "scenario.run_index": unit.index,
              "scenario.run_id": unit.id},
             parent=parent,
         )
@@ -101,8 +102,6 @@ async def execute_unit(unit: RunUnit, config: BatchConfig, parent: Any = None,
                         usage = usage.model_copy(deep=True)
                         usage.merge(outcome.result.usage)
                 if _should_retry(config, outcome, attempts):
-                    from scenario.llm.retry import classify_error, retry_after_seconds, retry_board
-
                     assert outcome.exception is not None
                     wait = config.retry_policy.compute_sleep(attempts, retry_after_seconds(outcome.exception))
                     if span is not None:
@@ -117,7 +116,7 @@ async def execute_unit(unit: RunUnit, config: BatchConfig, parent: Any = None,
         reason = cancel_reason() if cancel_reason is not None else None
         record = make_record(unit, config.suite, None, attempts, started_at, time.perf_counter() - t0, usage,
                              cancelled=reason or "cancelled")
-        telemetry.end_span(span, None, {"scenario.status": "cancelled", "scenario.attempts": attempts})
+        telemetry.end_span(span, None, {ATTR_STATUS: "cancelled", ATTR_ATTEMPTS: attempts})
         return record
     assert outcome is not None
     record = make_record(unit, config.suite, outcome, attempts, started_at, time.perf_counter() - t0, usage)
@@ -126,7 +125,7 @@ async def execute_unit(unit: RunUnit, config: BatchConfig, parent: Any = None,
     _feedback(outcome)
     telemetry.end_span(
         span, outcome.exception if record.status in ("error", "timeout") else None,
-        {"scenario.status": record.status, "scenario.attempts": attempts},
+        {ATTR_STATUS: record.status, ATTR_ATTEMPTS: attempts},
     )
     return record
 
@@ -136,8 +135,6 @@ def _should_retry(config: BatchConfig, outcome: _Outcome, attempts: int) -> bool
         return False
     if outcome.status not in ("error", "timeout") or outcome.exception is None:
         return False
-    from scenario.llm.retry import is_retryable
-
     return is_retryable(outcome.exception)
 
 
@@ -148,8 +145,6 @@ def _feedback(outcome: _Outcome) -> None:
     exc = outcome.exception
     if exc is None or isinstance(exc, ModelCallError):
         return
-    from scenario.llm.retry import classify_error, retry_after_seconds
-
     if classify_error(exc) == "rate_limit":
         strategy = current_strategy.get()
         if strategy is not None:
@@ -234,8 +229,6 @@ def make_record(
         if info is not None and info.traceback:
             record.error_traceback = info.traceback
         elif exc is not None:
-            from scenario.tracebacks import format_exception
-
             record.error_traceback = format_exception(exc)
         record._exception = exc
     return record

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from scenario.batch.execute import execute_unit, make_record
 from scenario.concurrency.strategies import ConcurrencyStrategy, current_strategy
 from scenario.records import RunRecord
+from scenario.telemetry import tracer as telemetry
 
 if TYPE_CHECKING:  # pragma: no cover
     from scenario.batch.runner import BatchConfig
@@ -151,8 +152,6 @@ class WorkerSession:
     def flush_spans() -> None:
         """Export this worker's finished spans before its record leaves: the driver may end (and
         the process with it) as soon as the last record arrives."""
-        from scenario.telemetry import tracer as telemetry
-
         if telemetry.get_tracer() is not None:
             telemetry.force_flush(timeout_millis=5000)
 

@@ -38,13 +38,14 @@ import contextlib
 import contextvars
 import logging
 import math
-import os
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
+
+from scenario import fork
 
 __all__ = [
     "Adaptive",
@@ -97,17 +98,16 @@ def _check_int(owner: str, name: str, value: Any, minimum: int | None) -> int:
     return value
 
 
-# Every live strategy, so a forked child can reset them (see _reset_after_fork).
+# Every live strategy, so a forked child can reset them.
 _instances: weakref.WeakSet[ConcurrencyStrategy] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+@fork.register
+def reset_after_fork() -> None:
+    """In a forked child: every strategy forgets the parent's holders and waiters and gets a
+    fresh lock (see :mod:`scenario.fork`); limits and counters are kept."""
     for strategy in list(_instances):
         strategy._reset_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Slot:

@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from scenario import fork
 from scenario.errors import ModelCallError
 from scenario.run_context import current_run
 from scenario.runtime.event_loops import consume_outcome, settle_future
@@ -299,6 +300,42 @@ def _settle(calls: list[_Call]) -> None:
 model_loop = ModelLoop()
 atexit.register(model_loop.close)
 
+def _ignore_everything(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    pass
+
+
+#: What a forked child inherited and must never close or finalize (see :func:`reset_after_fork`).
+_inherited: list[Any] = []
+
+
+@fork.register
+def reset_after_fork() -> None:
+    """In a forked child (see :mod:`scenario.fork`): a new model loop, made on first use; the
+    parent's loop and litellm's clients bound to it are kept, unused and unclosed.
+
+    The child shares the parent's epoll instances and sockets: closing the parent's loop or an
+    HTTP client here would unregister them from the shared epoll, and the *parent* would stop
+    hearing about them.
+    """
+    global model_loop
+    old = model_loop
+    _inherited.append(old)
+    if old._loop is not None:
+        # Tasks of the parent's model loop (litellm's logging worker) can never run here; when
+        # litellm drops them, each would report "Task was destroyed but it is pending!" to that
+        # loop's exception handler: nothing of that loop is news in this process.
+        old._loop.set_exception_handler(_ignore_everything)
+    model_loop = ModelLoop()
+    if _litellm is not None:
+        # Clients bound to the parent's model loop: moved out of litellm's cache so it neither
+        # hands them out nor closes them on eviction.
+        cache = getattr(_litellm, "in_memory_llm_clients_cache", None)
+        for name in ("cache_dict", "ttl_dict"):
+            store = getattr(cache, name, None)
+            if isinstance(store, dict):
+                _inherited.append(dict(store))
+                store.clear()
+
 
 @dataclass
 class ModelResponse:
@@ -427,7 +464,7 @@ async def _traced_call(role: str, kwargs: dict[str, Any], timeout: float) -> tup
     tracer = telemetry.get_tracer()
     span = telemetry.start_span(
         tracer,
-        f"chat {model}",
+        telemetry.model_span(model),
         {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": telemetry.provider_name(model),

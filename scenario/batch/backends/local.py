@@ -12,7 +12,7 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from scenario.batch.backends import Backend, Finished, WorkerFailed
+from scenario.batch.backends.base import Backend, Finished, WorkerFailed
 from scenario.batch.execute import execute_unit, make_record
 
 if TYPE_CHECKING:  # pragma: no cover

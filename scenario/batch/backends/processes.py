@@ -21,6 +21,10 @@ closes, and on Linux the kernel also sends it SIGTERM (``PR_SET_PDEATHSIG``).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import gc
+import itertools
+import multiprocessing
 import os
 import signal
 import sys
@@ -29,9 +33,11 @@ import traceback
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from scenario.batch.backends import Backend, Feedback, Finished, Lost, WorkerFailed
-from scenario.concurrency.rate_limits import PermitSource
+from scenario.batch.backends.base import Backend, Feedback, Finished, Lost, WorkerFailed
+from scenario.batch.worker import WorkerSession, load_record, parent_from_traceparent, traceparent_of
+from scenario.concurrency.rate_limits import PermitSource, coordinate_rate_limits, get_rate_limits
 from scenario.errors import ScenarioConfigError
+from scenario.llm.client import litellm_module
 
 if TYPE_CHECKING:  # pragma: no cover
     from scenario.batch.runner import BatchConfig
@@ -64,8 +70,6 @@ class Processes(Backend):
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, config: BatchConfig, parent_span: Any) -> None:
-        import multiprocessing
-
         if "fork" not in multiprocessing.get_all_start_methods():
             raise ScenarioConfigError(
                 "run_batch(processes=...) needs the fork start method (Linux, macOS); on this platform use "
@@ -73,17 +77,11 @@ class Processes(Backend):
             )
         self._config = config
         self._positions = {u.id: i for i, u in enumerate(config.units)}
-        from scenario.llm.client import litellm_module
-
         # Imported once here, so workers share it copy-on-write instead of importing it N times
         # (in a thread: it takes seconds, and the caller's loop should keep running meanwhile).
         await asyncio.to_thread(litellm_module)
-        from scenario.concurrency.rate_limits import get_rate_limits
-
         ctx = multiprocessing.get_context("fork")
         parts = min(self.processes, max(1, len(config.units)))
-        from scenario.batch.worker import traceparent_of
-
         carrier = traceparent_of(parent_span)
         limits = get_rate_limits()
         for which in range(parts):
@@ -210,8 +208,6 @@ class Processes(Backend):
         """Runs on the driver's loop, so the load bookkeeping has one owner."""
         kind, which, payload = item
         if kind == "record":
-            from scenario.batch.worker import load_record
-
             record = load_record(payload)
             self._load[which].discard(record.id)
             self.post(Finished(record, self._worker(which)))
@@ -243,17 +239,12 @@ class _PipePermits(PermitSource):
     """The worker's :class:`scenario.concurrency.rate_limits.PermitSource`: the parent over the pipe."""
 
     def __init__(self, send: Any) -> None:
-        import concurrent.futures
-        import itertools
-
         self._send = send
         self._ids = itertools.count()
         self._pending: dict[int, concurrent.futures.Future[float]] = {}
         self._lock = threading.Lock()
 
     async def reserve(self, key: str, tokens: int) -> float:
-        import concurrent.futures
-
         future: concurrent.futures.Future[float] = concurrent.futures.Future()
         with self._lock:
             request = next(self._ids)
@@ -288,9 +279,6 @@ def _child_main(config: BatchConfig, which: int, parts: int, conn: Any, parent_e
     def send(message: Any) -> None:
         with lock:
             conn.send(message)
-
-    from scenario.batch.worker import WorkerSession, parent_from_traceparent
-    from scenario.concurrency.rate_limits import coordinate_rate_limits
 
     permits = _PipePermits(send)
     coordinate_rate_limits(permits, parts)
@@ -365,23 +353,18 @@ def _child_main(config: BatchConfig, which: int, parts: int, conn: Any, parent_e
             os._exit(exit_code)
 
 
-#: Objects a forked worker inherited from the parent and must never finalize (see below).
-_INHERITED: list[Any] = []
-
-
 def _reset_after_fork() -> None:
-    """A forked worker has only the forking thread: forget the parent's threads and loops
-    without touching them.
+    """A forked worker is a process of its own: it ignores the terminal's Ctrl-C, dies with its
+    parent and never finalizes what it inherited.
 
-    The worker shares the parent's epoll instances (fork duplicates the descriptors, not the
-    kernel objects behind them). Closing one of the parent's loops or HTTP connections here
-    would unregister its sockets from that shared epoll, and the *parent* would stop hearing
-    about them. So every inherited loop and client is kept alive, unused, until the worker exits
-    with ``os._exit`` (which closes nothing but descriptors), and the cyclic GC is told to leave
-    everything that existed at fork time alone.
+    Every owner of process-wide state (model loop, worker pool, limiters, strategies, telemetry,
+    live transcripts) already reset its own state in the at-fork hook (:mod:`scenario.fork`). The
+    worker shares the parent's epoll instances (fork duplicates the descriptors, not the kernel
+    objects behind them): a loop or HTTP client finalized here would unregister its sockets from
+    that shared epoll, and the *parent* would stop hearing about them. So the cyclic GC is told
+    to leave everything that existed at fork time alone, and the worker exits with ``os._exit``
+    (which closes nothing but descriptors).
     """
-    import gc
-
     gc.freeze()
     # The parent's loop may have set a wakeup fd (shared with the parent after fork) and signal
     # handlers that poke the parent's loop objects: neither may fire here.
@@ -392,29 +375,6 @@ def _reset_after_fork() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
-    from scenario.llm import client as models
-    from scenario.runtime import worker_pool
-
-    old = models.model_loop
-    _INHERITED.append(old)
-    old_loop = old._loop  # noqa: SLF001 - the parent's, dead here
-    if old_loop is not None:
-        # Tasks of the parent's model loop (litellm's logging worker) can never run here; when
-        # litellm drops them they would each log "Task was destroyed but it is pending!".
-        for task in asyncio.all_tasks(old_loop):
-            task._log_destroy_pending = False  # noqa: SLF001
-    models.model_loop = models.ModelLoop()
-    if models._litellm is not None:  # noqa: SLF001
-        # Clients bound to the parent's model loop: moved out of litellm's cache so it neither
-        # hands them out nor closes them on eviction.
-        cache = getattr(models._litellm, "in_memory_llm_clients_cache", None)  # noqa: SLF001
-        for name in ("cache_dict", "ttl_dict"):
-            store = getattr(cache, name, None)
-            if isinstance(store, dict):
-                _INHERITED.append(dict(store))
-                store.clear()
-    _INHERITED.append(worker_pool._pool)  # noqa: SLF001 - its threads do not exist here
-    worker_pool._pool = None  # noqa: SLF001
 
 
 def _block_stop_signals() -> set:
