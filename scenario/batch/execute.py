@@ -10,6 +10,10 @@ so a worker can run anywhere and only hands back records.
 A run cancelled from outside (the dispatch loop stopping, a worker told to stop) comes back as a
 ``cancelled`` record carrying the attempts and usage spent so far, instead of raising: the caller
 learns what was spent, and cancellation is the dispatch loop's decision, not an error.
+
+:class:`UnitTasks` is the one home of the runs an executor has in flight (the in-process backend,
+and the session on a forked worker or Ray actor): each a task on the current loop, cancelled with
+a reason, turned into its record when it ends.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import dataclasses
 import sys
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from scenario import live
@@ -236,3 +241,63 @@ def make_record(
 
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+class UnitTasks:
+    """The runs one executor has in flight, each a task running :func:`execute_unit` on the
+    current loop (see the module docstring).
+
+    ``internal_error`` prefixes the reason of a record made for a task that raised instead of
+    returning a record (a bug in the library: :func:`execute_unit` turns every failure of a run
+    into a record).
+    """
+
+    def __init__(self, config: BatchConfig, *, internal_error: str = "internal error") -> None:
+        self.config = config
+        self._internal_error = internal_error
+        self._tasks: dict[str, asyncio.Task[RunRecord]] = {}
+        self._reasons: dict[str, str] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def start(self, unit: RunUnit, parent: Any = None) -> asyncio.Task[RunRecord]:
+        """Start ``unit`` as a task on the running loop (its span nests under ``parent``)."""
+        task = asyncio.get_running_loop().create_task(
+            execute_unit(unit, self.config, parent, cancel_reason=lambda: self._reasons.get(unit.id))
+        )
+        self._tasks[unit.id] = task
+        return task
+
+    def finish(self, unit: RunUnit, task: asyncio.Task[RunRecord]) -> tuple[RunRecord, BaseException | None]:
+        """The record of ``unit``'s ended task, and the exception if the task raised (a bug that
+        must surface, not vanish with the task)."""
+        self._tasks.pop(unit.id, None)
+        reason = self._reasons.pop(unit.id, None)
+        if task.cancelled():
+            # Cancelled before its first step: the run never started, so its record is made here.
+            return make_record(unit, self.config.suite, None, 0, time.time(), 0.0, None,
+                               cancelled=reason or "cancelled"), None
+        exc = task.exception()
+        if exc is not None:
+            return make_record(unit, self.config.suite, None, 0, time.time(), 0.0, None,
+                               cancelled=f"{self._internal_error}: {type(exc).__name__}: {exc}"), exc
+        return task.result(), None
+
+    def cancel(self, run_ids: Collection[str], reason: str) -> None:
+        """Cancel these runs (if still going); each ends with a cancelled record giving ``reason``."""
+        for run_id in run_ids:
+            task = self._tasks.get(run_id)
+            if task is not None and not task.done():
+                self._reasons[run_id] = reason
+                task.cancel()
+
+    def cancel_all(self, reason: str) -> None:
+        self.cancel(list(self._tasks), reason)
+
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait (up to ``timeout`` seconds) until every run in flight has ended."""
+        pending = [t for t in self._tasks.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
