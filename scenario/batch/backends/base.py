@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from scenario.batch.runner import BatchConfig
     from scenario.batch.spec import RunUnit
 
-__all__ = ["Backend", "Event", "Feedback", "Finished", "Lost", "WorkerFailed"]
+__all__ = ["Backend", "Event", "Feedback", "Finished", "Lost", "WorkerFailed", "WorkerLoads"]
 
 
 @dataclasses.dataclass
@@ -116,3 +116,63 @@ class Backend(abc.ABC):
     def metadata(self) -> dict[str, Any]:
         """What this backend adds to ``BatchResult.metadata``."""
         return {}
+
+
+class WorkerLoads:
+    """Which runs each worker of a multi-worker backend holds, and which workers still take runs.
+
+    One home for the choice the forked-processes and Ray backends both make: a run goes to the
+    worker that takes runs and holds the fewest (the lowest index on a tie), so a slow run never
+    holds back others queued behind it. Used from the dispatch loop only (not thread-safe).
+    """
+
+    def __init__(self, workers: int = 0) -> None:
+        self._runs: list[set[str]] = [set() for _ in range(workers)]
+        self._taking: list[bool] = [True] * workers
+
+    def add_worker(self) -> int:
+        """One more worker, taking runs; returns its index."""
+        self._runs.append(set())
+        self._taking.append(True)
+        return len(self._runs) - 1
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def taking(self, which: int) -> bool:
+        """Whether ``which`` still takes runs (and commands)."""
+        return self._taking[which]
+
+    @property
+    def taking_count(self) -> int:
+        return sum(self._taking)
+
+    def assign(self, run_id: str) -> int | None:
+        """The least-loaded worker that takes runs, now holding ``run_id``; None if none does."""
+        candidates = [i for i, taking in enumerate(self._taking) if taking]
+        if not candidates:
+            return None
+        which = min(candidates, key=lambda i: (len(self._runs[i]), i))
+        self._runs[which].add(run_id)
+        return which
+
+    def release(self, which: int, run_id: str) -> None:
+        """``which`` no longer holds ``run_id`` (its record came back, or it never got there)."""
+        self._runs[which].discard(run_id)
+
+    def stop_taking(self, which: int) -> None:
+        """Send ``which`` nothing more; the runs it holds are still its own to report."""
+        self._taking[which] = False
+
+    def retire(self, which: int) -> set[str]:
+        """``which`` is gone: it takes nothing more, and the runs it held are returned (held by
+        nobody now: lost, unless their records arrived some other way)."""
+        self._taking[which] = False
+        runs, self._runs[which] = self._runs[which], set()
+        return runs
+
+    def holding(self, run_ids: Collection[str]) -> list[tuple[int, list[str]]]:
+        """The workers taking commands that hold any of ``run_ids``, each with those runs (sorted)."""
+        wanted = set(run_ids)
+        return [(which, sorted(runs & wanted)) for which, runs in enumerate(self._runs)
+                if self._taking[which] and runs & wanted]

@@ -33,7 +33,7 @@ import traceback
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from scenario.batch.backends.base import Backend, Feedback, Finished, Lost, WorkerFailed
+from scenario.batch.backends.base import Backend, Feedback, Finished, Lost, WorkerFailed, WorkerLoads
 from scenario.batch.worker import WorkerSession, load_record, parent_from_traceparent, traceparent_of
 from scenario.concurrency.rate_limits import PermitSource, coordinate_rate_limits, get_rate_limits
 from scenario.errors import ScenarioConfigError
@@ -62,8 +62,7 @@ class Processes(Backend):
         self._conns: list[Any] = []
         self._locks: list[threading.Lock] = []
         self._readers: list[threading.Thread] = []
-        self._load: list[set[str]] = []
-        self._alive: list[bool] = []
+        self._loads = WorkerLoads()
         self._said_bye: list[bool] = []
         self._positions: dict[str, int] = {}
         self._reports: dict[int, dict[str, Any]] = {}
@@ -101,8 +100,7 @@ class Processes(Backend):
             self._children.append(process)
             self._conns.append(parent_end)
             self._locks.append(threading.Lock())
-            self._load.append(set())
-            self._alive.append(True)
+            self._loads.add_worker()
             self._said_bye.append(False)
             reader = threading.Thread(target=self._read, args=(which, limits), daemon=True,
                                       name=f"scenario-batch-reader-{which}")
@@ -110,26 +108,21 @@ class Processes(Backend):
             self._readers.append(reader)
 
     def submit(self, unit: RunUnit) -> None:
-        candidates = [i for i, alive in enumerate(self._alive) if alive]
-        if not candidates:
+        which = self._loads.assign(unit.id)
+        if which is None:
             self.post(Lost([unit.id], "none", "no worker process is left"))
             return
-        which = min(candidates, key=lambda i: (len(self._load[i]), i))
-        self._load[which].add(unit.id)
         if not self._send(which, ("run", self._positions[unit.id])):
-            self._load[which].discard(unit.id)
+            self._loads.release(which, unit.id)
             self.post(Lost([unit.id], self._worker(which), "its pipe is closed"))
 
     def cancel(self, run_ids: Collection[str], reason: str) -> None:
-        wanted = set(run_ids)
-        for which, load in enumerate(self._load):
-            mine = sorted(load & wanted)
-            if mine and self._alive[which]:
-                self._send(which, ("cancel", mine, reason))
+        for which, mine in self._loads.holding(run_ids):
+            self._send(which, ("cancel", mine, reason))
 
     async def close(self) -> None:
         for which in range(len(self._children)):
-            if self._alive[which]:
+            if self._loads.taking(which):
                 self._send(which, ("exit",))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._join)
@@ -209,15 +202,13 @@ class Processes(Backend):
         kind, which, payload = item
         if kind == "record":
             record = load_record(payload)
-            self._load[which].discard(record.id)
+            self._loads.release(which, record.id)
             self.post(Finished(record, self._worker(which)))
         elif kind == "leaving":
-            self._alive[which] = False
+            self._loads.stop_taking(which)
             self._reports[which] = {"error": payload}
         elif kind == "eof":
-            self._alive[which] = False
-            lost = sorted(self._load[which], key=lambda i: self._positions.get(i, 0))
-            self._load[which].clear()
+            lost = sorted(self._loads.retire(which), key=lambda i: self._positions.get(i, 0))
             if self._said_bye[which] and not lost:
                 return
             code = self._children[which].exitcode

@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from scenario.batch.backends.base import Backend, Feedback, Finished, Lost, WorkerFailed
+from scenario.batch.backends.base import Backend, Feedback, Finished, Lost, WorkerFailed, WorkerLoads
 from scenario.batch.worker import WorkerSession, dump_record, load_record, parent_from_traceparent, traceparent_of
 from scenario.concurrency.rate_limits import (
     PermitSource,
@@ -78,8 +78,7 @@ class RayBackend(Backend):
         self._ray: Any = None
         self._started_cluster = False
         self._actors: list[Any] = []
-        self._alive: list[bool] = []
-        self._load: list[set[str]] = []
+        self._loads = WorkerLoads()
         self._coordinator: Any = None
         self._positions: dict[str, int] = {}
         self._calls: set[asyncio.Task[Any]] = set()
@@ -165,8 +164,7 @@ class RayBackend(Backend):
         self._actors = [
             configured.remote(payload, snapshot, limits, self._coordinator, workers, i) for i in range(workers)
         ]
-        self._alive = [True] * workers
-        self._load = [set() for _ in range(workers)]
+        self._loads = WorkerLoads(workers)
         ready = [actor.ready.remote() for actor in self._actors]
         try:
             await asyncio.wait_for(asyncio.gather(*ready), READY_TIMEOUT)
@@ -185,12 +183,10 @@ class RayBackend(Backend):
             ) from exc
 
     def submit(self, unit: RunUnit) -> None:
-        candidates = [i for i, alive in enumerate(self._alive) if alive]
-        if not candidates:
+        which = self._loads.assign(unit.id)
+        if which is None:
             self.post(Lost([unit.id], "none", "no Ray worker actor is left"))
             return
-        which = min(candidates, key=lambda i: (len(self._load[i]), i))
-        self._load[which].add(unit.id)
         ref = self._actors[which].run.remote(self._positions[unit.id], self._carrier)
         assert self._loop is not None
         task = self._loop.create_task(self._await(which, unit, ref))
@@ -204,26 +200,23 @@ class RayBackend(Backend):
         except asyncio.CancelledError:
             raise
         except _worker_gone(ray) as exc:
-            self._alive[which] = False
-            self._load[which].discard(unit.id)
+            self._loads.stop_taking(which)
+            self._loads.release(which, unit.id)
             self.post(Lost([unit.id], f"ray actor {which}", f"{type(exc).__name__}: {_first_line(exc)}"))
             return
         except Exception as exc:  # our worker code raised: a bug, keep its traceback
-            self._load[which].discard(unit.id)
+            self._loads.release(which, unit.id)
             self.post(WorkerFailed(exc))
             self.post(Lost([unit.id], f"ray actor {which}", f"{type(exc).__name__}"))
             return
-        self._load[which].discard(unit.id)
+        self._loads.release(which, unit.id)
         for kind, retry_after, message in feedback:
             self.post(Feedback(kind, retry_after, message))
         self.post(Finished(load_record(payload), f"ray actor {which}"))
 
     def cancel(self, run_ids: Collection[str], reason: str) -> None:
-        wanted = set(run_ids)
-        for which, load in enumerate(self._load):
-            mine = sorted(load & wanted)
-            if mine and self._alive[which]:
-                self._actors[which].cancel.remote(mine, reason)
+        for which, mine in self._loads.holding(run_ids):
+            self._actors[which].cancel.remote(mine, reason)
 
     async def close(self) -> None:
         ray = self._ray
@@ -249,7 +242,7 @@ class RayBackend(Backend):
             ray.shutdown()
 
     def metadata(self) -> dict[str, Any]:
-        return {"ray": {"workers": len(self._alive), "workers_alive": sum(self._alive),
+        return {"ray": {"workers": len(self._loads), "workers_alive": self._loads.taking_count,
                         "address": self._address}}
 
 
