@@ -264,7 +264,7 @@ def _child_main(config: BatchConfig, which: int, parts: int, conn: Any, parent_e
                 carrier: dict[str, str]) -> None:
     """Body of one worker process: run what the parent sends until it says exit."""
     parent_end.close()
-    _reset_after_fork()
+    _become_a_worker_process()
     lock = threading.Lock()
 
     def send(message: Any) -> None:
@@ -344,7 +344,7 @@ def _child_main(config: BatchConfig, which: int, parts: int, conn: Any, parent_e
             os._exit(exit_code)
 
 
-def _reset_after_fork() -> None:
+def _become_a_worker_process() -> None:
     """A forked worker is a process of its own: it ignores the terminal's Ctrl-C, dies with its
     parent and never finalizes what it inherited.
 
