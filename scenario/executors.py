@@ -311,16 +311,25 @@ async def run_on_worker_loop(make_coro: Callable[[], Awaitable[T]], *, reuse_loo
         raise
 
 
+_UNSET = object()
+
+
 class _UserCall:
     """One call of user code (an adapter, a script step, a callback) sent to a run's own loop."""
 
-    __slots__ = ("fn", "args", "context", "caller", "future", "task", "abandoned")
+    __slots__ = ("fn", "args", "context", "sent", "caller", "future", "task", "abandoned")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], caller: asyncio.AbstractEventLoop,
-                 future: asyncio.Future[Any]):
+                 future: asyncio.Future[Any], carried: dict[contextvars.ContextVar[Any], Any]):
         self.fn = fn
         self.args = args
-        self.context = contextvars.copy_context()  # the run context and the current span travel along
+        # The engine's context (the run, the current span) with what earlier user calls of this
+        # run set on top, so a contextvar a script step sets is seen by later steps and the agent,
+        # as under ``arun`` where all of them share the run's task context.
+        self.context = contextvars.copy_context()
+        for var, value in carried.items():
+            self.context.run(var.set, value)
+        self.sent = dict(self.context)  # to tell, afterwards, what this call changed
         self.caller = caller
         self.future = future
         self.task: asyncio.Task[Any] | None = None
@@ -334,7 +343,8 @@ class RunThread:
     The engine stays on the caller's loop and sends each piece of user code here (the agent under
     test, script steps, callbacks), so the agent sees one loop of its own from its first turn to
     its last and may block its thread; the library's own agents and every model call never wake
-    this thread. Each call gets a copy of the engine's context (the run, the current span).
+    this thread. Each call gets a copy of the engine's context (the run, the current span) plus
+    the contextvars earlier calls of the run set.
     """
 
     def __init__(self, *, reuse_loop: bool = False):
@@ -344,11 +354,13 @@ class RunThread:
         self._waiting: list[_UserCall] = []  # sent before the thread's loop was up
         self._job: asyncio.Future[Any] | None = None
         self._stop = False
+        # contextvars the run's user code set, carried into its later calls (caller's loop only)
+        self._carried: dict[contextvars.ContextVar[Any], Any] = {}
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` (awaited if it returns an awaitable) on this run's loop; its outcome here."""
         caller = asyncio.get_running_loop()
-        item = _UserCall(fn, args, caller, caller.create_future())
+        item = _UserCall(fn, args, caller, caller.create_future(), self._carried)
         with self._lock:
             loop = self._loop
             if loop is None:
@@ -358,7 +370,7 @@ class RunThread:
         elif self._job is None:
             self._job = asyncio.wrap_future(get_pool().submit(self._serve))
         try:
-            return await item.future
+            value = await item.future
         except asyncio.CancelledError:  # the run timed out or was cancelled: stop the call there too
             item.abandoned = True
             with self._lock:
@@ -369,6 +381,18 @@ class RunThread:
                 except RuntimeError:  # already closed: nothing left to cancel
                     pass
             raise
+        except BaseException:
+            self._carry(item)
+            raise
+        self._carry(item)
+        return value
+
+    def _carry(self, item: _UserCall) -> None:
+        """Remember what the finished call set in its context, for the run's next calls."""
+        sent = item.sent
+        for var, value in item.context.items():
+            if sent.get(var, _UNSET) is not value:
+                self._carried[var] = value
 
     async def close(self) -> None:
         """Stop the loop and wait (at most ``CANCEL_GRACE`` s) until it is shut down (or kept)."""

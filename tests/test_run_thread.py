@@ -174,3 +174,32 @@ async def test_an_agent_error_on_the_runs_thread_keeps_its_type_and_where(config
     assert not result.success
     assert result.error is not None and result.error.type == "KeyError"
     assert "agent adapter Broken" in result.error.where
+
+
+@pytest.mark.parametrize("door", ["run", "arun"])
+async def test_a_contextvar_a_script_step_sets_is_seen_by_later_steps_and_the_agent(configured, door):
+    # Under arun every piece of user code shares the run's task context; run carries what one
+    # call set into the next, so both doors agree.
+    tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="none")
+    seen = []
+
+    class TenantAgent(scenario.AgentAdapter):
+        async def call(self, input):
+            seen.append(("agent", tenant.get()))
+            return "ok"
+
+    def pick_tenant(state):
+        tenant.set("acme")
+
+    def check_tenant(state):
+        seen.append(("step", tenant.get()))
+
+    request_id.set("req-1")
+    result = await getattr(scenario, door)(
+        name="ctx", description="d", agents=team(TenantAgent()),
+        script=[pick_tenant, scenario.user("hi"), scenario.agent(), check_tenant, scenario.succeed()],
+    )
+    assert result.success, result.reasoning
+    assert seen == [("agent", "acme"), ("step", "acme")]
+    # run's user code works on copies, so the caller's context is untouched; arun's shares it.
+    assert tenant.get() == ("none" if door == "run" else "acme")
