@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from scenario import fork, live
+from scenario import configure, fork, live
 from scenario.concurrency.rate_limits import RateLimit, RateLimiter
 from scenario.concurrency.strategies import SlidingWindow
-from scenario.llm import client
+from scenario.llm import client, replay_cache, retry
 from scenario.runtime import worker_pool
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
@@ -89,8 +89,9 @@ def test_registering_something_that_is_not_callable_is_refused():
 
 def test_every_owner_of_process_wide_state_is_registered():
     owners = {hook.__module__ for hook in fork.registered()}
-    assert {"scenario.llm.client", "scenario.runtime.worker_pool", "scenario.concurrency.rate_limits",
-            "scenario.concurrency.strategies", "scenario.telemetry.tracer", "scenario.live"} <= owners
+    assert {"scenario.llm.client", "scenario.llm.replay_cache", "scenario.llm.retry", "scenario.runtime.worker_pool",
+            "scenario.concurrency.rate_limits", "scenario.concurrency.strategies", "scenario.telemetry.tracer",
+            "scenario.telemetry.usage_processor", "scenario.telemetry.once", "scenario.live"} <= owners
 
 
 def test_a_forked_child_gets_its_own_worker_pool_and_model_loop_and_both_work():
@@ -143,6 +144,33 @@ def test_a_limiter_held_by_another_thread_at_fork_time_is_free_in_the_child():
     finally:
         release.set()
         holder.join(5)
+
+
+def test_a_retry_wait_and_a_cache_write_in_progress_in_another_thread_do_not_block_the_child(tmp_path):
+    token = retry.retry_board.add(60, "rate_limit")
+    holding, release = threading.Event(), threading.Event()
+
+    def write_slowly() -> None:
+        with replay_cache._write_lock:  # a cache write in progress at fork time
+            holding.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=write_slowly)
+    writer.start()
+    holding.wait(5)
+    try:
+        def child() -> dict[str, Any]:
+            replay_cache.store(replay_cache.make_key("ns", "k", 1), {"answer": 1})
+            return {"waiting": retry.retry_board.snapshot().retrying,
+                    "cached": replay_cache.load(replay_cache.make_key("ns", "k", 1))}
+
+        configure(cache_dir=str(tmp_path))
+        assert in_forked_child(child) == {"waiting": 0, "cached": {"answer": 1}}
+        assert retry.retry_board.snapshot().retrying == 1  # the parent's wait is still listed here
+    finally:
+        release.set()
+        writer.join(5)
+        retry.retry_board.remove(token)
 
 
 def test_a_forked_child_does_not_write_live_transcripts_through_the_parents_sink():

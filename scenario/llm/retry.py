@@ -36,6 +36,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from scenario import fork
+
 __all__ = [
     "ErrorKind",
     "RetryEvent",
@@ -439,6 +441,12 @@ class RetryBoard:
         with self._lock:
             self._waiting.pop(token, None)
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock and nothing waiting (the parent's sleepers are not
+        here; see :mod:`scenario.fork`)."""
+        self._lock = threading.Lock()
+        self._waiting.clear()
+
     async def sleep(self, seconds: float, kind: str, sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
         """Sleep ``seconds`` (with ``sleep``, default asyncio.sleep) while listed as waiting."""
         token = self.add(seconds, kind)
@@ -462,6 +470,7 @@ class RetryBoard:
 
 #: The one board of this process (forked batch workers each have their own).
 retry_board = RetryBoard()
+fork.register(retry_board.reset_after_fork)
 
 
 # ---------------------------------------------------------------------------
