@@ -60,7 +60,7 @@ def write_suite(folder: Path, runs_per_scenario: int) -> Path:
 def fingerprints(suite_path: Path) -> dict:
     """Scenario name -> the fingerprint ``scenario run`` gives its runs (so the resume keeps them)."""
     from scenario.batch.runner import prepare_batch
-    from scenario.cli.main import _batch_scenarios
+    from scenario.cli.run import _batch_scenarios
     from scenario.suite import load_suite
 
     sys.path.insert(0, str(suite_path.parent))

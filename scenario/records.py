@@ -1,28 +1,26 @@
-"""What a batch produces: one record per run, and the batch's rollup.
+"""What a batch produces: one record per run, and the batch's result (data types).
 
 Kept apart from the batch runner because the result store, the reports, the CLI and the pytest
-plugin all read these without needing to run anything: :meth:`BatchResult.from_records` rebuilds
-the rollup (pass rates, latency percentiles, breakdowns, verdict) from stored records, and
-:meth:`BatchResult.summary` formats it, with no model, loop or thread involved.
+plugin all read these without needing to run anything. The figures in a :class:`BatchResult`
+(pass rates, latency percentiles, breakdowns, verdict) are computed by :mod:`scenario.rollup`,
+the one place they are computed; :meth:`BatchResult.from_records` only carries them, and
+:meth:`BatchResult.summary` formats them, with no model, loop or thread involved.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
 from scenario.result import ScenarioResult
-from scenario.usage import Usage, UsageTotals
+from scenario.rollup import FINISHED_STATUSES, Group, roll_up_batch
+from scenario.usage import Usage
 
 RunStatus = Literal["passed", "failed", "error", "timeout", "cancelled"]
-
-#: Statuses of runs that reached an end of their own (a verdict, an error or a timeout); a
-#: cancelled run was stopped from outside and says nothing about the agent.
-FINISHED_STATUSES: tuple[str, ...] = ("passed", "failed", "error", "timeout")
 
 DEFAULT_VARIANT = "default"
 
@@ -81,8 +79,6 @@ class RunRecord(BaseModel):
                     variant: str = DEFAULT_VARIANT, batch_id: str | None = None) -> RunRecord:
         """The record of one ``scenario.run``/``arun`` result made outside a batch (a pytest test,
         the demo): status from the verdict or the error, timing and usage from the result."""
-        import time
-
         error = result.error
         status = "passed" if result.success else "failed"
         if error is not None:
@@ -147,6 +143,16 @@ class GroupStats(BaseModel):
     min_pass_rate: float | None = None
     ok: bool = True  # meets min_pass_rate (or, without one, every run passed)
 
+    @classmethod
+    def of(cls, group: Group) -> GroupStats:
+        """A rollup group (:class:`scenario.rollup.Group`) as this record type."""
+        return cls(
+            total=group.runs, passed=group.passed, errors=group.errors, pass_rate=group.pass_rate,
+            usage=group.usage, p50_duration=group.latency_p50, p95_duration=group.latency_p95,
+            failed=group.failed, timeouts=group.timeouts, cancelled=group.cancelled,
+            min_pass_rate=group.threshold, ok=group.met,
+        )
+
 
 class BatchResult(BaseModel):
     """Everything a batch produced. ``passed`` is the verdict a CI job should act on.
@@ -196,7 +202,7 @@ class BatchResult(BaseModel):
     ) -> BatchResult:
         """Roll records up into a result: counts, rates, usage, latency, breakdowns, verdict.
 
-        The verdict (``passed``):
+        The figures come from :func:`scenario.rollup.roll_up_batch`. The verdict (``passed``):
 
         - a scenario with its own threshold in ``scenario_min_pass_rates`` must meet it in every
           variant;
@@ -205,58 +211,31 @@ class BatchResult(BaseModel):
         - a cancelled batch, or one where nothing finished, never passes.
         """
         runs = list(records)
-        own = {k: v for k, v in (scenario_min_pass_rates or {}).items() if v is not None}
-        finished = [r for r in runs if r.status in FINISHED_STATUSES]
-        usage = sum_usage(r.usage for r in runs)
-        durations = sorted(r.duration for r in finished)
-        counts = _count(finished)
-        total = len(finished)
-
-        # Groups carry only a scenario's own threshold; the batch-wide one applies to the pooled
-        # runs, so a group's `ok` is informational unless the scenario has its own threshold.
-        by_scenario = _groups(runs, lambda r: r.scenario, lambda key: own.get(key))
-        by_variant = _groups(runs, lambda r: r.variant, lambda key: None)
-        by_pair: dict[str, dict[str, GroupStats]] = {}
-        for scenario_name in by_scenario:
-            subset = [r for r in runs if r.scenario == scenario_name]
-            threshold = own.get(scenario_name)
-            by_pair[scenario_name] = _groups(subset, lambda r: r.variant, lambda key, t=threshold: t)
-
-        # The verdict, as documented above.
-        ok = total > 0 and not cancelled
-        for scenario_name, variants in by_pair.items():
-            if scenario_name in own:
-                ok = ok and all(stats.ok for stats in variants.values())
-        rest = [r for r in finished if r.scenario not in own]
-        if rest:
-            rest_rate = sum(1 for r in rest if r.status == "passed") / len(rest)
-            ok = ok and rest_rate >= (1.0 if min_pass_rate is None else min_pass_rate) - 1e-12
-
-        not_started = 0
-        if planned is not None:
-            not_started = max(0, planned - len(runs))
+        rolled = roll_up_batch(runs, min_pass_rate=min_pass_rate, scenario_min_pass_rates=scenario_min_pass_rates,
+                               cancelled=cancelled)
         return cls(
-            total=total,
-            passed=ok,
-            passed_runs=counts["passed"],
-            pass_rate=counts["passed"] / total if total else 0.0,
+            total=rolled.total,
+            passed=rolled.passed,
+            passed_runs=rolled.passed_runs,
+            pass_rate=rolled.pass_rate,
             min_pass_rate=min_pass_rate,
             runs=runs,
-            usage=usage,
+            usage=rolled.usage,
             duration=duration,
-            latency_p50=percentile(durations, 50),
-            latency_p95=percentile(durations, 95),
-            latency_p99=percentile(durations, 99),
-            by_scenario=by_scenario,
-            by_variant=by_variant,
-            by_scenario_variant=by_pair,
+            latency_p50=rolled.latency_p50,
+            latency_p95=rolled.latency_p95,
+            latency_p99=rolled.latency_p99,
+            by_scenario={name: GroupStats.of(group) for name, group in rolled.by_scenario.items()},
+            by_variant={name: GroupStats.of(group) for name, group in rolled.by_variant.items()},
+            by_scenario_variant={name: {variant: GroupStats.of(group) for variant, group in variants.items()}
+                                 for name, variants in rolled.by_scenario_variant.items()},
             cancelled=cancelled,
             metadata=dict(metadata or {}),
-            failed_runs=counts["failed"],
-            error_runs=counts["error"],
-            timeout_runs=counts["timeout"],
-            cancelled_runs=sum(1 for r in runs if r.status == "cancelled"),
-            not_started=not_started,
+            failed_runs=rolled.failed_runs,
+            error_runs=rolled.error_runs,
+            timeout_runs=rolled.timeout_runs,
+            cancelled_runs=rolled.cancelled_runs,
+            not_started=max(0, planned - len(runs)) if planned is not None else 0,
             planned=planned if planned is not None else len(runs),
             reason=reason,
         )
@@ -282,89 +261,6 @@ class BatchResult(BaseModel):
         )
 
     __str__ = __repr__
-
-
-# ---------------------------------------------------------------------------------------------
-# Rollup helpers
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) of already sorted values, linearly interpolated; 0 if empty."""
-    if not sorted_values:
-        return 0.0
-    if len(sorted_values) == 1:
-        return float(sorted_values[0])
-    position = (len(sorted_values) - 1) * q / 100.0
-    low = math.floor(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    fraction = position - low
-    return float(sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction)
-
-
-_TOTAL_FIELDS = ("calls", "input_tokens", "output_tokens", "cost_usd", "unpriced_calls", "cached_calls")
-
-
-def sum_usage(usages: Iterable[Usage]) -> Usage:
-    """Several rollups added up (same result as ``Usage.merge`` in a loop, without a pydantic
-    attribute assignment per field per run: batches sum thousands of these, several times over)."""
-    total = [0, 0, 0, 0.0, 0, 0]
-    by_role: dict[str, list[float]] = {}
-    by_model: dict[str, list[float]] = {}
-    for usage in usages:
-        data = usage.__dict__
-        for i, name in enumerate(_TOTAL_FIELDS):
-            total[i] += data[name]
-        for target, source in ((by_role, usage.by_role), (by_model, usage.by_model)):
-            for key, totals in source.items():
-                acc = target.get(key)
-                if acc is None:
-                    acc = target[key] = [0, 0, 0, 0.0, 0, 0]
-                item = totals.__dict__
-                for i, name in enumerate(_TOTAL_FIELDS):
-                    acc[i] += item[name]
-    result = Usage(**dict(zip(_TOTAL_FIELDS, total)))
-    for key, acc in by_role.items():
-        result.by_role[key] = UsageTotals(**dict(zip(_TOTAL_FIELDS, acc)))
-    for key, acc in by_model.items():
-        result.by_model[key] = UsageTotals(**dict(zip(_TOTAL_FIELDS, acc)))
-    return result
-
-
-def _count(records: Iterable[RunRecord]) -> dict[str, int]:
-    counts = {"passed": 0, "failed": 0, "error": 0, "timeout": 0, "cancelled": 0}
-    for record in records:
-        counts[record.status] = counts.get(record.status, 0) + 1
-    return counts
-
-
-def _groups(records: Sequence[RunRecord], key: Any, threshold_of: Any) -> dict[str, GroupStats]:
-    grouped: dict[str, list[RunRecord]] = {}
-    for record in records:
-        grouped.setdefault(key(record), []).append(record)
-    return {name: _stats(items, threshold_of(name)) for name, items in grouped.items()}
-
-
-def _stats(records: Sequence[RunRecord], min_pass_rate: float | None) -> GroupStats:
-    counts = _count(records)
-    total = counts["passed"] + counts["failed"] + counts["error"] + counts["timeout"]
-    usage = sum_usage(r.usage for r in records)
-    durations = sorted(r.duration for r in records if r.status in FINISHED_STATUSES)
-    rate = counts["passed"] / total if total else 0.0
-    needed = 1.0 if min_pass_rate is None else min_pass_rate
-    return GroupStats(
-        total=total,
-        passed=counts["passed"],
-        errors=counts["error"] + counts["timeout"],
-        pass_rate=rate,
-        usage=usage,
-        p50_duration=percentile(durations, 50),
-        p95_duration=percentile(durations, 95),
-        failed=counts["failed"],
-        timeouts=counts["timeout"],
-        cancelled=counts["cancelled"],
-        min_pass_rate=min_pass_rate,
-        ok=total > 0 and rate >= needed - 1e-12,
-    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import pytest
 
 import scenario
 from scenario.batch import BatchResult, RunRecord, Scenario, run_batch
-from scenario.records import percentile, run_id
+from scenario.records import run_id
+from scenario.rollup import percentile
 from scenario.testing import MockBehavior, MockLLMServer
 
 EXECUTORS = ["thread", "loop"]

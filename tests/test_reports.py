@@ -12,7 +12,7 @@ import pytest
 
 from scenario.records import RunRecord, run_id
 from scenario.reports import render, report_from_records, report_from_store, summarize, write_report
-from scenario.reports.summary import percentile
+from scenario.rollup import percentile
 from scenario.store import ResultStore
 from scenario.types import CriterionResult, ScenarioResult, Usage
 

@@ -257,8 +257,8 @@ def test_processes_creating_one_new_store_at_the_same_moment_all_succeed(tmp_pat
 def test_store_locked_past_the_busy_timeout_says_so(tmp_path, monkeypatch):
     import sqlite3
 
-    from scenario import store as store_module
     from scenario.store import ResultStore, StoreError
+    from scenario.store import results as store_module
 
     path = tmp_path / "held.db"
     holder = sqlite3.connect(path, isolation_level=None)

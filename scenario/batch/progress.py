@@ -21,7 +21,9 @@ import threading
 import time
 from typing import Any, TextIO
 
+from scenario.llm.retry import retry_board
 from scenario.records import RunRecord
+from scenario.rollup import pass_rate
 
 PLAIN_INTERVAL = 5.0
 HEARTBEAT = 30.0
@@ -201,7 +203,7 @@ class BatchProgress:
     @property
     def pass_rate(self) -> float | None:
         """Passed / done, stored runs included (errors count as not passed)."""
-        return self.passed / self.done if self.done else None
+        return pass_rate(self.passed, self.done) if self.done else None
 
     @property
     def eta(self) -> float | None:
@@ -220,8 +222,6 @@ class BatchProgress:
     @property
     def waits(self) -> str:
         """Calls sleeping before a retry right now, e.g. ``3 calls retrying, next in 4 s; 1 rate-limited``."""
-        from scenario.llm.retry import retry_board
-
         return retry_board.snapshot().describe()
 
     def status_line(self) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scenario.batch.fingerprint import changed_parts
 from scenario.errors import ScenarioConfigError
 from scenario.live import LiveSink, current_sink
 from scenario.records import BatchResult, RunRecord
@@ -243,8 +244,6 @@ def _batch_to_resume(store: ResultStore, suite: str, resume: ResumeArg) -> Batch
 
 
 def _plan(store: ResultStore, config: Any, batch: BatchInfo | None) -> ResumePlan:
-    from scenario.batch.fingerprint import changed_parts
-
     units = list(config.units)
     plan = ResumePlan(batch=batch, planned=len(units))
     if batch is None:

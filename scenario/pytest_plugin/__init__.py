@@ -63,6 +63,9 @@ from scenario.pytest_plugin._settings import (
     resolve,
     session_defaults,
 )
+from scenario.pytest_plugin._xdist import XdistGroupRunner
+from scenario.reports.failure_text import explain
+from scenario.settings import configure
 
 __all__ = ["ScenarioPytestPlugin"]
 
@@ -117,8 +120,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", "agent_test: marks an agent scenario test (langwatch-scenario's marker; a label only).")
     if config.getoption("--scenario-debug", default=False):
-        from scenario.settings import configure
-
         configure(verbose=True)
     config.pluginmanager.register(ScenarioPytestPlugin(config), PLUGIN_NAME)
 
@@ -163,8 +164,6 @@ def _reject_marker_on_non_test(collector: Any, name: str, obj: object) -> None:
 
 def _explain_failures(collector: ResultCollector) -> str:
     """The failed criteria with the judge's reasoning, the error and the last turns, per failed run."""
-    from scenario.reports.failure_text import explain
-
     failed = [r for r in collector.results if not r.success]
     if not failed:
         return ""
@@ -193,8 +192,6 @@ class ScenarioPytestPlugin:
         recording = path is not None and not config.option.collectonly
         self.session_store: _store.SessionStore | None = _store.SessionStore(config, path) if recording else None
         if self.is_worker and config.pluginmanager.has_plugin("asyncio-concurrent"):
-            from scenario.pytest_plugin._xdist import XdistGroupRunner
-
             config.pluginmanager.register(XdistGroupRunner(config), "scenario-xdist-groups")
 
     # -- the session's batch in a result store (--scenario-store) --------------------------------

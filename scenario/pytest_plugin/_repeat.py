@@ -27,8 +27,10 @@ from typing import Any
 import pytest
 from _pytest.outcomes import Exit, Skipped, XFailed
 
+from scenario.concurrency.strategies import SlidingWindow
 from scenario.events import ResultCollector, collecting, current_collector
 from scenario.pytest_plugin._settings import RepeatSettings
+from scenario.rollup import meets, pass_rate
 from scenario.runtime.event_loops import drain
 
 # How much of a failed run's error and of a scenario's reasoning the failure message shows.
@@ -100,8 +102,6 @@ def make_async_wrapper(
         parent = current_collector.get()
         gate: Any = contextlib.nullcontext()
         if settings.max_concurrency is not None and settings.max_concurrency < settings.runs:
-            from scenario.concurrency.strategies import SlidingWindow
-
             gate = SlidingWindow(settings.max_concurrency).slot()
         if settings.runs == 1:
             outcomes = [await one_run(1, kwargs, gate, parent)]
@@ -201,8 +201,7 @@ def judge_runs(outcomes: list[RunOutcome], settings: RepeatSettings, function: C
     counted = [o for o in outcomes if not o.skipped]
     if not counted:  # every run skipped itself: the test is skipped, with the first reason
         raise outcomes[0].error  # type: ignore[misc]
-    passed = sum(1 for o in counted if o.passed)
-    if passed >= settings.min_pass_rate * len(counted) - 1e-9:
+    if meets(sum(1 for o in counted if o.passed), len(counted), settings.min_pass_rate):
         return
     failed = [o for o in counted if not o.passed]
     if len(counted) == 1:
@@ -214,7 +213,7 @@ def judge_runs(outcomes: list[RunOutcome], settings: RepeatSettings, function: C
 def failure_message(outcomes: list[RunOutcome], settings: RepeatSettings, function: Callable[..., Any]) -> str:
     counted = [o for o in outcomes if not o.skipped]
     passed = sum(1 for o in counted if o.passed)
-    rate = passed / len(counted)
+    rate = pass_rate(passed, len(counted))
     lines = [
         f"{passed} of {len(counted)} runs passed ({rate:.0%}); this test needs at least "
         f"{settings.min_pass_rate:.0%} (min_pass_rate={settings.min_pass_rate:g}).",

@@ -20,6 +20,9 @@ from typing import Any
 
 import pytest
 
+from scenario.records import RunRecord
+from scenario.store import ResultStore, StoreError
+
 STORE_OPTION = ("--scenario-store", "scenario_store")
 SUITE_OPTION = ("--scenario-store-suite", "scenario_store_suite")
 WORKER_KEY = "scenario_store_batch"
@@ -67,8 +70,6 @@ class SessionStore:
     def open(self) -> None:
         """Open the store (and, on the controller, start the batch). A bad path stops the session
         with a usage error naming the option."""
-        from scenario.store import ResultStore, StoreError
-
         try:
             self.store = ResultStore(self.path)
         except StoreError as exc:
@@ -99,8 +100,6 @@ class SessionStore:
         """Store one test's results (called when its call phase ends)."""
         if self.store is None or self.batch_id is None or not results:
             return
-        from scenario.records import RunRecord
-
         records = [RunRecord.from_result(result, suite=self.suite, scenario=nodeid, index=index, batch_id=self.batch_id)
                    for index, result in enumerate(results)]
         self.store.put_many(records)

@@ -18,6 +18,8 @@ from _pytest.outcomes import Skipped, XFailed
 from scenario.events import ResultCollector
 from scenario.pytest_plugin._repeat import RunOutcome, describe_error
 from scenario.pytest_plugin._settings import RepeatSettings
+from scenario.reports.text import Column, money, percent, table
+from scenario.rollup import pass_rate
 
 REPORT_ATTRIBUTE = "scenario_summary"
 REPORT_VERSION = 1
@@ -63,7 +65,7 @@ def build_row(
         "runs": runs,
         "passed_runs": passed,
         "skipped_runs": skipped_runs,
-        "pass_rate": (passed / counted_runs) if counted_runs else None,
+        "pass_rate": pass_rate(passed, counted_runs) if counted_runs else None,
         "min_pass_rate": settings.min_pass_rate if settings is not None else None,
         "max_concurrency": settings.max_concurrency if settings is not None else None,
         "marked": settings is not None,
@@ -83,11 +85,11 @@ def build_row(
 
 def user_properties(row: dict[str, Any]) -> list[tuple]:
     """The row's figures as flat (name, value) pairs, the shape JUnit XML properties take."""
-    pass_rate = row["pass_rate"]
+    rate = row["pass_rate"]
     pairs = [
         ("scenario_runs", row["runs"]),
         ("scenario_passed_runs", row["passed_runs"]),
-        ("scenario_pass_rate", round(pass_rate, 4) if pass_rate is not None else ""),
+        ("scenario_pass_rate", round(rate, 4) if rate is not None else ""),
     ]
     if row["min_pass_rate"] is not None:
         pairs.append(("scenario_min_pass_rate", row["min_pass_rate"]))
@@ -136,47 +138,26 @@ def write_json(path: str, rows: Sequence[dict[str, Any]]) -> None:
     os.replace(temporary, path)
 
 
-def _money(value: float) -> str:
-    return f"${value:.6f}" if value < 1 else f"${value:.2f}"
-
-
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
-
-
 def table_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The terminal table: one line per test (figures first, so long test ids never push
     them out of view), then the session total."""
     ordered = sorted_rows(rows)
-    header = ("runs", "passed", "rate", "min", "time", "cost")
-    cells = [
-        (
-            str(r["runs"]),
-            str(r["passed_runs"]),
-            _rate(r["pass_rate"]),
-            _rate(r["min_pass_rate"]),
-            f"{r['duration_s']:.2f}s",
-            _money(r["cost_usd"]),
-        )
-        for r in ordered
-    ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
-
-    def line(values: Sequence[str], name: str) -> str:
-        return "  ".join(v.rjust(w) for v, w in zip(values, widths)) + "  " + name
-
-    lines = [line(header, "test")]
-    for row, values in zip(ordered, cells):
+    columns = [Column(title, ">") for title in ("runs", "passed", "rate", "min", "time", "cost")] + [Column("test")]
+    cells = []
+    for row in ordered:
         flag = {"failed": "  FAILED", "skipped": "  SKIPPED"}.get(row["outcome"], "")
         reruns = row.get("reruns", 0)
         if reruns:
             flag += f"  (after {reruns} rerun{'s' if reruns != 1 else ''})"
-        lines.append(line(values, row["nodeid"]) + flag)
+        cells.append([str(row["runs"]), str(row["passed_runs"]), percent(row["pass_rate"]),
+                      percent(row["min_pass_rate"]), f"{row['duration_s']:.2f}s", money(row["cost_usd"]),
+                      row["nodeid"] + flag])
+    lines = table(columns, cells)
     total = totals(rows)
     summary = (
         f"{total['tests']} scenario test(s), {total['passed_runs']} of {total['runs']} runs passed, "
         f"{total['scenarios']} scenario run(s), {total['model_calls']} model call(s); "
-        f"session cost {_money(total['cost_usd'])}"
+        f"session cost {money(total['cost_usd'])}"
     )
     if total["reruns"]:
         summary += f"; {total['reruns']} rerun(s) of failed attempts"

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scenario.reports.html import render_html
+from scenario.reports.json_report import render_json
+from scenario.reports.junit import render_junit
 from scenario.reports.summary import (
     GroupSummary,
     Report,
@@ -33,16 +36,10 @@ __all__ = [
 def render(report: Report, format: str) -> str:
     """The report as text in ``format`` (html, json or junit)."""
     if format == "json":
-        from scenario.reports.json_report import render_json
-
         return render_json(report)
     if format == "junit":
-        from scenario.reports.junit import render_junit
-
         return render_junit(report)
     if format == "html":
-        from scenario.reports.html import render_html
-
         return render_html(report)
     raise ValueError(f"unknown report format {format!r}; use one of {', '.join(FORMATS)}")
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from scenario.reports.stats import DEFAULT_ALPHA, fisher_exact
 from scenario.reports.summary import GroupSummary, summarize
+from scenario.reports.text import Column, table
+from scenario.rollup import tally
 
 
 @dataclass
@@ -165,36 +167,35 @@ def compare(
         b, h = before.get(key), after.get(key)
         p_value = fisher_exact(b.passed, b.runs, h.passed, h.runs) if b is not None and h is not None else 1.0
         pairs.append(PairChange(key[0], key[1], b, h, p_value, alpha))
+    base_total, head_total = tally(base_runs), tally(head_runs)
     return Comparison(
         base_id=base_id, head_id=head_id, pairs=pairs, alpha=alpha,
-        base_cost=sum(float(getattr(r, "cost_usd", 0.0) or _record_cost(r)) for r in base_runs),
-        head_cost=sum(float(getattr(r, "cost_usd", 0.0) or _record_cost(r)) for r in head_runs),
-        base_runs=len(base_runs), head_runs=len(head_runs),
+        base_cost=base_total.cost_usd, head_cost=head_total.cost_usd,
+        base_runs=base_total.runs, head_runs=head_total.runs,
     )
 
 
-def _record_cost(run: Any) -> float:
-    usage = getattr(run, "usage", None)
-    return float(getattr(usage, "cost_usd", 0.0) or 0.0)
-
-
 def _by_pair(runs: list[Any], thresholds: dict[str, float]) -> dict[tuple[str, str], GroupSummary]:
-    keyed = {(run.suite, scenario): float(t) for run in runs for scenario, t in thresholds.items()}
+    keyed = {(suite, scenario): float(t) for suite in {run.suite for run in runs} for scenario, t in thresholds.items()}
     return {(g.scenario, g.variant): g for g in summarize(runs, keyed)}
 
 
 def format_comparison(comparison: Comparison) -> str:
     """The comparison as a terminal table plus one statement per changed pair."""
     lines = [f"Comparing batch {comparison.base_id} (before) with {comparison.head_id} (after)"]
-    width = max([len("scenario")] + [len(p.label) for p in comparison.pairs])
-    lines.append(f"  {'scenario':<{width}}  {'before':>9}  {'after':>9}  {'change':>7}  {'p':>6}  verdict")
+    columns = [Column("scenario"), Column("before", ">", 9), Column("after", ">", 9), Column("change", ">", 7),
+               Column("p", ">", 6), Column("verdict")]
+    rows = []
     for pair in comparison.pairs:
-        before = f"{pair.base.passed}/{pair.base.runs}" if pair.base else "-"
-        after = f"{pair.head.passed}/{pair.head.runs}" if pair.head else "-"
-        change = f"{pair.rate_change * 100:+.0f}pt" if pair.rate_change is not None else ""
-        p = f"{pair.p_value:.3g}" if pair.base and pair.head else ""
-        verdict = pair.kind + (f", {pair.flip}" if pair.flip else "")
-        lines.append(f"  {pair.label:<{width}}  {before:>9}  {after:>9}  {change:>7}  {p:>6}  {verdict}")
+        rows.append([
+            pair.label,
+            f"{pair.base.passed}/{pair.base.runs}" if pair.base else "-",
+            f"{pair.head.passed}/{pair.head.runs}" if pair.head else "-",
+            f"{pair.rate_change * 100:+.0f}pt" if pair.rate_change is not None else "",
+            f"{pair.p_value:.3g}" if pair.base and pair.head else "",
+            pair.kind + (f", {pair.flip}" if pair.flip else ""),
+        ])
+    lines.extend(table(columns, rows, indent="  "))
     for pair in comparison.pairs:
         if pair.kind not in ("unchanged",):
             lines.append(f"{pair.label}: {pair.statement}")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from scenario.engine.state import message_text
+
 #: Turns of the conversation shown (a turn is one message; tool results included).
 LAST_TURNS = 6
 
@@ -91,8 +93,6 @@ def explain_record(record: Any, *, last_turns: int = LAST_TURNS) -> str:
 
 
 def _message_lines(message: dict[str, Any]) -> list[str]:
-    from scenario.engine.state import message_text
-
     role = str(message.get("role", "?"))
     try:
         text = message_text(message)

@@ -16,6 +16,7 @@ from typing import Any
 
 from scenario.records import RunRecord
 from scenario.reports.summary import GroupSummary, Report
+from scenario.reports.templating import environment, group_label
 
 _VARIANT_COLOURS = ("#0969da", "#8250df", "#bf3989", "#1b7c83", "#953800", "#4d2d00")
 
@@ -23,8 +24,6 @@ _VARIANT_COLOURS = ("#0969da", "#8250df", "#bf3989", "#1b7c83", "#953800", "#4d2
 def render_html(report: Report) -> str:
     """The whole report as one HTML document."""
     from markupsafe import Markup
-
-    from scenario.reports.templating import environment
 
     runs_by_group: dict[tuple[str, str, str], list[RunRecord]] = {}
     for suite in report.suites:
@@ -55,8 +54,6 @@ def render_html(report: Report) -> str:
 
 
 def _label(group: GroupSummary) -> str:
-    from scenario.reports.templating import group_label
-
     return group_label(group)
 
 

@@ -1,7 +1,8 @@
 """Verdicts and figures per (suite, scenario, variant), shared by the CLI and every report format.
 
-A scenario passes when its pass rate (passed runs / all runs, errors counting as not passed)
-reaches its threshold; the command's exit code and the reports use this one definition.
+A scenario passes when its pass rate (passed runs / finished runs, errors counting as not passed)
+reaches its threshold: the definition and the figures are :mod:`scenario.rollup`'s, the same ones
+the command's exit code, the pytest summary, the viewer and ``BatchResult`` use.
 """
 
 from __future__ import annotations
@@ -12,91 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scenario.records import RunRecord
-from scenario.records import percentile as sorted_percentile
+from scenario.rollup import DEFAULT_THRESHOLD, Group, by_pair, tally
 
-DEFAULT_THRESHOLD = 1.0
-
-
-@dataclass
-class GroupSummary:
-    """Runs of one scenario with one variant, and whether they met the threshold."""
-
-    suite: str
-    scenario: str
-    variant: str
-    threshold: float
-    runs: int = 0
-    passed: int = 0
-    failed: int = 0
-    errors: int = 0
-    attempts: int = 0
-    cost_usd: float = 0.0
-    tokens: int = 0
-    durations: list[float] = field(default_factory=list, repr=False)
-
-    @property
-    def pass_rate(self) -> float:
-        return self.passed / self.runs if self.runs else 0.0
-
-    @property
-    def met(self) -> bool:
-        # A tolerance so 0.8 of 5 runs (4/5 = 0.8000000000000002 or 0.7999...) compares as meant.
-        return self.runs > 0 and self.pass_rate + 1e-9 >= self.threshold
-
-    @property
-    def tracked_only(self) -> bool:
-        """A 0% threshold: the scenario is watched, not required (it can never miss)."""
-        return self.threshold <= 0.0
-
-    @property
-    def verdict(self) -> str:
-        """``met``, ``missed``, or ``tracked`` for a 0% threshold: a green "met" next to 0/3
-        passed would read as a pass it is not."""
-        if self.tracked_only:
-            return "tracked"
-        return "met" if self.met else "missed"
-
-    @property
-    def retries(self) -> int:
-        return max(0, self.attempts - self.runs)
-
-    @property
-    def latency_p50(self) -> float:
-        return percentile(self.durations, 50)
-
-    @property
-    def latency_p95(self) -> float:
-        return percentile(self.durations, 95)
-
-    @property
-    def latency_mean(self) -> float:
-        return sum(self.durations) / len(self.durations) if self.durations else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "suite": self.suite,
-            "scenario": self.scenario,
-            "variant": self.variant,
-            "runs": self.runs,
-            "passed": self.passed,
-            "failed": self.failed,
-            "errors": self.errors,
-            "pass_rate": round(self.pass_rate, 6),
-            "threshold": self.threshold,
-            "met": self.met,
-            "verdict": self.verdict,
-            "retries": self.retries,
-            "cost_usd": self.cost_usd,
-            "tokens": self.tokens,
-            "latency_p50": round(self.latency_p50, 6),
-            "latency_p95": round(self.latency_p95, 6),
-            "latency_mean": round(self.latency_mean, 6),
-        }
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile of unsorted values (0 for no values)."""
-    return sorted_percentile(sorted(values), q)
+#: One scenario with one variant, and whether its runs met the threshold (the rollup's group).
+GroupSummary = Group
 
 
 def summarize(
@@ -108,30 +28,7 @@ def summarize(
 
     ``thresholds`` maps (suite, scenario) to the minimum pass rate; others use ``default_threshold``.
     """
-    thresholds = thresholds or {}
-    groups: dict[tuple[str, str, str], GroupSummary] = {}
-    for run in runs:
-        key = (run.suite, run.scenario, run.variant)
-        group = groups.get(key)
-        if group is None:
-            threshold = thresholds.get((run.suite, run.scenario), default_threshold)
-            group = groups[key] = GroupSummary(run.suite, run.scenario, run.variant, threshold)
-        group.runs += 1
-        if run.status == "passed":
-            group.passed += 1
-        elif run.status == "failed":
-            group.failed += 1
-        else:
-            group.errors += 1
-        group.attempts += int(run.attempts or 1)
-        if isinstance(run, RunRecord):
-            group.cost_usd += run.usage.cost_usd
-            group.tokens += run.usage.total_tokens
-        else:
-            group.cost_usd += float(getattr(run, "cost_usd", 0.0) or 0.0)
-            group.tokens += int(getattr(run, "tokens", 0) or 0)
-        group.durations.append(float(run.duration or 0.0))
-    return list(groups.values())
+    return by_pair(runs, thresholds, default_threshold)
 
 
 @dataclass
@@ -182,29 +79,26 @@ class Report:
         return [r for s in self.suites for r in s.records]
 
     def totals(self) -> dict[str, Any]:
-        records = self.records
-        durations = [r.duration for r in records]
-        runs = len(records)
-        passed = sum(1 for r in records if r.status == "passed")
-        cost = sum(r.usage.cost_usd for r in records)
+        whole = tally(self.records)
+        usage = whole.usage
         return {
-            "runs": runs,
-            "passed": passed,
-            "failed": sum(1 for r in records if r.status == "failed"),
-            "errors": sum(1 for r in records if r.status not in ("passed", "failed")),
-            "pass_rate": round(passed / runs, 6) if runs else 0.0,
+            "runs": whole.runs,
+            "passed": whole.passed,
+            "failed": whole.failed,
+            "errors": whole.errors,
+            "pass_rate": round(whole.pass_rate, 6),
             "scenarios": len(self.groups),
             "scenarios_met": sum(1 for g in self.groups if g.met),
-            "cost_usd": cost,
-            "cost_per_run_usd": cost / runs if runs else 0.0,
-            "input_tokens": sum(r.usage.input_tokens for r in records),
-            "output_tokens": sum(r.usage.output_tokens for r in records),
-            "model_calls": sum(r.usage.calls for r in records),
-            "unpriced_calls": sum(r.usage.unpriced_calls for r in records),
-            "latency_p50": round(percentile(durations, 50), 6),
-            "latency_p95": round(percentile(durations, 95), 6),
-            "latency_p99": round(percentile(durations, 99), 6),
-            "latency_max": round(max(durations), 6) if durations else 0.0,
+            "cost_usd": whole.cost_usd,
+            "cost_per_run_usd": whole.cost_usd / whole.runs if whole.runs else 0.0,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "model_calls": usage.calls,
+            "unpriced_calls": usage.unpriced_calls,
+            "latency_p50": round(whole.latency_p50, 6),
+            "latency_p95": round(whole.latency_p95, 6),
+            "latency_p99": round(whole.latency_p99, 6),
+            "latency_max": round(max(whole.durations), 6) if whole.durations else 0.0,
         }
 
 

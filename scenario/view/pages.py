@@ -2,9 +2,9 @@
 
 Policy: a page reads only what it shows. The batches and batch pages use the store's summary
 columns and counts (no transcripts), so they stay fast on a store of 100,000 runs; only the run
-page loads one full record. Every figure comes from the shared rollups
-(:func:`scenario.reports.summary.summarize`, :mod:`scenario.reports.compare`), the same ones
-the CLI and the reports print. ``None`` means "no such batch or run": the app answers 404.
+page loads one full record. Every figure comes from the one rollup (:mod:`scenario.rollup`,
+through :func:`scenario.reports.summary.summarize` and :mod:`scenario.reports.compare`), the
+same one the CLI and the reports print. ``None`` means "no such batch or run": the app answers 404.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from scenario.reports.compare import Comparison, compare
 from scenario.reports.stats import DEFAULT_ALPHA
 from scenario.reports.summary import GroupSummary, summarize
+from scenario.rollup import DEFAULT_THRESHOLD, meets
 
 
 @dataclass
@@ -71,7 +72,7 @@ class Pages:
             thresholds = self.thresholds(info)
             pairs = counts.get(info.id, [])
             met = sum(1 for scenario, _variant, passed, runs in pairs
-                      if runs and passed / runs + 1e-9 >= thresholds.get(scenario, 1.0))
+                      if meets(passed, runs, thresholds.get(scenario, DEFAULT_THRESHOLD)))
             result[info.id] = (met, len(pairs))
         return result
 

@@ -1,23 +1,8 @@
-"""The result store: every batch kept, one SQLite row per run, written the moment the run finishes.
+"""ResultStore: one SQLite file of batches and their runs, shared by threads and processes.
 
-Why SQLite: it is in the standard library, a committed row survives the process being killed
-(WAL mode writes it to the log before ``put`` returns), and several processes (pytest-xdist
-workers, parallel CI jobs) can write one file at once; SQLite serialises their writers and
-``busy_timeout`` makes them wait instead of failing.
-
-History, not a cache: every ``scenario run`` (and every ``run_batch(store=...)``) is a *batch*
-with its own row in ``batches``; its runs are keyed by (batch id, run id), so running a suite
-again never reuses an older verdict. A batch is ``running`` while its process writes it,
-``finished`` when it ran to its end, and ``interrupted`` when it was stopped (Ctrl-C, SIGTERM, a
-failed write) or its process died without saying so (a ``running`` batch whose writer process on
-this host is gone reads as ``interrupted``). Resuming continues a batch in place; within a batch
-a finished verdict (passed/failed) is never replaced by a later error of the same run with the
-same fingerprint, so two jobs racing on one run still leave its best outcome.
-
-A file that is not ours (another SQLite database, or not SQLite at all) is refused with a
-:class:`StoreError` before anything is written to it. A store written by an older version
-(format 1: one row per run, no batches) is migrated in place when opened for writing, and read
-through a migrated in-memory copy when opened read-only, so old results stay readable.
+Opening checks the file before anything is written (see :mod:`scenario.store.schema`); a lock held
+by another process is waited out, never mistaken for corruption. Every write holds the store's
+lock and turns an SQLite error into a :class:`StoreError` saying what was being written.
 """
 
 from __future__ import annotations
@@ -25,259 +10,20 @@ from __future__ import annotations
 import json
 import os
 import random
-import secrets
 import socket
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from scenario.errors import ScenarioError
 from scenario.records import RunRecord
+from scenario.store import schema
+from scenario.store.batches import BatchInfo, RunOutcome, StoreError, git_state, new_batch_id
+from scenario.store.schema import STORE_VERSION
 
-STORE_FORMAT = "scenario-results"
-STORE_VERSION = 2
-DEFAULT_STORE_PATH = ".scenario/results.db"
-VERDICT_STATUSES = ("passed", "failed")  # what resume keeps; errors and timeouts run again
-BATCH_STATUSES = ("running", "finished", "interrupted")
-
-_SQLITE_HEADER = b"SQLite format 3\x00"
-_META_TABLE = "scenario_store"
 _BUSY_TIMEOUT_SECONDS = 60.0
-_GIT_TIMEOUT_SECONDS = 5.0
-
-_BATCHES_TABLE = """
-CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY,
-    suite TEXT NOT NULL,
-    status TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    planned INTEGER NOT NULL DEFAULT 0,
-    git_commit TEXT,
-    git_branch TEXT,
-    git_dirty INTEGER,
-    reason TEXT,
-    command TEXT,
-    resumes INTEGER NOT NULL DEFAULT 0,
-    info TEXT NOT NULL DEFAULT '{}',
-    writer TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS batches_by_suite ON batches (suite, started_at);
-"""
-
-# Transcripts of runs still in flight, for the viewer's live pages (created on first use).
-_LIVE_TABLE = """
-CREATE TABLE IF NOT EXISTS live_runs (
-    batch_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    suite TEXT NOT NULL,
-    scenario TEXT NOT NULL,
-    variant TEXT NOT NULL,
-    run_index INTEGER NOT NULL,
-    turn INTEGER NOT NULL,
-    messages TEXT NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (batch_id, id)
-)
-"""
-
-# Covers the per-batch counts (the batches list, the viewer's verdicts) so they read this index,
-# not the runs' rows with their transcripts: a 100,000-run store lists its batches in milliseconds.
-_BATCH_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_batch ON runs (batch_id, scenario, variant, status, cost_usd)"
-
-# Covers outcomes(batch_id=...) in its order: a resume's plan and the run's summary read a batch's
-# statuses and fingerprints from here instead of walking rows that carry whole transcripts (10,000
-# runs: ~0.3 s per read without it).
-_OUTCOMES_INDEX = (
-    "CREATE INDEX IF NOT EXISTS runs_outcomes ON runs (batch_id, suite, scenario, variant, run_index, started_at, id, "
-    "status, duration, cost_usd, attempts, input_tokens, output_tokens, fingerprint)"
-)
-
-_RUNS_TABLE = f"""
-CREATE TABLE IF NOT EXISTS runs (
-    batch_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    suite TEXT NOT NULL,
-    scenario TEXT NOT NULL,
-    variant TEXT NOT NULL,
-    run_index INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    duration REAL NOT NULL,
-    attempts INTEGER NOT NULL,
-    calls INTEGER NOT NULL,
-    input_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    cost_usd REAL NOT NULL,
-    error_type TEXT,
-    error_message TEXT,
-    fingerprint TEXT,
-    record TEXT NOT NULL,
-    written_at REAL NOT NULL,
-    writer TEXT NOT NULL,
-    PRIMARY KEY (batch_id, id)
-);
-CREATE INDEX IF NOT EXISTS runs_by_suite ON runs (suite, scenario, variant);
-{_BATCH_INDEX};
-{_OUTCOMES_INDEX};
-"""
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {_META_TABLE} (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-{_RUNS_TABLE}
-CREATE TABLE IF NOT EXISTS suites (
-    name TEXT PRIMARY KEY,
-    info TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS fingerprints (
-    fingerprint TEXT PRIMARY KEY,
-    parts TEXT NOT NULL
-);
-{_BATCHES_TABLE}
-"""
-
-_RUN_COLUMNS = ("batch_id, id, suite, scenario, variant, run_index, status, started_at, duration, attempts, calls, "
-                "input_tokens, output_tokens, cost_usd, error_type, error_message, fingerprint, record, written_at, "
-                "writer")
-
-# Within a batch, a finished verdict wins over a later error/cancellation of the same run with the
-# same fingerprint (racing writers, or a retried run that then failed to even start); anything
-# else, a re-run because the fingerprint changed included, is replaced by the newer row.
-_UPSERT = f"""
-INSERT INTO runs ({_RUN_COLUMNS})
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT(batch_id, id) DO UPDATE SET
-    suite = excluded.suite, scenario = excluded.scenario, variant = excluded.variant,
-    run_index = excluded.run_index, status = excluded.status, started_at = excluded.started_at,
-    duration = excluded.duration, attempts = excluded.attempts, calls = excluded.calls,
-    input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
-    cost_usd = excluded.cost_usd, error_type = excluded.error_type, error_message = excluded.error_message,
-    fingerprint = excluded.fingerprint, record = excluded.record, written_at = excluded.written_at,
-    writer = excluded.writer
-WHERE excluded.status IN ('passed', 'failed') OR runs.status NOT IN ('passed', 'failed')
-   OR excluded.fingerprint IS NOT runs.fingerprint
-"""
-
-# Batches are read in two steps: their rows, then one grouped count over the runs of exactly those
-# batches (from the covering index runs_by_batch). One LEFT JOIN ... GROUP BY b.id made SQLite sort
-# every joined run in a temporary B-tree when filtering by suite: ~0.5 s on a 100,000-run store.
-_BATCH_SELECT = """
-SELECT b.id, b.suite, b.status, b.started_at, b.finished_at, b.planned, b.git_commit, b.git_branch, b.git_dirty,
-       b.reason, b.command, b.resumes, b.info, b.writer
-FROM batches b
-"""
-_BATCH_COUNTS = """
-SELECT batch_id, SUM(status IN ('passed', 'failed', 'error', 'timeout')), SUM(status = 'passed'),
-       SUM(status = 'failed'), SUM(status IN ('error', 'timeout')), SUM(cost_usd)
-FROM runs WHERE batch_id IN (SELECT value FROM json_each(?)) GROUP BY batch_id
-"""
-
-
-class StoreError(ScenarioError):
-    """The store file cannot be used (not ours, corrupted, unreadable). It was left untouched."""
-
-
-class RunOutcome(NamedTuple):
-    """The columns of one stored run that verdicts and progress need (no transcript)."""
-
-    id: str
-    suite: str
-    scenario: str
-    variant: str
-    index: int
-    status: str
-    duration: float
-    cost_usd: float
-    attempts: int
-    tokens: int
-    batch_id: str = ""
-    fingerprint: str | None = None
-
-
-@dataclass(frozen=True)
-class BatchInfo:
-    """One batch of a store: when and where it ran, how far it got, and its counts.
-
-    ``status`` is ``"running"``, ``"finished"`` (ran to its end) or ``"interrupted"`` (stopped
-    early, or its process died: see the module docstring). Counts are of stored runs: ``finished``
-    runs reached an end of their own (``passed + failed + errors``); ``planned`` is what the batch
-    set out to run, so ``planned - finished`` runs are missing from an interrupted batch.
-    """
-
-    id: str
-    suite: str
-    status: str
-    started_at: float
-    finished_at: float | None
-    planned: int
-    finished: int = 0
-    passed: int = 0
-    failed: int = 0
-    errors: int = 0  # errors and timeouts
-    cost_usd: float = 0.0
-    git_commit: str | None = None
-    git_branch: str | None = None
-    git_dirty: bool | None = None
-    reason: str | None = None  # why it stopped early (or was marked interrupted)
-    command: str | None = None  # the command line that started (or last resumed) it
-    resumes: int = 0
-    writer: str = ""  # host:pid of the process that last ran it
-    info: dict[str, Any] = field(default_factory=dict, repr=False)  # suite snapshot: thresholds, criteria
-
-    @property
-    def pass_rate(self) -> float:
-        """Passed runs over finished runs (0 when none finished)."""
-        return self.passed / self.finished if self.finished else 0.0
-
-    @property
-    def missing(self) -> int:
-        """Planned runs with no finished record yet."""
-        return max(0, self.planned - self.finished)
-
-    @property
-    def duration(self) -> float | None:
-        return None if self.finished_at is None else max(0.0, self.finished_at - self.started_at)
-
-
-def new_batch_id(at: float | None = None) -> str:
-    """``20261202-134501-3fa9c1``: sorts by start time (UTC), readable in a terminal, unique."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if at is None else at))
-    return f"{stamp}-{secrets.token_hex(3)}"
-
-
-def git_state(directory: str | os.PathLike[str] | None = None) -> tuple[str | None, str | None, bool | None]:
-    """(commit, branch, dirty) of the git checkout holding ``directory``; Nones outside one.
-
-    Each git call has a timeout: a batch never waits on a slow or hung repository for long.
-    """
-    cwd = str(directory) if directory is not None else None
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                                  timeout=_GIT_TIMEOUT_SECONDS, check=False)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return None, None, None
-    branch = git("rev-parse", "--abbrev-ref", "HEAD")
-    if branch == "HEAD":  # detached (as CI checkouts often are)
-        branch = None
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return commit, branch, (bool(status) if status is not None else None)
 
 
 class ResultStore:
@@ -318,10 +64,10 @@ class ResultStore:
             return
         try:
             with open(self.path, "rb") as handle:
-                header = handle.read(len(_SQLITE_HEADER))
+                header = handle.read(len(schema.SQLITE_HEADER))
         except OSError as exc:
             raise StoreError(f"cannot read result store {shown}: {exc}") from None
-        if header and header != _SQLITE_HEADER:
+        if header and header != schema.SQLITE_HEADER:
             raise StoreError(
                 f"{shown} is not a scenario result store (it is not an SQLite database). It was left untouched: "
                 "pass another --store path, or move the file away"
@@ -373,18 +119,18 @@ class ResultStore:
         migrated in-memory copy for a read-only version-1 store)."""
         shown = str(self.path)
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if tables and _META_TABLE not in tables:
+        if tables and schema.META_TABLE not in tables:
             raise StoreError(
                 f"{shown} is an SQLite database but not a scenario result store (tables: "
                 f"{', '.join(sorted(tables)[:5])}). It was left untouched: pass another --store path"
             )
-        version = self._check_version(conn) if _META_TABLE in tables else STORE_VERSION
+        version = schema.read_version(conn, self.path) if schema.META_TABLE in tables else STORE_VERSION
         if self.readonly:
             if version < STORE_VERSION:
                 copy = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
                 conn.backup(copy)
                 conn.close()
-                self._migrate(copy, version)
+                schema.migrate(copy, version)
                 return copy
             return conn
         conn.execute("PRAGMA journal_mode = WAL")
@@ -392,12 +138,12 @@ class ResultStore:
         # which survives a killed process; only a power cut can lose the last commits.
         conn.execute("PRAGMA synchronous = NORMAL")
         if not tables:
-            self._create(conn)  # idempotent: another process may have created it meanwhile
+            schema.create(conn)  # idempotent: another process may have created it meanwhile
         elif version < STORE_VERSION:
-            self._migrate(conn, version)
+            schema.migrate(conn, version)
         else:
-            conn.execute(_BATCH_INDEX)  # a store made before these indexes gets them once (no-op after)
-            conn.execute(_OUTCOMES_INDEX)
+            conn.execute(schema.BATCH_INDEX)  # a store made before these indexes gets them once (no-op after)
+            conn.execute(schema.OUTCOMES_INDEX)
         return conn
 
     def _unreadable(self, exc: BaseException) -> StoreError:
@@ -405,62 +151,6 @@ class ResultStore:
             f"result store {self.path} is corrupted or unreadable ({exc}). It was left untouched: pass another "
             "--store path; 'sqlite3 FILE .recover' may rescue its rows"
         )
-
-    def _create(self, conn: sqlite3.Connection) -> None:
-        with _immediate(conn):
-            # Statement by statement: executescript() would commit our IMMEDIATE transaction first.
-            _execute_script(conn, _SCHEMA)
-            conn.execute(f"INSERT OR IGNORE INTO {_META_TABLE} VALUES ('format', ?)", (STORE_FORMAT,))
-            conn.execute(f"INSERT OR IGNORE INTO {_META_TABLE} VALUES ('version', ?)", (str(STORE_VERSION),))
-            conn.execute(f"INSERT OR IGNORE INTO {_META_TABLE} VALUES ('created_at', ?)", (str(time.time()),))
-
-    def _check_version(self, conn: sqlite3.Connection) -> int:
-        meta = dict(conn.execute(f"SELECT key, value FROM {_META_TABLE}").fetchall())
-        if meta.get("format") != STORE_FORMAT:
-            raise StoreError(f"{self.path} is not a scenario result store (format {meta.get('format')!r}); left untouched")
-        try:
-            version = int(meta.get("version", "0"))
-        except ValueError:
-            version = -1
-        if version not in (1, STORE_VERSION):
-            raise StoreError(
-                f"result store {self.path} has format version {meta.get('version')}, this scenario version reads "
-                f"versions 1 to {STORE_VERSION}; use a matching scenario version or a new --store path"
-            )
-        return version
-
-    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
-        """Version 1 -> 2: each suite's runs become one finished batch, started when its first
-        run started (version 1 kept one row per run and no history, so there is one to make)."""
-        with _immediate(conn):
-            current = int(dict(conn.execute(f"SELECT key, value FROM {_META_TABLE}").fetchall()).get("version", "0"))
-            if current >= STORE_VERSION:  # another process migrated it while we waited for the lock
-                return
-            conn.execute("DROP INDEX IF EXISTS runs_by_suite")
-            conn.execute("ALTER TABLE runs RENAME TO runs_v1")
-            _execute_script(conn, _SCHEMA)
-            suites = conn.execute(
-                "SELECT suite, MIN(started_at), MAX(started_at + duration), COUNT(*), MAX(writer) FROM runs_v1 "
-                "GROUP BY suite"
-            ).fetchall()
-            now = time.time()
-            for suite, first, last, count, writer in suites:
-                batch_id = new_batch_id(first)
-                conn.execute(
-                    "INSERT INTO batches (id, suite, status, started_at, finished_at, planned, reason, info, writer, "
-                    "updated_at) VALUES (?, ?, 'finished', ?, ?, ?, ?, ?, ?, ?)",
-                    (batch_id, suite, first, last, count, "migrated from a version-1 store (no batch history)",
-                     json.dumps(_suite_info(conn, suite)), writer or "", now),
-                )
-                conn.execute(
-                    f"INSERT INTO runs ({_RUN_COLUMNS}) SELECT ?, id, suite, scenario, variant, run_index, status, "
-                    "started_at, duration, attempts, calls, input_tokens, output_tokens, cost_usd, error_type, "
-                    "error_message, NULL, record, written_at, writer FROM runs_v1 WHERE suite = ?",
-                    (batch_id, suite),
-                )
-            conn.execute("DROP TABLE runs_v1")
-            conn.execute(f"UPDATE {_META_TABLE} SET value = ? WHERE key = 'version'", (str(STORE_VERSION),))
-            conn.execute(f"INSERT OR REPLACE INTO {_META_TABLE} VALUES ('migrated_from_1_at', ?)", (str(now),))
 
     # -- batches ------------------------------------------------------------------------------
     def start_batch(
@@ -525,16 +215,16 @@ class ResultStore:
     def batches(self, suite: str | None = None) -> list[BatchInfo]:
         """Every batch (of one suite), newest first, with its run counts."""
         where, params = ("WHERE b.suite = ? ", (suite,)) if suite is not None else ("", ())
-        rows = self._query(f"{_BATCH_SELECT} {where}ORDER BY b.started_at DESC, b.id DESC", params)
+        rows = self._query(f"{schema.BATCH_SELECT} {where}ORDER BY b.started_at DESC, b.id DESC", params)
         return self._with_counts(rows)
 
     def batch(self, batch_id: str) -> BatchInfo | None:
         """One batch by id (None if the store has no such batch)."""
-        rows = self._query(f"{_BATCH_SELECT} WHERE b.id = ?", (batch_id,))
+        rows = self._query(f"{schema.BATCH_SELECT} WHERE b.id = ?", (batch_id,))
         return self._with_counts(rows)[0] if rows else None
 
     def _with_counts(self, rows: list[tuple]) -> list[BatchInfo]:
-        counts = {row[0]: row[1:] for row in self._query(_BATCH_COUNTS, (json.dumps([r[0] for r in rows]),))} \
+        counts = {row[0]: row[1:] for row in self._query(schema.BATCH_COUNTS, (json.dumps([r[0] for r in rows]),))} \
             if rows else {}
         return [self._batch_info(row + tuple(c or 0 for c in counts.get(row[0], (0, 0, 0, 0, 0.0))))
                 for row in rows]
@@ -592,10 +282,10 @@ class ResultStore:
         with self._lock:
             try:
                 if len(rows) == 1:
-                    self._conn.execute(_UPSERT, rows[0])
+                    self._conn.execute(schema.UPSERT, rows[0])
                 else:
-                    with _immediate(self._conn):
-                        self._conn.executemany(_UPSERT, rows)
+                    with schema.immediate(self._conn):
+                        self._conn.executemany(schema.UPSERT, rows)
             except sqlite3.Error as exc:
                 raise StoreError(f"writing to result store {self.path} failed: {exc}") from exc
 
@@ -650,18 +340,19 @@ class ResultStore:
 
     def delete_batch(self, batch_id: str) -> int:
         """Forget one batch and its runs; returns how many runs went."""
-        self._require_writable()
-        with self._write("deleting a batch"), _immediate(self._conn):
-            count = self._conn.execute("DELETE FROM runs WHERE batch_id = ?", (batch_id,)).rowcount
-            self._conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
-        return count
+        return self._delete("batch", batch_id)
 
     def delete_suite(self, suite: str) -> int:
         """Forget every batch and run of ``suite``; returns how many runs went."""
+        return self._delete("suite", suite)
+
+    def _delete(self, what: str, value: str) -> int:
+        """Runs and batch rows of one batch (``what="batch"``) or one suite, in one transaction."""
         self._require_writable()
-        with self._write("deleting a suite"), _immediate(self._conn):
-            count = self._conn.execute("DELETE FROM runs WHERE suite = ?", (suite,)).rowcount
-            self._conn.execute("DELETE FROM batches WHERE suite = ?", (suite,))
+        runs_key, batches_key = {"batch": ("batch_id", "id"), "suite": ("suite", "suite")}[what]
+        with self._write(f"deleting a {what}"), schema.immediate(self._conn):
+            count = self._conn.execute(f"DELETE FROM runs WHERE {runs_key} = ?", (value,)).rowcount
+            self._conn.execute(f"DELETE FROM batches WHERE {batches_key} = ?", (value,))
         return count
 
     def _require_writable(self) -> None:
@@ -729,18 +420,20 @@ class ResultStore:
 
     # -- for the viewer: cheap summaries and the live transcripts of running runs ---------------
     def group_counts(self, batch_ids: Sequence[str]) -> dict[str, list[tuple[str, str, int, int]]]:
-        """Per batch, (scenario, variant, passed runs, stored runs) for each pair: enough to say
-        whether every threshold was met, without loading a record. One query for all batches."""
+        """Per batch, (scenario, variant, passed runs, finished runs) for each pair: enough to say
+        whether every threshold was met (:func:`scenario.rollup.meets`), without loading a record.
+        One query for all batches; cancelled runs are outside the counts, as in every rollup."""
         if not batch_ids:
             return {}
         rows = self._query(
-            "SELECT batch_id, scenario, variant, SUM(status = 'passed'), COUNT(*) FROM runs "
+            "SELECT batch_id, scenario, variant, SUM(status = 'passed'), "
+            "SUM(status IN ('passed', 'failed', 'error', 'timeout')) FROM runs "
             "WHERE batch_id IN (SELECT value FROM json_each(?)) GROUP BY batch_id, scenario, variant",
             (json.dumps(list(batch_ids)),),
         )
         found: dict[str, list[tuple[str, str, int, int]]] = {}
         for batch_id, scenario, variant, passed, runs in rows:
-            found.setdefault(batch_id, []).append((scenario, variant, int(passed or 0), int(runs)))
+            found.setdefault(batch_id, []).append((scenario, variant, int(passed or 0), int(runs or 0)))
         return found
 
     def run_verdicts(self, batch_id: str) -> dict[str, str]:
@@ -776,7 +469,7 @@ class ResultStore:
         self._require_writable()
         payload = json.dumps(list(messages), default=str)
         with self._write("storing a live transcript"):
-            self._conn.execute(_LIVE_TABLE)
+            self._conn.execute(schema.LIVE_TABLE)
             self._conn.execute(
                 "INSERT INTO live_runs (batch_id, id, suite, scenario, variant, run_index, turn, messages, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(batch_id, id) DO UPDATE SET turn = excluded.turn, "
@@ -788,7 +481,7 @@ class ResultStore:
         """Forget the live transcript of one run (or of every run of the batch)."""
         self._require_writable()
         with self._write("removing a live transcript"):
-            self._conn.execute(_LIVE_TABLE)
+            self._conn.execute(schema.LIVE_TABLE)
             if run_id is None:
                 self._conn.execute("DELETE FROM live_runs WHERE batch_id = ?", (batch_id,))
             else:
@@ -859,31 +552,6 @@ class _Writing:
         return False
 
 
-class _immediate:
-    """An IMMEDIATE transaction (takes the write lock at once), rolled back on any error."""
-
-    __slots__ = ("conn",)
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        elif self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
-        return False
-
-
-def _execute_script(conn: sqlite3.Connection, script: str) -> None:
-    for statement in script.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
 def _filters(*, suite: str | None = None, batch_id: str | None = None,
              ids: Sequence[str] | None = None) -> tuple[str, tuple]:
     clauses: list[str] = []
@@ -904,14 +572,6 @@ def _load_record(batch_id: str, payload: str) -> RunRecord:
     record = RunRecord.model_validate_json(payload)
     record.batch_id = batch_id  # the column is the truth (version-1 payloads have no batch_id)
     return record
-
-
-def _suite_info(conn: sqlite3.Connection, suite: str) -> dict[str, Any]:
-    row = conn.execute("SELECT info FROM suites WHERE name = ?", (suite,)).fetchone()
-    try:
-        return json.loads(row[0]) if row else {}
-    except ValueError:
-        return {}
 
 
 def _is_lock_error(exc: BaseException) -> bool:
