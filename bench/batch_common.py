@@ -89,18 +89,18 @@ async def capture_requests(base_url: str) -> list[dict[str, Any]]:
     from scenario.llm import client as models
 
     configure_library(base_url)
-    original = models._attempt
+    original = models.call_model
     captured: list[dict[str, Any]] = []
 
-    async def spy(kwargs: dict[str, Any], timeout: float) -> Any:
-        captured.append(dict(kwargs))
-        return await original(kwargs, timeout)
+    async def spy(request: Any) -> Any:  # the innermost call of the layers: one attempt's litellm arguments
+        captured.append(dict(request.kwargs))
+        return await original(request)
 
-    models._attempt = spy
+    models.call_model = spy
     try:
         await scenario.arun(name="capture", description="A customer asks about a parcel.", agents=agents_for_autopilot())
     finally:
-        models._attempt = original
+        models.call_model = original
     _CAPTURED[:] = captured
     return captured
 

@@ -18,7 +18,8 @@ import pytest
 from scenario import configure, fork, live
 from scenario.concurrency.rate_limits import RateLimit, RateLimiter
 from scenario.concurrency.strategies import SlidingWindow
-from scenario.llm import client, replay_cache, retry
+from scenario.llm import model_loop as loop_owner
+from scenario.llm import replay_cache, retry
 from scenario.runtime import worker_pool
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
@@ -89,7 +90,7 @@ def test_registering_something_that_is_not_callable_is_refused():
 
 def test_every_owner_of_process_wide_state_is_registered():
     owners = {hook.__module__ for hook in fork.registered()}
-    assert {"scenario.llm.client", "scenario.llm.replay_cache", "scenario.llm.retry", "scenario.runtime.worker_pool",
+    assert {"scenario.llm.model_loop", "scenario.llm.replay_cache", "scenario.llm.retry", "scenario.runtime.worker_pool",
             "scenario.concurrency.rate_limits", "scenario.concurrency.strategies", "scenario.telemetry.tracer",
             "scenario.telemetry.usage_processor", "scenario.telemetry.once", "scenario.live"} <= owners
 
@@ -97,25 +98,25 @@ def test_every_owner_of_process_wide_state_is_registered():
 def test_a_forked_child_gets_its_own_worker_pool_and_model_loop_and_both_work():
     # The parent's pool and model loop are running (threads the child will not have).
     assert worker_pool.get_pool().submit(lambda: 1).result(5) == 1
-    assert client.model_loop.submit(asyncio.sleep(0, result=2)).result(5) == 2
-    parent_pool, parent_loop = worker_pool.get_pool(), client.model_loop
+    assert loop_owner.model_loop.submit(asyncio.sleep(0, result=2)).result(5) == 2
+    parent_pool, parent_loop = worker_pool.get_pool(), loop_owner.model_loop
 
     def child() -> dict[str, Any]:
         async def on_the_model_loop() -> int:
-            return await client.model_loop.run(asyncio.sleep(0, result=3), timeout=5)
+            return await loop_owner.model_loop.run(asyncio.sleep(0, result=3), timeout=5)
 
         return {
             "new_pool": worker_pool.get_pool() is not parent_pool,
             "pool_works": worker_pool.get_pool().submit(lambda: 4).result(5),
-            "new_model_loop": client.model_loop is not parent_loop,
+            "new_model_loop": loop_owner.model_loop is not parent_loop,
             "model_loop_works": asyncio.run(on_the_model_loop()),
         }
 
     assert in_forked_child(child) == {"new_pool": True, "pool_works": 4, "new_model_loop": True,
                                       "model_loop_works": 3}
     # The parent's own are untouched.
-    assert worker_pool.get_pool() is parent_pool and client.model_loop is parent_loop
-    assert client.model_loop.submit(asyncio.sleep(0, result=5)).result(5) == 5
+    assert worker_pool.get_pool() is parent_pool and loop_owner.model_loop is parent_loop
+    assert loop_owner.model_loop.submit(asyncio.sleep(0, result=5)).result(5) == 5
 
 
 def test_a_limiter_held_by_another_thread_at_fork_time_is_free_in_the_child():

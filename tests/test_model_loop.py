@@ -138,3 +138,38 @@ async def test_completions_of_one_pass_wake_their_caller_loop_once(model_loop):
     finally:
         del here.call_soon_threadsafe
     assert wakeups == 1
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+async def test_after_fork_the_child_gets_a_fresh_model_loop_of_its_own():
+    import os
+    import select
+    import signal
+
+    from scenario.llm import model_loop as owner
+
+    parent_loop = owner.model_loop
+    await parent_loop.run(asyncio.sleep(0))  # the parent's loop thread exists; the child will not have it
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its answer goes through the pipe, it never returns into pytest
+        code = 1
+        try:
+            owner.reset_after_fork()
+            fresh = owner.model_loop
+            answer = asyncio.run(asyncio.wait_for(fresh.run(_where()), 10))  # a dead loop would never answer
+            code = 0 if fresh is not parent_loop and answer == fresh._thread.ident else 2
+        finally:
+            os.write(write, bytes([code]))
+            os._exit(code)
+    os.close(write)
+    try:
+        ready, _, _ = select.select([read], [], [], 30)
+        assert ready, "the child did not answer within 30 s"
+        assert os.read(read, 1) == bytes([0])
+    finally:
+        os.close(read)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert owner.model_loop is parent_loop  # the parent's is untouched

@@ -30,6 +30,7 @@ from scenario.agents.judge_transcript import (
     estimate_tokens,
 )
 from scenario.agents.model_backed import ModelBackedAgent
+from scenario.compat.peer_keywords import warn_step_options
 from scenario.engine.adapter import AgentAdapter
 from scenario.engine.state import render_transcript
 from scenario.errors import ScenarioConfigError
@@ -98,8 +99,6 @@ class JudgeAgent(AgentAdapter, ModelBackedAgent):
         modality: str | None = None,
         **litellm_params: Any,
     ) -> None:
-        from scenario.compat.peer_keywords import warn_step_options
-
         warn_step_options({
             f"JudgeAgent({name}=...)": value
             for name, value in (("span_collector", span_collector), ("remote_trace_fetcher", remote_trace_fetcher),

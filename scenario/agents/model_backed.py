@@ -1,9 +1,16 @@
-"""What the user simulator and the judge share: model settings resolved at call time."""
+"""What the user simulator and the judge share: model settings resolved at call time.
+
+``model=`` is a litellm model name, or an in-process model (``scenario.testing.FunctionModel``,
+any :class:`scenario.llm.call.InProcessModel`): that one is used as the agent's ``client=`` under
+its own name, so the call goes through every layer of the model call except litellm.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from scenario.llm.call import InProcessModel
+from scenario.llm.custom_client import check_client
 from scenario.settings import ModelConfig, resolve_model
 
 
@@ -14,7 +21,7 @@ class ModelBackedAgent:
     def __init__(
         self,
         *,
-        model: str | None = None,
+        model: str | InProcessModel | None = None,
         api_base: str | None = None,
         api_key: str | None = None,
         temperature: float | None = None,
@@ -22,6 +29,9 @@ class ModelBackedAgent:
         system_prompt: str | None = None,
         **litellm_params: Any,
     ) -> None:
+        if isinstance(model, InProcessModel):
+            litellm_params["client"] = model
+            model = model.name
         self.model = model
         self.api_base = api_base
         self.api_key = api_key
@@ -30,8 +40,6 @@ class ModelBackedAgent:
         self.system_prompt = system_prompt
         self.litellm_params = litellm_params
         if litellm_params.get("client") is not None:
-            from scenario.llm.custom_client import check_client
-
             check_client(litellm_params["client"], type(self).__name__)
 
     def model_config(self) -> ModelConfig:

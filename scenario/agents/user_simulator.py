@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from scenario.agents.model_backed import ModelBackedAgent
+from scenario.compat.peer_keywords import warn_step_options
 from scenario.engine.adapter import AgentAdapter
 from scenario.engine.state import message_text
+from scenario.errors import ScenarioConfigError
 from scenario.llm import client as models
 from scenario.messages import AgentInput, AgentRole
 
@@ -57,16 +59,12 @@ class UserSimulatorAgent(AgentAdapter, ModelBackedAgent):
         modality: str | None = None,
         **litellm_params: Any,
     ) -> None:
-        from scenario.compat.peer_keywords import warn_step_options
-
         warn_step_options({
             "UserSimulatorAgent(voice=...)": voice, "UserSimulatorAgent(audio_effects=...)": audio_effects,
             "UserSimulatorAgent(interrupt_probability=...)": interrupt_probability or None,
             "UserSimulatorAgent(modality=...)": modality,
         })
         if persona is not None and (not isinstance(persona, str) or not persona.strip()):
-            from scenario.errors import ScenarioConfigError
-
             raise ScenarioConfigError(f"UserSimulatorAgent(persona={persona!r}): describe the user in words, or leave it out.")
         ModelBackedAgent.__init__(
             self, model=model, api_base=api_base, api_key=api_key, temperature=temperature,

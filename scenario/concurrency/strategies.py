@@ -24,9 +24,11 @@ that waiter with ``loop.call_soon_threadsafe``. Properties:
   shrinking it never pre-empts running work (the excess simply drains).
 
 ``current_strategy`` (a ``ContextVar``) plus :func:`notify_rate_limited` /
-:func:`notify_success` / :func:`notify_error` let code deep inside a scenario (a
-model call) report 429s to whichever strategy is running it without plumbing the
-object through every layer. The executors copy the context into worker threads,
+:func:`notify_success` / :func:`notify_error` let code deep inside a scenario
+report 429s to whichever strategy is running it without plumbing the object
+through every layer. The model-call path does not call them: it publishes
+``scenario.events.RateLimited`` / ``ModelCallFinished``, which this module
+subscribes to (at the bottom) and forwards to the current strategy. The executors copy the context into worker threads,
 so this also works for ``run``.
 """
 
@@ -46,6 +48,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from scenario import fork
+from scenario.events import ModelCallFinished, RateLimited, subscribe
 
 __all__ = [
     "Adaptive",
@@ -564,3 +567,19 @@ def notify_error(exc: BaseException) -> bool:
         return False
     strategy.on_error(exc)
     return True
+
+
+# The model-call path announces its outcomes (scenario.events) instead of calling the functions
+# above: every 429 an attempt met, and every answered call. The strategy current where the call was
+# made hears them; replays from the cache asked no provider and say nothing about capacity.
+def _hear_rate_limited(event: RateLimited) -> None:
+    notify_rate_limited(event.retry_after)
+
+
+def _hear_model_call(event: ModelCallFinished) -> None:
+    if event.error is None and not event.cached:
+        notify_success()
+
+
+subscribe(RateLimited, _hear_rate_limited)
+subscribe(ModelCallFinished, _hear_model_call)

@@ -126,6 +126,11 @@ class ScenarioState:
         # ToolCall.turn. A message added by appending to `messages` directly has no entry.
         self._message_turns: dict[int, int] = {}
 
+    def scenario_replay_key(self) -> dict[str, Any]:
+        """What of the state decides a cached call's answer (``@scenario.cache`` on ``call(self, state)``):
+        the conversation and the description, never the per-run thread id."""
+        return {"messages": self.messages, "description": self.description}
+
     # -- the scenario's definition ------------------------------------------------------------
     @property
     def fields(self) -> dict[str, Any]:

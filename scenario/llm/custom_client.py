@@ -29,6 +29,11 @@ import contextvars
 import inspect
 from typing import Any
 
+from scenario.errors import ScenarioConfigError
+from scenario.llm.call import InProcessModel
+from scenario.llm.model_loop import litellm_module
+from scenario.runtime.worker_pool import get_pool
+
 # Chat-completions request parameters a client's create() accepts.
 FORWARDED = (
     "messages", "tools", "tool_choice", "temperature", "max_tokens", "max_completion_tokens", "top_p", "seed",
@@ -38,14 +43,16 @@ FORWARDED = (
 
 
 def check_client(client: Any, where: str) -> None:
-    """Raise ScenarioConfigError unless ``client`` looks like an OpenAI-compatible client."""
+    """Raise ScenarioConfigError unless ``client`` looks like an OpenAI-compatible client (or is an
+    in-process model, which the innermost call answers itself)."""
+    if isinstance(client, InProcessModel):
+        return
     create = getattr(getattr(getattr(client, "chat", None), "completions", None), "create", None)
     if not callable(create):
-        from scenario.errors import ScenarioConfigError
-
         raise ScenarioConfigError(
             f"{where}(client=...): {type(client).__name__} has no chat.completions.create(...). Pass an "
-            "OpenAI-compatible client such as openai.AsyncOpenAI(base_url=..., default_headers=...)."
+            "OpenAI-compatible client such as openai.AsyncOpenAI(base_url=..., default_headers=...), or, in a "
+            "unit test, scenario.testing.FunctionModel(fn)."
         )
 
 
@@ -54,8 +61,6 @@ def request_model_name(model: str) -> str:
     prefix, slash, rest = model.partition("/")
     if not slash:
         return model
-    from scenario.llm.client import litellm_module
-
     providers = {str(getattr(p, "value", p)) for p in getattr(litellm_module(), "provider_list", [])}
     return rest if prefix in providers else model
 
@@ -68,8 +73,6 @@ async def complete_with_client(client: Any, kwargs: dict[str, Any]) -> Any:
     if inspect.iscoroutinefunction(create):
         value = await create(**params)
     else:
-        from scenario.runtime.worker_pool import get_pool
-
         context = contextvars.copy_context()
         value = await asyncio.get_running_loop().run_in_executor(get_pool(), lambda: context.run(create, **params))
         if inspect.isawaitable(value):  # a sync-looking wrapper around an async client

@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from scenario import fork
+from scenario.messages import AgentInput
 from scenario.run_context import current_run
+from scenario.settings import settings
+from scenario.telemetry.tracer import warn_once
 
 F = TypeVar("F", bound=Callable[..., Any])
 _write_lock = threading.Lock()
@@ -34,8 +37,6 @@ def reset_after_fork() -> None:
 
 
 def cache_dir() -> Path:
-    from scenario.settings import settings
-
     return Path(settings().cache_dir or os.environ.get("SCENARIO_CACHE_DIR") or ".scenario-cache")
 
 
@@ -46,8 +47,6 @@ def active_cache_key(explicit: str | None = None) -> str | None:
     run = current_run.get()
     if run is not None and run.cache_key:
         return run.cache_key
-    from scenario.settings import settings
-
     return settings().cache_key
 
 
@@ -82,10 +81,8 @@ def store(key: str, value: Any) -> None:
 def _key_part(value: Any) -> Any:
     """What of an argument decides the answer. An ``AgentInput`` or ``ScenarioState`` (a cached
     ``call(self, input)``) counts by its conversation and description, never by the per-run
-    thread id or trace headers: with those in the key it would never hit."""
-    from scenario.engine.state import ScenarioState
-    from scenario.messages import AgentInput
-
+    thread id or trace headers: with those in the key it would never hit. The state says which
+    of its parts count itself (``scenario_replay_key()``), so this module needs no engine class."""
     if isinstance(value, AgentInput):
         request = value.judgment_request
         return {
@@ -94,8 +91,9 @@ def _key_part(value: Any) -> Any:
             "judgment_request": request.model_dump() if request is not None else None,
             "description": getattr(value.scenario_state, "description", None),
         }
-    if isinstance(value, ScenarioState):
-        return {"messages": value.messages, "description": value.description}
+    replay_key = getattr(type(value), "scenario_replay_key", None)
+    if callable(replay_key):
+        return replay_key(value)
     return value
 
 
@@ -120,8 +118,6 @@ def _store_value(key: str, value: Any, namespace: str) -> None:
     try:
         plain = _plain(value)
     except TypeError as exc:
-        from scenario.telemetry.tracer import warn_once
-
         warn_once(f"cache:{namespace}", f"@scenario.cache: {namespace} returned {exc}; its calls are not cached. "
                   "Return strings, dicts, lists, numbers or pydantic models.")
         return

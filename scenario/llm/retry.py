@@ -1,4 +1,5 @@
-"""Retrying model calls: which errors are transient, how long to wait, how often.
+"""Retrying model calls: how long to wait, how often (which errors are transient is
+:mod:`scenario.llm.classify`'s call; its names are re-exported here).
 
 Classification is deliberately conservative: only failures that can succeed on
 a second try are retried (rate limits, timeouts, connection problems, server
@@ -15,28 +16,33 @@ While a call sleeps before its next attempt it is listed on :data:`retry_board`,
 which the live progress display reads ("3 calls retrying, next in 4 s").
 
 litellm is *not* imported here: ``import scenario`` must stay fast and litellm
-takes seconds to import. Its exceptions are recognised through duck typing
-(``status_code`` attributes and class names along the MRO, which also covers
-the openai / httpx / aiohttp exceptions litellm wraps) and, when litellm has
-already been imported by someone else, through ``isinstance`` as well.
+takes seconds to import (:mod:`scenario.llm.classify` recognises its exceptions
+by duck typing). tenacity is imported on the first failure only.
+
+Rate-limited attempts are announced as :class:`scenario.events.RateLimited`
+(with ``report_rate_limits=True``); the concurrency strategies subscribe to it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import errno
 import logging
 import random
-import socket
-import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TypeVar
 
 from scenario import fork
+from scenario.events import RateLimited, publish
+from scenario.llm.classify import (
+    RETRYABLE_KINDS,
+    ErrorKind,
+    classify_error,
+    is_retryable,
+    retry_after_seconds,
+)
 
 __all__ = [
     "ErrorKind",
@@ -47,15 +53,12 @@ __all__ = [
     "classify_error",
     "is_retryable",
     "retry_after_seconds",
+    "RETRYABLE_KINDS",
 ]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-ErrorKind = Literal["rate_limit", "timeout", "connection", "server", "client", "other"]
-
-RETRYABLE_KINDS: frozenset[str] = frozenset({"rate_limit", "timeout", "connection", "server"})
 
 
 def _is_number(value: object) -> bool:
@@ -135,263 +138,6 @@ class RetryEvent:
     classification: ErrorKind
     sleep: float  # seconds about to be slept before attempt + 1
     retry_after: float | None = None  # server hint, if any
-
-
-# ---------------------------------------------------------------------------
-# Classification
-# ---------------------------------------------------------------------------
-
-# Class names (anywhere in the MRO) from litellm, openai, httpx, aiohttp,
-# anthropic, ... Matching by name avoids importing any of them.
-_TIMEOUT_NAMES = frozenset(
-    {
-        "Timeout",  # litellm.Timeout
-        "APITimeoutError",  # openai
-        "TimeoutException",  # httpx base
-        "ReadTimeout",
-        "ConnectTimeout",
-        "WriteTimeout",
-        "PoolTimeout",
-        "ServerTimeoutError",  # aiohttp
-        "ConnectionTimeoutError",
-        "SocketTimeoutError",
-    }
-)
-_CONNECTION_NAMES = frozenset(
-    {
-        "APIConnectionError",  # litellm / openai
-        "ConnectError",  # httpx
-        "NetworkError",
-        "RemoteProtocolError",
-        "ReadError",
-        "WriteError",
-        "ClientConnectionError",  # aiohttp
-        "ClientConnectorError",
-        "ServerDisconnectedError",
-        "ClientOSError",
-        "ClientPayloadError",
-    }
-)
-_RATE_LIMIT_NAMES = frozenset({"RateLimitError", "TooManyRequests", "ThrottlingException"})
-_SERVER_NAMES = frozenset(
-    {
-        "InternalServerError",
-        "ServiceUnavailableError",
-        "BadGatewayError",
-        "OverloadedError",  # anthropic 529
-        "GatewayTimeout",
-    }
-)
-# OSError errnos that mean "the network hiccupped" rather than "this will never work".
-_NETWORK_ERRNOS = frozenset(
-    getattr(errno, name)
-    for name in (
-        "ECONNRESET",
-        "ECONNREFUSED",
-        "ECONNABORTED",
-        "EPIPE",
-        "ENETDOWN",
-        "ENETUNREACH",
-        "ENETRESET",
-        "EHOSTDOWN",
-        "EHOSTUNREACH",
-        "ETIMEDOUT",
-        "EAGAIN",
-    )
-    if hasattr(errno, name)
-)
-
-
-def _mro_names(exc: BaseException) -> set[str]:
-    return {cls.__name__ for cls in type(exc).__mro__}
-
-
-def _status_code(exc: BaseException) -> int | None:
-    for candidate in (
-        getattr(exc, "status_code", None),
-        getattr(getattr(exc, "response", None), "status_code", None),
-        # aiohttp.ClientResponseError and similar use `.status`.
-        getattr(exc, "status", None) if "ClientResponseError" in _mro_names(exc) else None,
-    ):
-        try:
-            code = int(candidate)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            continue
-        if 100 <= code <= 599:
-            return code
-    return None
-
-
-def _classify_status(code: int) -> ErrorKind:
-    if code == 429:
-        return "rate_limit"
-    if code == 408:
-        return "timeout"
-    # 409: providers use it for transient conflicts (e.g. OpenAI's lock timeouts;
-    # its own SDK retries it). 5xx (incl. Anthropic's 529 "overloaded"): server side.
-    if code == 409 or code >= 500:
-        return "server"
-    if 400 <= code < 500:
-        return "client"
-    return "other"
-
-
-def _classify_litellm(exc: BaseException) -> ErrorKind | None:
-    litellm = sys.modules.get("litellm")  # never import it ourselves
-    if litellm is None:
-        return None
-    checks: tuple[tuple[str, ErrorKind], ...] = (
-        ("Timeout", "timeout"),
-        ("RateLimitError", "rate_limit"),
-        ("APIConnectionError", "connection"),
-        ("ContextWindowExceededError", "client"),
-        ("ContentPolicyViolationError", "client"),
-        ("BadRequestError", "client"),
-        ("AuthenticationError", "client"),
-        ("PermissionDeniedError", "client"),
-        ("NotFoundError", "client"),
-        ("UnprocessableEntityError", "client"),
-        ("ServiceUnavailableError", "server"),
-        ("BadGatewayError", "server"),
-        ("InternalServerError", "server"),
-    )
-    for name, kind in checks:
-        cls = getattr(litellm, name, None)
-        if isinstance(cls, type) and isinstance(exc, cls):
-            return kind
-    return None
-
-
-def _classify_one(exc: BaseException) -> ErrorKind:
-    if isinstance(exc, asyncio.CancelledError):
-        return "other"
-    from scenario.llm.classify import looks_like_missing_key
-
-    if looks_like_missing_key(exc):
-        return "client"  # litellm wraps "no API key" in a 500: retrying cannot conjure a key
-    kind = _classify_litellm(exc)
-    if kind is not None:
-        return kind
-    names = _mro_names(exc)
-    # Class checks come before status codes on purpose: litellm gives
-    # APIConnectionError status_code=500 and Timeout 408, which would otherwise
-    # be mislabelled.
-    if names & _TIMEOUT_NAMES or isinstance(exc, (TimeoutError, asyncio.TimeoutError, socket.timeout)):
-        return "timeout"
-    if names & _CONNECTION_NAMES:
-        return "connection"
-    if names & _RATE_LIMIT_NAMES:
-        return "rate_limit"
-    code = _status_code(exc)
-    if code is not None:
-        return _classify_status(code)
-    if names & _SERVER_NAMES:
-        return "server"
-    if isinstance(exc, (ConnectionError, socket.gaierror)):
-        return "connection"
-    if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
-        return "connection"
-    # Other OSErrors (FileNotFoundError, PermissionError, ...) are not transient.
-    return "other"
-
-
-def classify_error(exc: BaseException) -> ErrorKind:
-    """One of ``rate_limit``, ``timeout``, ``connection``, ``server``, ``client``, ``other``.
-
-    If the exception itself says nothing, its explicit cause (``raise X from Y``)
-    is examined, so an agent adapter that wraps a 429 in its own error is still
-    seen as rate limited.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen and len(seen) < 8:
-        seen.add(id(current))
-        kind = _classify_one(current)
-        if kind != "other" or isinstance(current, asyncio.CancelledError):
-            return kind
-        current = current.__cause__
-    return "other"
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """True for rate limits, timeouts, connection failures and server errors; never
-    for client errors (4xx other than 408/409/429) or cancellation."""
-    if isinstance(exc, asyncio.CancelledError) or not isinstance(exc, Exception):
-        return False  # CancelledError, KeyboardInterrupt, SystemExit: propagate at once
-    return classify_error(exc) in RETRYABLE_KINDS
-
-
-# ---------------------------------------------------------------------------
-# Retry-After
-# ---------------------------------------------------------------------------
-
-
-def _header_lookup(headers: Any, name: str) -> str | None:
-    if headers is None:
-        return None
-    try:
-        value = headers.get(name)  # httpx.Headers is case-insensitive
-        if value is not None:
-            return str(value)
-        if isinstance(headers, Mapping) or hasattr(headers, "items"):
-            for key, val in headers.items():  # plain dicts are not
-                if isinstance(key, str) and key.lower() == name:
-                    return str(val)
-    except Exception:  # odd header containers: ignore rather than fail the retry
-        return None
-    return None
-
-
-def _parse_retry_after(value: str) -> float | None:
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - time.time()
-    if seconds != seconds or seconds == float("inf"):  # NaN / inf
-        return None
-    return max(0.0, seconds)
-
-
-def _retry_after_one(exc: BaseException) -> float | None:
-    sources = (
-        getattr(exc, "litellm_response_headers", None),
-        getattr(exc, "headers", None),
-        getattr(getattr(exc, "response", None), "headers", None),
-    )
-    for headers in sources:
-        ms = _header_lookup(headers, "retry-after-ms")
-        if ms is not None:
-            parsed = _parse_retry_after(ms)
-            if parsed is not None:
-                return parsed / 1000.0
-        raw = _header_lookup(headers, "retry-after")
-        if raw is not None:
-            parsed = _parse_retry_after(raw)
-            if parsed is not None:
-                return parsed
-    return None
-
-
-def retry_after_seconds(exc: BaseException) -> float | None:
-    """Seconds the server asked us to wait (``retry-after-ms`` or ``Retry-After``
-    as seconds or an HTTP date), looking at litellm's ``litellm_response_headers``,
-    an exception's ``headers`` and ``response.headers``; ``None`` when absent."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen and len(seen) < 8:
-        seen.add(id(current))
-        value = _retry_after_one(current)
-        if value is not None:
-            return value
-        current = current.__cause__
-    return None
 
 
 # ---------------------------------------------------------------------------
@@ -492,13 +238,12 @@ async def call_with_retries(
     ``tenacity.RetryError``) with ``scenario_attempts`` set to the number of
     attempts made.
 
-    With ``report_rate_limits=True`` every rate-limited attempt is also reported
-    to the current concurrency strategy (``scenario.concurrency.strategies.notify_rate_limited``).
-    It is off by default because callers that already report from ``on_retry``
-    (as ``scenario.llm.client`` does) would otherwise count every 429 twice.
+    With ``report_rate_limits=True`` every rate-limited attempt is also announced
+    as :class:`scenario.events.RateLimited`, which the concurrency strategies
+    hear (``scenario.concurrency.strategies.notify_rate_limited``). It is off by
+    default because callers that already report from ``on_retry`` would
+    otherwise count every 429 twice.
     """
-    from scenario.concurrency.strategies import notify_rate_limited
-
     # Fast path: nearly every call succeeds at once, and setting up tenacity costs more CPU
     # than the rest of our per-call bookkeeping, so only a failure pays for it. That failure
     # is replayed to tenacity as attempt 1, so waits, events and counts are unchanged.
@@ -507,7 +252,7 @@ async def call_with_retries(
         return await fn(), 1
     except Exception as exc:
         if report_rate_limits and classify_error(exc) == "rate_limit":
-            notify_rate_limited(retry_after_seconds(exc))
+            publish(RateLimited(retry_after_seconds(exc)))
         if policy.max_attempts <= 1 or not is_retryable(exc):
             try:
                 setattr(exc, "scenario_attempts", 1)
@@ -583,11 +328,11 @@ async def call_with_retries(
             if kind == "timeout":
                 timeouts += 1
             if report_rate_limits and kind == "rate_limit":
-                notify_rate_limited(retry_after_seconds(exc))
+                publish(RateLimited(retry_after_seconds(exc)))
             raise
 
     try:
-        value = await retrying(attempt_once)
+        value: T = await retrying(attempt_once)
     except BaseException as exc:
         try:
             setattr(exc, "scenario_attempts", attempts)

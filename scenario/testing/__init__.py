@@ -1,4 +1,5 @@
-"""Testing helpers for scenario: an offline, OpenAI-compatible mock model server.
+"""Testing helpers for scenario: an offline, OpenAI-compatible mock model server, and an
+in-process function model for unit tests of one prompt.
 
 ::
 
@@ -6,6 +7,10 @@
 
     with MockLLMServer(behavior=MockBehavior(judge_turns=2)) as server:
         ...  # point litellm at server.base_url with model "openai/gpt-4o-mini"
+
+    from scenario.testing import FunctionModel
+
+    JudgeAgent(criteria=[...], model=FunctionModel(lambda messages, tools: ...))  # no server at all
 
 Names are resolved lazily (PEP 562) for two reasons: ``import scenario.testing``
 stays cheap, and ``python -m scenario.testing.mock_llm`` does not find the
@@ -18,16 +23,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from scenario.testing.function_model import FunctionModel, ModelRequestSeen, ToolCallReply, judge_verdict
     from scenario.testing.mock_behavior import MockBehavior
     from scenario.testing.mock_llm import Fault, MockLLMServer, MockStats
 
-__all__ = ["MockLLMServer", "MockBehavior", "MockStats", "Fault"]
+__all__ = ["MockLLMServer", "MockBehavior", "MockStats", "Fault", "FunctionModel", "ModelRequestSeen", "ToolCallReply",
+           "judge_verdict"]
 
 _LAZY = {
     "MockBehavior": "scenario.testing.mock_behavior",
     "MockLLMServer": "scenario.testing.mock_llm",
     "MockStats": "scenario.testing.mock_llm",
     "Fault": "scenario.testing.mock_llm",
+    "FunctionModel": "scenario.testing.function_model",
+    "ModelRequestSeen": "scenario.testing.function_model",
+    "ToolCallReply": "scenario.testing.function_model",
+    "judge_verdict": "scenario.testing.function_model",
 }
 
 
