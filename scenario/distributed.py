@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from scenario.checks import check_infra_retries, is_whole_number
 from scenario.errors import ScenarioConfigError
 
 __all__ = ["Ray", "DEFAULT_INFRA_RETRIES"]
@@ -51,8 +52,7 @@ class Ray:
                 f"scenario.distributed.Ray(address={self.address!r}): give a cluster address such as 'auto' or "
                 "'ray://head:10001', or leave it out to use RAY_ADDRESS or a local cluster."
             )
-        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
-                                         or self.workers < 1):
+        if self.workers is not None and (not is_whole_number(self.workers) or self.workers < 1):
             raise ScenarioConfigError(f"scenario.distributed.Ray(workers={self.workers!r}): must be an integer >= 1.")
         check_infra_retries(self.infra_retries, "scenario.distributed.Ray(infra_retries=...)")
         if self.runtime_env is not None and not isinstance(self.runtime_env, dict):
@@ -65,10 +65,3 @@ class Ray:
         if self.init_kwargs is not None and not isinstance(self.init_kwargs, dict):
             raise ScenarioConfigError("scenario.distributed.Ray(init_kwargs=...): expected a dict of ray.init arguments.")
 
-
-def check_infra_retries(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ScenarioConfigError(
-            f"{where}: {value!r} is not allowed; give an integer >= 0 (times a run lost with its worker is sent again)."
-        )
-    return value

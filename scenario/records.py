@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from scenario.result import ScenarioResult
 from scenario.rollup import FINISHED_STATUSES, Group, roll_up_batch
+from scenario.text import format_summary
 from scenario.usage import Usage
 
 RunStatus = Literal["passed", "failed", "error", "timeout", "cancelled"]
@@ -261,99 +262,3 @@ class BatchResult(BaseModel):
         )
 
     __str__ = __repr__
-
-
-# ---------------------------------------------------------------------------------------------
-# The text report
-
-
-def format_cost(usage: Usage) -> str:
-    """``$0.042``; unpriced calls are called out rather than silently counted as free."""
-    cost = usage.cost_usd
-    if cost == 0:
-        text = "$0"
-    elif cost >= 100:
-        text = f"${cost:,.0f}"
-    elif cost >= 0.01:
-        text = f"${cost:.3f}".rstrip("0").rstrip(".") if cost < 1 else f"${cost:.2f}"
-    else:
-        text = f"${cost:.2g}" if cost >= 1e-4 else f"${cost:.1e}"
-    if usage.unpriced_calls:
-        text += f" + {usage.unpriced_calls} unpriced call{'s' if usage.unpriced_calls != 1 else ''}"
-    return text
-
-
-def _pct(rate: float) -> str:
-    return f"{rate * 100:.0f}%"
-
-
-def _seconds(value: float) -> str:
-    return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.1f}s"
-
-
-def _one_line(text: str | None, width: int | None) -> str:
-    """Whitespace flattened; cut to ``width`` only when a caller asks (a terminal's live area):
-    by default a failure's reason is printed whole."""
-    flat = " ".join((text or "").split())
-    return flat if width is None or len(flat) <= width else flat[: max(1, width - 1)] + "…"
-
-
-_STATUS_WORD = {"failed": "failed", "error": "error", "timeout": "timed out", "cancelled": "cancelled"}
-
-
-def format_summary(result: BatchResult, *, max_failures_per_group: int = 10, width: int | None = None) -> str:
-    """The body of :meth:`BatchResult.summary` (also used by reports reading stored records)."""
-    lines: list[str] = []
-    verdict = "PASSED" if result.passed else "FAILED"
-    if result.cancelled:
-        verdict = "CANCELLED" if result.total == 0 else f"{verdict}, CANCELLED"
-    head = f"{verdict} ({_pct(result.pass_rate)} pass rate, {result.total} run{'s' if result.total != 1 else ''}, {format_cost(result.usage)})"
-    extras = []
-    if result.min_pass_rate is not None:
-        extras.append(f"min pass rate {_pct(result.min_pass_rate)}")
-    if result.error_runs or result.timeout_runs:
-        extras.append(f"{result.error_runs} error(s), {result.timeout_runs} timeout(s)")
-    if result.cancelled_runs or result.not_started:
-        extras.append(f"{result.cancelled_runs} cancelled in flight, {result.not_started} not started")
-    if result.reason:
-        extras.append(result.reason)
-    if extras:
-        head += " — " + "; ".join(extras)
-    lines.append(head)
-
-    many_variants = len(result.by_variant) > 1
-    for scenario_name, variants in result.by_scenario_variant.items():
-        for variant_name, stats in variants.items():
-            label = f"{scenario_name} [{variant_name}]" if many_variants else scenario_name
-            line = f"{label}: {stats.passed}/{stats.total} passed"
-            if stats.total:
-                line += f" ({_pct(stats.pass_rate)})"
-            if stats.min_pass_rate is not None:
-                line += f", needs {_pct(stats.min_pass_rate)}"
-            if stats.cancelled:
-                line += f", {stats.cancelled} cancelled"
-            if stats.min_pass_rate is not None and stats.total and not stats.ok:
-                line += "  ✗ below its threshold"
-            lines.append(line)
-            bad = [
-                r for r in result.runs
-                if r.scenario == scenario_name and r.variant == variant_name and r.status not in ("passed", "cancelled")
-            ]
-            for record in bad[:max_failures_per_group]:
-                word = _STATUS_WORD.get(record.status, record.status)
-                retry = f" after {record.attempts} attempts" if record.attempts > 1 else ""
-                lines.append(f"  run {record.index} {word}{retry}: {_one_line(record.reasoning, width)}")
-            if len(bad) > max_failures_per_group:
-                lines.append(f"  ... and {len(bad) - max_failures_per_group} more")
-
-    if many_variants:
-        parts = [f"{name} {s.passed}/{s.total} ({_pct(s.pass_rate)}, {format_cost(s.usage)})"
-                 for name, s in result.by_variant.items()]
-        lines.append("By variant: " + ", ".join(parts))
-    usage = result.usage
-    lines.append(
-        f"Latency p50 {_seconds(result.latency_p50)}, p95 {_seconds(result.latency_p95)}, "
-        f"p99 {_seconds(result.latency_p99)}; wall {_seconds(result.duration)}; "
-        f"{usage.calls} model calls, {usage.input_tokens:,} tokens in, {usage.output_tokens:,} out"
-    )
-    return "\n".join(lines)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from scenario.compat.peer_keywords import warn_step_options
 from scenario.errors import ScenarioConfigError
 from scenario.messages import Message
 
@@ -81,7 +82,7 @@ def user(
     without effect here (a warning says so once).
     """
     _check_content(content, "scenario.user")
-    _warn_voice({"scenario.user(voice_style=...)": voice_style, "scenario.user(audio_effects=...)": audio_effects})
+    warn_step_options({"scenario.user(voice_style=...)": voice_style, "scenario.user(audio_effects=...)": audio_effects})
     return UserStep(content)
 
 
@@ -92,7 +93,7 @@ def agent(content: str | Message | None = None, *, wait: bool = True) -> AgentSt
     accepted; ``wait=False`` has no effect here (a warning says so once).
     """
     _check_content(content, "scenario.agent")
-    _warn_voice({"scenario.agent(wait=False)": (not wait) or None})
+    warn_step_options({"scenario.agent(wait=False)": (not wait) or None})
     return AgentStep(content)
 
 
@@ -155,12 +156,6 @@ def message(msg: Message) -> MessageStep:
             f"scenario.message(msg): expected an OpenAI-format dict with a 'role', got {msg!r}."
         )
     return MessageStep(dict(msg))
-
-
-def _warn_voice(values: dict) -> None:
-    from scenario.compat.peer_keywords import warn_step_options
-
-    warn_step_options(values)
 
 
 def _check_content(content: Any, where: str) -> None:

@@ -2,15 +2,26 @@
 
 Settings are read when a run starts, never written by a run, so concurrent runs cannot change
 each other's behaviour. Nothing here touches ``os.environ`` or litellm's globals.
+
+Values flow down, never calls: this module sits below the rooms that act on a setting (rate
+limits, the tracer), so :func:`configure` does not reach into them. A room that must act when a
+setting changes registers a hook with :func:`on_configure`; ``configure`` calls every hook with the
+settings it was given explicitly. A hook registered after ``configure`` ran (its module was
+imported later) is called at once with what was configured so far, so nothing is lost to import
+order.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from scenario.checks import check_choice, check_max_turns, check_positive_int, is_whole_number
 from scenario.errors import ScenarioConfigError
 
 DEFAULT_MAX_TURNS = 10
@@ -86,6 +97,15 @@ class LangWatchSettings(BaseModel):
 _lock = threading.Lock()
 _settings = Settings()
 
+ConfigureHook = Callable[[Settings, Mapping[str, Any]], None]
+"""Called as ``hook(settings, given)`` after :func:`configure` applied its arguments: ``given``
+holds the keywords given explicitly (not None), ``rate_limits`` included."""
+
+_hooks: list[ConfigureHook] = []
+# Every keyword given explicitly since the last reset (latest value wins): what a hook
+# registered late is told, so it sees the same values it would have seen registered early.
+_given: dict[str, Any] = {}
+
 
 def settings() -> Settings:
     """The configuration in force now (a snapshot: treat it as read-only)."""
@@ -134,6 +154,8 @@ def configure(
     if extra:
         raise ScenarioConfigError(_unknown_keys_message(extra))
     global _settings
+    if rate_limits is not None:
+        _check_rate_limits(rate_limits)
     with _lock:
         data = _settings.model_dump()
         data["retry"] = _settings.retry
@@ -147,18 +169,16 @@ def configure(
                 )
             data["default_model"] = default_model
         if max_turns is not None:
-            _check_max_turns(max_turns, "configure(max_turns=...)")
-            data["max_turns"] = max_turns
+            data["max_turns"] = check_max_turns(max_turns, "configure(max_turns=...)")
         if min_turns is not None:
-            if isinstance(min_turns, bool) or not isinstance(min_turns, int) or min_turns < 0:
+            if not is_whole_number(min_turns) or min_turns < 0:
                 raise ScenarioConfigError(f"configure(min_turns={min_turns!r}): must be an integer >= 0.")
             data["min_turns"] = min_turns
-        if max_workers is not None and max_workers < 1:
-            raise ScenarioConfigError(f"configure(max_workers={max_workers}): must be at least 1.")
-        if tracing is not None and tracing not in ("otlp", "off", "auto"):
-            raise ScenarioConfigError(
-                f"configure(tracing={tracing!r}): use 'otlp' (export over OTLP/HTTP), 'off' or 'auto'."
-            )
+        if max_workers is not None:
+            check_positive_int(max_workers, f"configure(max_workers={max_workers})", "at least 1")
+        if tracing is not None:
+            check_choice(tracing, ("otlp", "off", "auto"),
+                         f"configure(tracing={tracing!r}): use 'otlp' (export over OTLP/HTTP), 'off' or 'auto'.")
         if verbose is not None and not isinstance(verbose, bool):
             verbose = bool(verbose)  # langwatch-scenario also takes a verbosity level
         for key, value in (
@@ -175,21 +195,51 @@ def configure(
                 data[key] = value
         _settings = Settings(**data)
         new = _settings
-    if rate_limits is not None:
-        from scenario.concurrency.rate_limits import set_rate_limits
-
-        set_rate_limits(rate_limits)
-    if tracing is not None:
-        from scenario.telemetry import tracer as telemetry
-
-        telemetry.apply_tracing_setting(tracing)
+        given = {key: value for key, value in (
+            ("default_model", default_model), ("max_turns", max_turns), ("verbose", verbose),
+            ("cache_key", cache_key), ("min_turns", min_turns), ("cache_dir", cache_dir), ("debug", debug),
+            ("retry", retry), ("max_workers", max_workers), ("rate_limits", rate_limits), ("tracing", tracing),
+            ("trace_content", trace_content),
+        ) if value is not None}
+        _given.update(given)
+        hooks = list(_hooks)
+    if given:  # configure() with no arguments only reads the settings
+        for hook in hooks:
+            hook(new, given)
     return new
 
 
-def _unknown_keys_message(extra: dict[str, Any]) -> str:
-    import difflib
-    import inspect
+def on_configure(hook: ConfigureHook) -> ConfigureHook:
+    """Call ``hook(settings, given)`` after every :func:`configure` (see the module docstring).
 
+    If ``configure`` already ran, the hook is called once now with everything given so far. The
+    owner of a setting registers here at import; returns the hook, so it works as a decorator.
+    """
+    with _lock:
+        _hooks.append(hook)
+        given, current = dict(_given), _settings
+    if given:
+        hook(current, given)
+    return hook
+
+
+def _check_rate_limits(rate_limits: Any) -> None:
+    where = "configure(rate_limits=...)"
+    if not isinstance(rate_limits, Mapping):
+        raise ScenarioConfigError(
+            f"{where}: expected a dict of 'model or pattern' -> scenario.RateLimit(...), got {type(rate_limits).__name__}."
+        )
+    for key, limit in rate_limits.items():
+        if not isinstance(key, str) or not key:
+            raise ScenarioConfigError(f"{where}: model key {key!r} is not allowed; it must be a non-empty string.")
+        if not all(hasattr(limit, name) for name in ("requests_per_minute", "tokens_per_minute")):
+            raise ScenarioConfigError(
+                f"{where}: the value for {key!r} must be a scenario.RateLimit(requests_per_minute=..., "
+                f"tokens_per_minute=...), got {type(limit).__name__}."
+            )
+
+
+def _unknown_keys_message(extra: dict[str, Any]) -> str:
     known = [name for name, p in inspect.signature(configure).parameters.items() if p.kind is p.KEYWORD_ONLY
              or p.kind is p.POSITIONAL_OR_KEYWORD]
     parts = []
@@ -208,11 +258,7 @@ def reset_configuration() -> None:
     global _settings
     with _lock:
         _settings = Settings()
-
-
-def _check_max_turns(value: Any, where: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ScenarioConfigError(f"{where}: max_turns must be an integer >= 1, got {value!r}.")
+        _given.clear()
 
 
 def resolve_model(

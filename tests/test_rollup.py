@@ -8,9 +8,9 @@ import pytest
 
 from scenario.records import BatchResult, RunRecord, run_id
 from scenario.reports import report_from_records, summarize
-from scenario.reports.text import Column, table, verdict_table
 from scenario.rollup import Group, by_pair, meets, pass_rate, percentile, roll_up_batch, tally
 from scenario.store import RunOutcome
+from scenario.text import Column, table, verdict_table
 from scenario.usage import Usage
 
 

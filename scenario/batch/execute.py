@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from scenario import live
 from scenario.batch.spec import RunUnit
 from scenario.concurrency.strategies import current_strategy
-from scenario.engine.loop import ScenarioEngine, build_spec
+from scenario.engine.loop import ScenarioEngine
 from scenario.errors import ModelCallError
 from scenario.executors import run_engine
 from scenario.llm.retry import classify_error, is_retryable, retry_after_seconds, retry_board
@@ -162,7 +162,7 @@ async def _attempt(unit: RunUnit, config: BatchConfig) -> _Outcome:
     except Exception as exc:
         return _Outcome(None, exc, "error", f"agent factory of variant {unit.variant!r}")
     try:
-        spec = build_spec(**unit.scenario.run_kwargs(agents, timeout=config.timeout))
+        spec = unit.scenario.spec(agents, timeout=config.timeout)
     except Exception as exc:
         return _Outcome(None, exc, "error", "set-up")
     if config.executor == "thread":

@@ -9,17 +9,28 @@ another run's agent state. So agents are never handed to the engine as given: fo
 from __future__ import annotations
 
 import copy
-import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from scenario import executors
+from scenario.agents import JudgeAgent, UserSimulatorAgent
+from scenario.batch.fingerprint import combine, fingerprint_parts
+from scenario.checks import (
+    check_description,
+    check_max_turns,
+    check_name,
+    check_rate,
+    check_runs,
+    check_timeout,
+    is_adapter,
+)
 from scenario.errors import ScenarioConfigError
-from scenario.messages import AgentRole
-from scenario.records import DEFAULT_VARIANT
+from scenario.records import DEFAULT_VARIANT, run_id
 from scenario.result import ScenarioResult
+from scenario.spec import ScenarioSpec, build_spec, check_script
 
 AgentFactory = Callable[[], Any]
 """A zero-argument callable (function, lambda, class) returning an adapter or a list of adapters."""
@@ -28,15 +39,6 @@ AgentsSource = Sequence[Any] | AgentFactory | Any
 
 # A copy slower than this per run deserves a nudge towards a factory.
 _SLOW_COPY_SECONDS = 0.02
-
-
-def is_adapter(value: Any) -> bool:
-    """An adapter *instance* (a class is a factory, not an adapter)."""
-    return (
-        not isinstance(value, type)
-        and callable(getattr(value, "call", None))
-        and isinstance(getattr(value, "role", None), AgentRole)
-    )
 
 
 @dataclass
@@ -74,12 +76,12 @@ class Scenario:
 
     def __post_init__(self) -> None:
         where = f"Scenario({self.name!r})" if isinstance(self.name, str) else "Scenario(...)"
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ScenarioConfigError(f"{where}: name must be a non-empty string, got {self.name!r}.")
-        if not isinstance(self.description, str):
-            raise ScenarioConfigError(
-                f"{where}: description must be a string, got {type(self.description).__name__}."
-            )
+        check_name(self.name, where)
+        check_description(self.description, where)
+        if self.max_turns is not None:
+            check_max_turns(self.max_turns, where)
+        if self.script is not None:
+            check_script(self.script, where)
         if self.runs is not None:
             check_runs(self.runs, f"{where}: runs")
         if self.min_pass_rate is not None:
@@ -107,41 +109,18 @@ class Scenario:
             "timeout": self.timeout if self.timeout is not None else timeout,
         }
 
+    def spec(self, agents: list[Any], *, timeout: float | None = None) -> ScenarioSpec:
+        """The validated spec of one run of this scenario with these agents (``timeout``: the
+        batch's, when the scenario sets none)."""
+        return build_spec(**self.run_kwargs(agents, timeout=timeout))
+
     async def run(self) -> ScenarioResult:
         """Run once on a worker thread (``scenario.run``) with freshly made agents."""
-        from scenario.executors import run
-
-        return await run(**self.run_kwargs(AgentRecipe(self, None, DEFAULT_VARIANT).build()))
+        return await executors.run(**self.run_kwargs(AgentRecipe(self, None, DEFAULT_VARIANT).build()))
 
     async def arun(self) -> ScenarioResult:
         """Run once on the caller's loop (``scenario.arun``) with freshly made agents."""
-        from scenario.executors import arun
-
-        return await arun(**self.run_kwargs(AgentRecipe(self, None, DEFAULT_VARIANT).build()))
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks shared with run_batch
-
-
-def check_runs(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ScenarioConfigError(f"{where} must be an integer >= 1, got {value!r}.")
-    return value
-
-
-def check_rate(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value <= 1.0):
-        raise ScenarioConfigError(
-            f"{where} must be a fraction between 0 and 1 (0.9 means 90% of runs pass), got {value!r}."
-        )
-    return float(value)
-
-
-def check_timeout(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
-        raise ScenarioConfigError(f"{where} must be a positive number of seconds, got {value!r}.")
-    return float(value)
+        return await executors.arun(**self.run_kwargs(AgentRecipe(self, None, DEFAULT_VARIANT).build()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,8 +130,6 @@ def check_timeout(value: Any, where: str) -> float:
 def _shareable(adapter: Any) -> bool:
     """The library's own simulator and judge keep only configuration and never change it while
     running, so one instance can serve every run (subclasses may add state: those are copied)."""
-    from scenario.agents import JudgeAgent, UserSimulatorAgent
-
     return type(adapter) in (UserSimulatorAgent, JudgeAgent)
 
 
@@ -258,8 +235,6 @@ class AgentRecipe:
     def fingerprint(self) -> str | None:
         """The fingerprint of this pair's runs (None before :meth:`probe`)."""
         if self._fingerprint is None and self.fingerprint_parts:
-            from scenario.batch.fingerprint import combine
-
             self._fingerprint = combine(self.fingerprint_parts)
         return self._fingerprint
 
@@ -296,8 +271,6 @@ class AgentRecipe:
                 f"scenario {self.scenario.name!r}, variant {self.variant!r}: making the agents raised "
                 f"{type(exc).__name__}: {exc}. Fix the agent factory; nothing was run."
             ) from exc
-        from scenario.batch.fingerprint import fingerprint_parts
-
         self._fingerprint = None
         self.fingerprint_parts = fingerprint_parts(
             self.scenario, self._prebuilt, self.variant_source, batch_min_pass_rate=min_pass_rate, batch_timeout=timeout,
@@ -369,8 +342,6 @@ def plan_units(
 ) -> list[RunUnit]:
     """Every run of the batch, repetition-major: the first runs cover every scenario and variant,
     so a batch stopped early (fail-fast, Ctrl-C) still says something about all of them."""
-    from scenario.records import run_id
-
     units: list[RunUnit] = []
     most = max((s.runs or runs) for s in scenarios)
     for index in range(most):

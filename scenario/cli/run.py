@@ -45,11 +45,11 @@ from scenario.errors import ScenarioConfigError
 from scenario.llm.client import litellm_module
 from scenario.reports import report_from_records, summarize, write_report
 from scenario.reports.failure_text import explain_record
-from scenario.reports.text import verdict_table
 from scenario.rollup import tally
 from scenario.store import StoreError
 from scenario.suite import Overrides, ResolvedModel, SuiteError, check_agent, load_suite
 from scenario.testing.mock_llm import MockLLMServer
+from scenario.text import verdict_table
 
 
 def _report_targets(args: argparse.Namespace) -> list[tuple[str, Path]]:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scenario import fork
+from scenario.settings import on_configure
 
 __all__ = [
     "CoordinatedLimiter",
@@ -300,6 +301,16 @@ def get_rate_limits() -> RateLimits:
 def set_rate_limits(mapping: Mapping[str, RateLimit] | None) -> None:
     """Replace the process-wide rate limits (``None`` clears them)."""
     _registry.set(mapping)
+
+
+def _apply_configured_limits(_settings: Any, given: Mapping[str, Any]) -> None:
+    # configure(rate_limits=...) names the process-wide limits; settings.py does not know this
+    # module, so the value flows down through its hook.
+    if "rate_limits" in given:
+        set_rate_limits(given["rate_limits"])
+
+
+on_configure(_apply_configured_limits)
 
 
 def get_rate_limiter(model: str) -> RateLimiter | None:

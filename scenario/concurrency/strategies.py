@@ -48,6 +48,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from scenario import fork
+from scenario.checks import check_int
 from scenario.events import ModelCallFinished, RateLimited, subscribe
 
 __all__ = [
@@ -91,14 +92,9 @@ def _wake(fut: asyncio.Future[None]) -> None:
 
 
 def _check_int(owner: str, name: str, value: Any, minimum: int | None) -> int:
-    # ValueError (not TypeError) for a wrong type too: callers handle one
+    # ScenarioConfigError (a ValueError, not TypeError) for a wrong type too: callers handle one
     # exception type for "bad concurrency argument", e.g. from config files.
-    if isinstance(value, bool) or not isinstance(value, int):
-        allowed = f"an integer >= {minimum}" if minimum is not None else "an integer"
-        raise ValueError(f"{owner}: {name}={value!r} is not allowed; {name} must be {allowed}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{owner}: {name}={value!r} is not allowed; {name} must be >= {minimum}")
-    return value
+    return check_int(value, owner, name, minimum=minimum)
 
 
 # Every live strategy, so a forked child can reset them.

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from scenario.errors import AgentReturnError
 from scenario.messages import AgentInput, AgentRole, Message
 from scenario.result import ScenarioResult
+from scenario.runtime.worker_pool import get_pool
 
 AgentReturnTypes = str | Message | list[Message] | ScenarioResult | Any
 
@@ -75,8 +76,6 @@ async def invoke(adapter: Any, agent_input: AgentInput, *, offload_sync: bool) -
     if is_async_call(adapter):
         value = await adapter.call(agent_input)
     elif offload_sync:
-        from scenario.runtime.worker_pool import get_pool
-
         context = contextvars.copy_context()  # keep the run context and current span
         loop = asyncio.get_running_loop()
         value = await loop.run_in_executor(get_pool(), context.run, adapter.call, agent_input)

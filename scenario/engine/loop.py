@@ -12,8 +12,8 @@ import asyncio
 import inspect
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from scenario import live
 from scenario.engine.adapter import adapter_name, invoke, normalize_return, runs_on_any_loop
@@ -31,151 +31,21 @@ from scenario.script import (
     ScriptStep,
     UserStep,
     VerdictStep,
-    proceed,
 )
-from scenario.settings import _check_max_turns, settings
+from scenario.spec import ScenarioSpec, without_criteria
 from scenario.telemetry import tracer as telemetry
-
-if TYPE_CHECKING:
-    from scenario.executors import RunThread
+from scenario.tracebacks import format_exception, user_location
 
 _ROLE_ORDER = {AgentRole.USER: 0, AgentRole.AGENT: 1, AgentRole.JUDGE: 2}
 _MESSAGE_ROLE = {"user": AgentRole.USER, "assistant": AgentRole.AGENT, "tool": AgentRole.AGENT}
 
 
-@dataclass
-class ScenarioSpec:
-    """A validated description of one run (what ``run``/``arun`` were called with)."""
+class UserCodeRunner(Protocol):
+    """Where a run's user code executes when it is not this loop (``run``'s RunThread): the
+    engine hands each piece of user code over and awaits its outcome here. Passed in by the door,
+    so the engine needs no knowledge of threads."""
 
-    name: str
-    description: str
-    agents: list[Any]
-    script: list[Any] | None = None
-    max_turns: int = 10
-    cache_key: str | None = None
-    set_id: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    verbose: bool = False
-    timeout: float | None = None
-    min_turns: int = 0
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-def build_spec(
-    *,
-    name: Any,
-    description: Any,
-    agents: Any,
-    script: Any = None,
-    max_turns: Any = None,
-    cache_key: str | None = None,
-    set_id: str | None = None,
-    metadata: dict[str, Any] | None = None,
-    verbose: bool | None = None,
-    timeout: float | None = None,
-    min_turns: int | None = None,
-    fields: dict[str, Any] | None = None,
-) -> ScenarioSpec:
-    """Check everything that can be checked before running; raise ScenarioConfigError if wrong."""
-    where = f"scenario {name!r}" if isinstance(name, str) else "scenario"
-    if not isinstance(name, str) or not name.strip():
-        raise ScenarioConfigError(f"{where}: name must be a non-empty string, got {name!r}.")
-    if not isinstance(description, str):
-        raise ScenarioConfigError(f"{where}: description must be a string, got {type(description).__name__}.")
-    if max_turns is None:
-        max_turns = settings().max_turns
-    _check_max_turns(max_turns, where)
-    if min_turns is None:
-        min_turns = settings().min_turns
-    if isinstance(min_turns, bool) or not isinstance(min_turns, int) or not 0 <= min_turns <= max_turns:
-        raise ScenarioConfigError(
-            f"{where}: min_turns must be an integer from 0 to max_turns ({max_turns}), got {min_turns!r}."
-        )
-    if fields is not None and not isinstance(fields, dict):
-        raise ScenarioConfigError(f"{where}: fields must be a dict of name -> value, got {type(fields).__name__}.")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ScenarioConfigError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}.")
-    if agents is None:
-        agents = []
-    if not isinstance(agents, (list, tuple)):
-        raise ScenarioConfigError(f"{where}: agents must be a list of AgentAdapter instances, got {type(agents).__name__}.")
-    for index, agent in enumerate(agents):
-        if isinstance(agent, type):
-            raise ScenarioConfigError(
-                f"{where}: agents[{index}] is the class {agent.__name__}, not an instance; write {agent.__name__}()."
-            )
-        if not callable(getattr(agent, "call", None)) or not isinstance(getattr(agent, "role", None), AgentRole):
-            raise ScenarioConfigError(
-                f"{where}: agents[{index}] ({type(agent).__name__}) is not an agent adapter: it needs a call(input) "
-                "method and a role (subclass scenario.AgentAdapter)."
-            )
-    roles = {agent.role for agent in agents}
-    if AgentRole.AGENT not in roles:
-        raise ScenarioConfigError(
-            f"{where}: agents has no agent under test. Add an instance of your scenario.AgentAdapter subclass "
-            "(role AgentRole.AGENT) to agents=[...]."
-        )
-    if script is not None:
-        if not isinstance(script, (list, tuple)):
-            raise ScenarioConfigError(f"{where}: script must be a list of steps, got {type(script).__name__}.")
-        for index, step in enumerate(script):
-            if not isinstance(step, ScriptStep) and not callable(step):
-                raise ScenarioConfigError(
-                    f"{where}: script[{index}] is a {type(step).__name__}, not a step. Use scenario.user(), agent(), "
-                    "judge(), proceed(), succeed(), fail(), message(), or a function taking the ScenarioState."
-                )
-    steps = list(script) if script is not None else [proceed()]
-    needs_user = any(isinstance(s, ProceedStep) or (isinstance(s, UserStep) and s.content is None) for s in steps)
-    if needs_user and AgentRole.USER not in roles:
-        raise ScenarioConfigError(
-            f"{where}: the script generates user messages (autopilot/proceed() or user() without content) but agents "
-            "has no user simulator. Add scenario.UserSimulatorAgent() to agents, or script user('...') lines."
-        )
-    if any(isinstance(s, JudgeStep) for s in steps) and AgentRole.JUDGE not in roles:
-        raise ScenarioConfigError(
-            f"{where}: the script has a judge() step but agents has no judge. Add "
-            "scenario.JudgeAgent(criteria=[...]) to agents."
-        )
-    open_ended = [s for s in steps if isinstance(s, ProceedStep) and s.turns is None and s.on_turn is None
-                  and s.on_step is None]
-    if open_ended and AgentRole.JUDGE not in roles:
-        # Only a judge's verdict ends open-ended autopilot: without one it would burn every turn.
-        what = "autopilot (no script)" if script is None else "the script's proceed() without turns="
-        raise ScenarioConfigError(
-            f"{where}: {what} can only end with a judge's verdict, and agents has no judge, so it would run all "
-            f"{max_turns if max_turns is not None else settings().max_turns} turns and then fail. Add "
-            "scenario.JudgeAgent(criteria=[...]) to agents, or give the script an end: e.g. "
-            "script=[scenario.proceed(turns=3), scenario.succeed()] (or scenario.fail(...))."
-        )
-    judges = [agent for agent in agents if agent.role is AgentRole.JUDGE]
-    inline = any(isinstance(s, JudgeStep) and s.criteria for s in steps)
-    if judges and not inline and all(_without_criteria(j) for j in judges):
-        raise ScenarioConfigError(
-            f"{where}: the judge has no criteria to rule on. Give them to the judge "
-            "(scenario.JudgeAgent(criteria=['...'])) or inline in the script "
-            "(scenario.judge(criteria=['...']) steps)."
-        )
-    return ScenarioSpec(
-        name=name,
-        description=description,
-        agents=list(agents),
-        script=list(script) if script is not None else None,
-        max_turns=max_turns,
-        cache_key=cache_key,
-        set_id=set_id,
-        metadata=dict(metadata or {}),
-        verbose=(settings().verbose or settings().debug) if verbose is None else verbose,
-        timeout=timeout,
-        min_turns=min_turns,
-        fields=dict(fields or {}),
-    )
-
-
-def _without_criteria(judge: Any) -> bool:
-    """A judge that declares an empty ``criteria`` list (a JudgeAgent() relying on inline
-    checkpoints). Custom judges without the attribute decide by themselves."""
-    criteria = getattr(judge, "criteria", None)
-    return isinstance(criteria, (list, tuple)) and not criteria
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
 
 class _StepFailed(Exception):
@@ -190,7 +60,7 @@ class _StepFailed(Exception):
 class ScenarioEngine:
     """Runs one :class:`ScenarioSpec` to a :class:`ScenarioResult`. One engine per run."""
 
-    def __init__(self, spec: ScenarioSpec, *, owns_loop: bool = False, user_thread: RunThread | None = None):
+    def __init__(self, spec: ScenarioSpec, *, owns_loop: bool = False, user_thread: UserCodeRunner | None = None):
         self.spec = spec
         # Where user code (the agent under test, script steps, callbacks) runs. With a
         # user_thread (`run`), all of it goes to the run's own thread and loop, where a sync
@@ -200,7 +70,8 @@ class ScenarioEngine:
         self.owns_loop = owns_loop
         self.user_thread = user_thread
         self.state = ScenarioState(
-            name=spec.name, description=spec.description, thread_id=str(uuid.uuid4()), engine=self, fields=spec.fields
+            name=spec.name, description=spec.description, thread_id=str(uuid.uuid4()), fields=spec.fields, spec=spec,
+            on_append=self._message_added, on_rollback=self._messages_cut,
         )
         self._agents: dict[AgentRole, list[Any]] = {role: [] for role in AgentRole}
         for agent in spec.agents:
@@ -271,8 +142,7 @@ class ScenarioEngine:
         return result
 
     async def _run_script(self) -> ScenarioResult:
-        steps = self.spec.script if self.spec.script is not None else [proceed()]
-        for index, step in enumerate(steps):
+        for index, step in enumerate(self.spec.steps):
             label = f"{index + 1} ({_describe(step)})" if self.spec.script is not None else "autopilot"
             self._step_label = label
             result = await self._run_step(step, label)
@@ -312,7 +182,7 @@ class ScenarioEngine:
             role = _MESSAGE_ROLE.get(step.message.get("role", ""))
             if role is not None:
                 self._enter_role(role)
-            self.add_message(dict(step.message))
+            self.state.add_message(dict(step.message))
             return None
         if callable(step):
             return await self._custom_step(step, label)
@@ -333,7 +203,7 @@ class ScenarioEngine:
             return await self._call_role(role)
         self._enter_role(role)
         message = {"role": message_role, "content": content} if isinstance(content, str) else dict(content)
-        self.add_message(message)
+        self.state.add_message(message)
         return None
 
     async def _judge(self, criteria: list[str] | None, additional_context: str | None = None) -> ScenarioResult | None:
@@ -387,7 +257,7 @@ class ScenarioEngine:
                 return result
 
     def _judges_lack_criteria(self) -> bool:
-        return all(_without_criteria(j) for j in self._agents[AgentRole.JUDGE])
+        return all(without_criteria(j) for j in self._agents[AgentRole.JUDGE])
 
     def _judge_waits(self) -> bool:
         """In autopilot the judge is not asked before min_turns turns are complete, nor at all
@@ -490,14 +360,14 @@ class ScenarioEngine:
             self._seen[id(agent)] = len(self.state.messages)
             return outcome
         for message in outcome:
-            self.add_message(message)
+            self.state.add_message(message)
         self._seen[id(agent)] = len(self.state.messages)
         telemetry.end_span(span, None, {"scenario.messages_returned": len(outcome)})
         return None
 
     # -- bookkeeping --------------------------------------------------------------------------
-    def add_message(self, message: Message) -> None:
-        self.state.record_message(message)
+    def _message_added(self, message: Message) -> None:
+        """The state's append callback: every message, whoever added it, is broadcast and printed."""
         live.message_added(self.state.messages, self.state.current_turn)
         if self.spec.verbose:
             role = message.get("role", "?")
@@ -531,21 +401,12 @@ class ScenarioEngine:
         result.criteria = extra + result.criteria
         result.passed_criteria = [c.requirement for c in extra if c.status == "passed"] + result.passed_criteria
 
-    def rollback_messages_to(self, index: int) -> list[Message]:
-        """Cut the conversation at ``index`` (in place: every holder of the list sees it) and
-        make sure no adapter's "already seen" mark points past the end."""
-        messages = self.state.messages
-        index = min(index, len(messages))
-        removed = messages[index:]
-        del messages[index:]
-        self.state.forget_messages(removed)
+    def _messages_cut(self, index: int) -> None:
+        """The state's rollback callback: no adapter's "already seen" mark may point past the cut."""
         for key, seen in self._seen.items():
             self._seen[key] = min(seen, index)
-        return removed
 
     def _error_result(self, exc: BaseException, where: str, reasoning: str | None) -> ScenarioResult:
-        from scenario.tracebacks import format_exception, user_location
-
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         location = user_location(exc)
         if location and reasoning is None:

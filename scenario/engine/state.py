@@ -1,5 +1,10 @@
 """The conversation as it stands, and helpers to read it.
 
+The state is plain data: the run's spec, its messages and turn. It never calls the engine; the
+engine hands it two callbacks instead (``on_append``: a message was added, ``on_rollback``: the
+conversation was cut), so a message added by a script step and one added by the engine take the
+same path, and a state built by hand (a unit test of a step) works alone.
+
 Messages are plain OpenAI-format dicts: they are what models take and what users already know.
 The reading helpers return what langwatch-scenario's return (a suite written for it asserts on
 them): ``last_message()``/``last_user_message()`` the message dict, ``first_user_message()`` and
@@ -10,15 +15,14 @@ them): ``last_message()``/``last_user_message()`` the message dict, ``first_user
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn, overload
+from typing import Any, NoReturn, overload
 
+from scenario.compat.peer_only import MIGRATING, NotSupportedError
 from scenario.messages import Message
-
-if TYPE_CHECKING:  # pragma: no cover
-    from scenario.engine.loop import ScenarioEngine
-    from scenario.settings import Settings
+from scenario.settings import Settings, settings
+from scenario.spec import ScenarioSpec
 
 
 @dataclass(frozen=True)
@@ -112,18 +116,22 @@ class ScenarioState:
         description: str,
         thread_id: str,
         name: str = "",
-        engine: ScenarioEngine | None = None,
         fields: dict[str, Any] | None = None,
+        spec: ScenarioSpec | None = None,
+        on_append: Callable[[Message], None] | None = None,
+        on_rollback: Callable[[int], None] | None = None,
     ):
         self.name = name
         self.description = description
         self.thread_id = thread_id
         self.messages: list[Message] = []
         self.current_turn: int = 0
-        self._engine = engine
+        self._spec = spec
+        self._on_append = on_append
+        self._on_rollback = on_rollback
         self._fields: dict[str, Any] = dict(fields or {})
-        # id(message) -> the turn it was added in (kept by add_message / the engine), for
-        # ToolCall.turn. A message added by appending to `messages` directly has no entry.
+        # id(message) -> the turn it was added in (kept by add_message), for ToolCall.turn. A
+        # message added by appending to `messages` directly has no entry.
         self._message_turns: dict[int, int] = {}
 
     def scenario_replay_key(self) -> dict[str, Any]:
@@ -145,22 +153,17 @@ class ScenarioState:
     @property
     def criteria(self) -> list[str]:
         """The criteria of the scenario's judges, in the order the agents list them."""
-        if self._engine is None:
-            return []
-        return [c for agent in self._engine.spec.agents for c in (getattr(agent, "criteria", None) or [])
-                if agent.role.name == "JUDGE"]
+        return self._spec.criteria() if self._spec is not None else []
 
     @property
     def config(self) -> Settings:
         """The settings this run uses (``max_turns``, ``min_turns``, ``verbose``, ``cache_key``
         are the run's own values, keywords of ``run`` included): langwatch-scenario's
         ``state.config``. A copy: changing it changes nothing."""
-        from scenario.settings import settings
-
         current = settings()
-        if self._engine is None:
+        spec = self._spec
+        if spec is None:
             return current.model_copy()
-        spec = self._engine.spec
         return current.model_copy(update={
             "max_turns": spec.max_turns, "min_turns": spec.min_turns, "verbose": spec.verbose,
             "cache_key": spec.cache_key if spec.cache_key is not None else current.cache_key,
@@ -283,8 +286,6 @@ class ScenarioState:
 
     def set_effects(self, effects: list[Any]) -> None:
         """langwatch-scenario's audio effects for the user simulator: voice, not provided here."""
-        from scenario.compat.peer_only import MIGRATING, NotSupportedError
-
         raise NotSupportedError(
             f"ScenarioState.set_effects() sets audio effects for voice agents, which this library does not "
             f"provide; remove it from this test, see {MIGRATING}."
@@ -292,12 +293,12 @@ class ScenarioState:
 
     # -- writing ------------------------------------------------------------------------------
     def add_message(self, message: Message) -> None:
-        """Append a message to the conversation (through the engine when one is attached, so
-        turn bookkeeping and new-message tracking stay right)."""
-        if self._engine is not None:
-            self._engine.add_message(message)
-        else:
-            self.record_message(message)
+        """Append a message to the conversation (the run then prints and broadcasts it, and
+        every adapter sees it as new)."""
+        self.messages.append(message)
+        self._message_turns[id(message)] = self.current_turn  # for ToolCall.turn
+        if self._on_append is not None:
+            self._on_append(message)
 
     def rollback_messages_to(self, index: int) -> list[Message]:
         """Remove the messages from position ``index`` on and return them.
@@ -307,30 +308,20 @@ class ScenarioState:
         """
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ValueError(f"ScenarioState.rollback_messages_to({index!r}): index must be an integer >= 0.")
-        if self._engine is not None:
-            return self._engine.rollback_messages_to(index)
+        index = min(index, len(self.messages))
         removed = self.messages[index:]
-        del self.messages[index:]
-        self.forget_messages(removed)
-        return removed
-
-    def record_message(self, message: Message) -> None:
-        """Append ``message`` and note the turn it arrived in (the engine's way in)."""
-        self.messages.append(message)
-        self._message_turns[id(message)] = self.current_turn
-
-    def forget_messages(self, removed: list[Message]) -> None:
-        """Drop the turn notes of messages a rollback removed (their ids may be reused)."""
-        for message in removed:
+        del self.messages[index:]  # in place: every holder of the list sees the cut
+        for message in removed:  # their ids may be reused by new messages
             self._message_turns.pop(id(message), None)
+        if self._on_rollback is not None:
+            self._on_rollback(index)
+        return removed
 
     def __repr__(self) -> str:
         return f"<ScenarioState {self.name!r} turn={self.current_turn} messages={len(self.messages)}>"
 
 
 def _no_span_views(name: str) -> NoReturn:
-    from scenario.compat.peer_only import MIGRATING, NotSupportedError
-
     raise NotSupportedError(
         f"ScenarioState.{name} reads the OpenTelemetry spans langwatch-scenario collects from your agent "
         "in-process; this library does not collect them. Read the conversation instead: "
@@ -380,8 +371,3 @@ def render_transcript(messages: list[Message]) -> str:
             attrs += f' tool_call_id="{message["tool_call_id"]}"'
         lines.append(f"<message{attrs}>{message_text(message)}</message>")
     return "\n".join(lines)
-
-
-def dump_message(message: Message) -> str:
-    """Compact JSON of a message for logs and spans."""
-    return json.dumps(message, ensure_ascii=False, default=str)

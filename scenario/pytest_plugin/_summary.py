@@ -18,8 +18,8 @@ from _pytest.outcomes import Skipped, XFailed
 from scenario.events import ResultCollector
 from scenario.pytest_plugin._repeat import RunOutcome, describe_error
 from scenario.pytest_plugin._settings import RepeatSettings
-from scenario.reports.text import Column, money, percent, table
 from scenario.rollup import pass_rate
+from scenario.text import Column, money, percent, table
 
 REPORT_ATTRIBUTE = "scenario_summary"
 REPORT_VERSION = 1

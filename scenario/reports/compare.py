@@ -17,8 +17,8 @@ from typing import Any
 
 from scenario.reports.stats import DEFAULT_ALPHA, fisher_exact
 from scenario.reports.summary import GroupSummary, summarize
-from scenario.reports.text import Column, table
 from scenario.rollup import tally
+from scenario.text import Column, table
 
 
 @dataclass

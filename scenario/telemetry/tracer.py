@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from scenario import fork
-from scenario.settings import settings
+from scenario.settings import on_configure, settings
 from scenario.telemetry.once import _warned, warn_once  # noqa: F401 - _warned: tests reset it
 from scenario.telemetry.spans import (  # noqa: F401 - re-exported: the engine and model path name spans through here
     ATTR_COST,
@@ -72,6 +72,16 @@ def apply_tracing_setting(mode: str) -> None:
         _cached_provider = _cached_tracer = None
     if mode == "otlp" and _app_provider() is None:
         _get_private_provider()
+
+
+def _apply_configured_tracing(_settings: Any, given: Mapping[str, Any]) -> None:
+    # configure(tracing=...) is read from the settings on every get_tracer(); the hook only
+    # drops the cached tracer and builds the private exporter early (see apply_tracing_setting).
+    if "tracing" in given:
+        apply_tracing_setting(given["tracing"])
+
+
+on_configure(_apply_configured_tracing)
 
 
 def _mode() -> str:

@@ -1,0 +1,362 @@
+"""A coroutine run on an event loop of its own, in a worker-pool thread: ``run``'s runtime.
+
+Two shapes, both owned here and both shut down before their caller goes on:
+
+* :func:`run_on_worker_loop` runs one coroutine to completion on a fresh loop in a pool thread
+  (a scripted ``run`` sends its whole engine there in one hop).
+* :class:`RunThread` is a pool thread running one loop for a whole run; the engine, which stays on
+  the caller's loop, sends each piece of user code there (the agent under test, script steps,
+  callbacks) and awaits the outcome, so a blocking agent sees one loop from its first turn to its
+  last and blocks only its own thread.
+
+Policy: every loop made here has an owner that closes it; cancelling the awaiting task cancels
+the work on the other loop and waits (at most ``CANCEL_GRACE`` seconds) for it to unwind. The
+caller's ``contextvars`` (the run context, the current span) travel with every piece of work.
+Batches may ask a thread to keep a loop its previous run left exactly as new (``reuse_loop``),
+which saves making and closing one per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from scenario.runtime.event_loops import consume_outcome, drain, settle_future
+from scenario.runtime.worker_pool import at_thread_exit, get_pool
+
+__all__ = ["CANCEL_GRACE", "RunThread", "run_on_worker_loop"]
+
+T = TypeVar("T")
+
+# How long a cancelled run waits for its worker loop to unwind before giving up on it.
+CANCEL_GRACE = 10.0
+
+
+class _WorkerLoopJob:
+    """One coroutine run to completion on a fresh loop in a pool thread, cancellable from outside."""
+
+    def __init__(self, make_coro: Callable[[], Awaitable[T]], reuse_loop: bool = False):
+        self._make_coro = make_coro
+        self._reuse_loop = reuse_loop
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelled = False
+
+    def __call__(self) -> Any:
+        if self._reuse_loop:
+            loop = _take_thread_loop()
+        else:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+        try:
+            with self._lock:
+                if self._cancelled:
+                    raise asyncio.CancelledError()
+                self._task = loop.create_task(self._make_coro())  # type: ignore[arg-type]
+                self._loop = loop
+            return loop.run_until_complete(self._task)
+        finally:
+            with self._lock:
+                self._loop = None
+            if self._reuse_loop:
+                _give_back_thread_loop(loop)
+            else:
+                _shutdown_loop(loop)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._loop is not None and self._task is not None:
+                self._loop.call_soon_threadsafe(self._task.cancel)
+
+
+# Opt-in (run_batch's thread executor): a worker thread keeps the loop of its last run when that
+# run left nothing behind on it, and its next run starts there instead of on a new one. A loop left exactly as new is
+# indistinguishable from a new loop, and making and closing one costs more CPU than a short
+# scripted run (epoll instance, self-pipe, three shutdown passes): about a third of a `run`'s
+# overhead in the batch benchmarks. Any trace of the run (a task, an async generator, a default
+# executor, a reader, a timer, a handler) and the loop is shut down and closed as before.
+_thread_loop = threading.local()
+
+
+# Kept loops inherited by a forked child (whose threads are gone): never closed there, because
+# closing would unregister the self-pipe from the epoll instance the child shares with its parent.
+_inherited_loops: list[asyncio.AbstractEventLoop] = []
+
+
+class _KeptLoop:
+    """Holds a thread's idle loop and closes it when the thread ends (no unclosed-loop warning)."""
+
+    __slots__ = ("loop", "pid")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop: asyncio.AbstractEventLoop | None = loop
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        if os.getpid() != self.pid:
+            _inherited_loops.append(loop)
+        elif not loop.is_running():
+            loop.close()
+
+
+def _take_thread_loop() -> asyncio.AbstractEventLoop:
+    kept = getattr(_thread_loop, "kept", None)
+    _thread_loop.kept = None
+    loop: asyncio.AbstractEventLoop | None = None
+    if kept is not None:
+        loop, kept.loop = kept.loop, None  # taken back: the holder must not close it any more
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
+def _give_back_thread_loop(loop: asyncio.AbstractEventLoop) -> None:
+    if _is_pristine(loop):
+        asyncio.set_event_loop(None)
+        _thread_loop.kept = _KeptLoop(loop)
+        if not getattr(_thread_loop, "closes_at_exit", False):
+            _thread_loop.closes_at_exit = True
+            at_thread_exit(_close_kept_loop)  # the pool ends idle threads: the loop goes with it
+        return
+    _shutdown_loop(loop)
+
+
+def _close_kept_loop() -> None:
+    """On a worker thread that is ending: close the loop it kept (its epoll and self-pipe)."""
+    kept = getattr(_thread_loop, "kept", None)
+    _thread_loop.kept = None
+    loop = kept.loop if kept is not None else None
+    if kept is not None:
+        kept.loop = None
+    if loop is not None and not loop.is_closed():
+        _shutdown_loop(loop)
+
+
+def _is_pristine(loop: asyncio.AbstractEventLoop) -> bool:
+    """True when the loop holds nothing a run could have left: no task, callback, live timer,
+    async generator, default executor, registered file descriptor besides its own self-pipe,
+    signal handler, custom exception handler or task factory, debug mode."""
+    try:
+        if loop.is_closed() or loop.get_debug() or loop.get_task_factory() is not None:
+            return False
+        if loop.get_exception_handler() is not None:
+            return False
+        if getattr(loop, "_ready", True) or getattr(loop, "_asyncgens", True):
+            return False
+        if getattr(loop, "_default_executor", True) is not None or getattr(loop, "_signal_handlers", True):
+            return False
+        scheduled = getattr(loop, "_scheduled", None)
+        if scheduled is None or any(not handle.cancelled() for handle in scheduled):
+            return False
+        selector = getattr(loop, "_selector", None)
+        if selector is None or len(selector.get_map()) != 1:
+            return False
+        return not any(not task.done() for task in asyncio.all_tasks(loop))
+    except Exception:  # an unfamiliar loop implementation: do not keep it
+        return False
+
+
+def _shutdown_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a worker loop for good: stray tasks, async generators, default executor, then close."""
+    try:
+        drain(loop)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+async def run_on_worker_loop(make_coro: Callable[[], Awaitable[T]], *, reuse_loop: bool = False) -> T:
+    """Await ``make_coro()`` executed on a fresh loop in a worker thread, with our context.
+
+    ``reuse_loop=True`` (batches) lets the thread start on the loop its previous job left
+    pristine (see ``_is_pristine``) instead of making a new one.
+
+    Cancelling the awaiting task cancels the worker's task and waits (boundedly) for its loop to
+    shut down, so a cancelled batch leaves no loop or thread behind.
+    """
+    job = _WorkerLoopJob(make_coro, reuse_loop)
+    context = contextvars.copy_context()
+    future = asyncio.wrap_future(get_pool().submit(context.run, job))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        job.cancel()
+        await asyncio.wait({future}, timeout=CANCEL_GRACE)
+        if future.done() and not future.cancelled():
+            future.exception()  # consumed: the cancellation below is what the caller sees
+        raise
+
+
+_UNSET = object()
+
+
+class _UserCall:
+    """One call of user code (an adapter, a script step, a callback) sent to a run's own loop."""
+
+    __slots__ = ("fn", "args", "context", "sent", "caller", "future", "task", "abandoned")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], caller: asyncio.AbstractEventLoop,
+                 future: asyncio.Future[Any], carried: dict[contextvars.ContextVar[Any], Any]):
+        self.fn = fn
+        self.args = args
+        # The engine's context (the run, the current span) with what earlier user calls of this
+        # run set on top, so a contextvar a script step sets is seen by later steps and the agent,
+        # as under ``arun`` where all of them share the run's task context.
+        self.context = contextvars.copy_context()
+        for var, value in carried.items():
+            self.context.run(var.set, value)
+        self.sent = dict(self.context)  # to tell, afterwards, what this call changed
+        self.caller = caller
+        self.future = future
+        self.task: asyncio.Task[Any] | None = None
+        self.abandoned = False
+
+
+class RunThread:
+    """Where a ``run``'s user code executes: a pool thread running a fresh event loop for the
+    whole run, started on the first call and shut down by :meth:`close`.
+
+    The engine stays on the caller's loop and sends each piece of user code here (the agent under
+    test, script steps, callbacks), so the agent sees one loop of its own from its first turn to
+    its last and may block its thread; the library's own agents and every model call never wake
+    this thread. Each call gets a copy of the engine's context (the run, the current span) plus
+    the contextvars earlier calls of the run set.
+    """
+
+    def __init__(self, *, reuse_loop: bool = False):
+        self._reuse_loop = reuse_loop
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: list[_UserCall] = []  # sent before the thread's loop was up
+        self._job: asyncio.Future[Any] | None = None
+        self._stop = False
+        # contextvars the run's user code set, carried into its later calls (caller's loop only)
+        self._carried: dict[contextvars.ContextVar[Any], Any] = {}
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` (awaited if it returns an awaitable) on this run's loop; its outcome here."""
+        caller = asyncio.get_running_loop()
+        item = _UserCall(fn, args, caller, caller.create_future(), self._carried)
+        with self._lock:
+            loop = self._loop
+            if loop is None:
+                self._waiting.append(item)
+        if loop is not None:
+            loop.call_soon_threadsafe(self._start, item)
+        elif self._job is None:
+            self._job = asyncio.wrap_future(get_pool().submit(self._serve))
+        try:
+            value = await item.future
+        except asyncio.CancelledError:  # the run timed out or was cancelled: stop the call there too
+            item.abandoned = True
+            with self._lock:
+                loop = self._loop
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(_cancel_user_call, item)
+                except RuntimeError:  # already closed: nothing left to cancel
+                    pass
+            raise
+        except BaseException:
+            self._carry(item)
+            raise
+        self._carry(item)
+        return value
+
+    def _carry(self, item: _UserCall) -> None:
+        """Remember what the finished call set in its context, for the run's next calls."""
+        sent = item.sent
+        for var, value in item.context.items():
+            if sent.get(var, _UNSET) is not value:
+                self._carried[var] = value
+
+    async def close(self) -> None:
+        """Stop the loop and wait (at most ``CANCEL_GRACE`` s) until it is shut down (or kept)."""
+        job = self._job
+        if job is None:
+            return
+        with self._lock:
+            self._stop = True
+            loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(loop.stop)
+            except RuntimeError:
+                pass
+        await asyncio.wait({job}, timeout=CANCEL_GRACE)
+        if job.done() and not job.cancelled():
+            job.exception()  # a failure here is the pool's, already reported by the call it broke
+
+    # -- on the run's thread --------------------------------------------------------------------
+    def _serve(self) -> None:
+        loop = _take_thread_loop() if self._reuse_loop else _new_thread_loop()
+        try:
+            with self._lock:
+                self._loop = loop
+                waiting, self._waiting = self._waiting, []
+                stop = self._stop
+            for item in waiting:
+                self._start(item)
+            if stop:
+                loop.call_soon(loop.stop)
+            loop.run_forever()
+        finally:
+            with self._lock:
+                self._loop = None
+            if self._reuse_loop:
+                _give_back_thread_loop(loop)
+            else:
+                _shutdown_loop(loop)
+
+    def _start(self, item: _UserCall) -> None:
+        if item.abandoned:
+            return
+        loop = asyncio.get_running_loop() if self._loop is None else self._loop
+        task = loop.create_task(_execute(item.fn, item.args), context=item.context)
+        item.task = task
+        task.add_done_callback(functools.partial(_answer, item))
+
+
+async def _execute(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    value = fn(*args)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def _answer(item: _UserCall, _task: asyncio.Task[Any]) -> None:
+    """On the run's loop, when its call is done: wake the caller's loop with the outcome."""
+    if item.abandoned:
+        consume_outcome(item.task)
+        return
+    try:
+        item.caller.call_soon_threadsafe(_settle_user_call, item)
+    except RuntimeError:  # the caller's loop is gone: nobody waits any more
+        consume_outcome(item.task)
+
+
+def _settle_user_call(item: _UserCall) -> None:
+    settle_future(item.future, item.task)
+
+
+def _cancel_user_call(item: _UserCall) -> None:
+    if item.task is not None and not item.task.done():
+        item.task.cancel()
+
+
+def _new_thread_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
