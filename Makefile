@@ -58,7 +58,7 @@ test: $(STAMP) $(PHOENIX_STAMP) $(RAY_STAMP) browser
 	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$ray_rc
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -m bench.run_all
 
 clean:
 	rm -rf $(VENV) $(PHOENIX_VENV) $(RAY_VENV) build *.egg-info

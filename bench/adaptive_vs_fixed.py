@@ -12,7 +12,7 @@ job retries on 429 after a short jittered backoff until it succeeds. Compared:
 Jobs can be spread over several threads, each with its own event loop (what the
 ``run`` executor does), sharing one strategy and one server.
 
-    .venv/bin/python bench/adaptive_vs_fixed.py [--jobs 600] [--runs 5] [--threads 1]
+    .venv/bin/python -m bench.adaptive_vs_fixed [--jobs 600] [--runs 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -21,14 +21,10 @@ import argparse
 import asyncio
 import random
 import statistics
-import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from scenario.concurrency.strategies import Adaptive, ConcurrencyStrategy, SlidingWindow  # noqa: E402
+from scenario.concurrency.strategies import Adaptive, ConcurrencyStrategy, SlidingWindow
 
 
 class SimulatedServer:

@@ -11,7 +11,7 @@
 Goals: Adaptive within 1.2x of SlidingWindow(30)'s time; SlidingWindow(100) finishes every run.
 Every strategy gets the same model-call retry policy and ``retries=3`` per run.
 
-    .venv/bin/python bench/batch_adaptive.py [--runs 600] [--latency 0.3] [--executor loop]
+    .venv/bin/python -m bench.batch_adaptive [--runs 600] [--latency 0.3] [--executor loop]
 """
 
 from __future__ import annotations
@@ -19,11 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from batch_common import MODEL, autopilot_spec, measured, mock_server, ratio_line, warm_up  # noqa: E402
+from bench.batch_common import MODEL, autopilot_spec, measured, mock_server, ratio_line, warm_up
 
 
 async def one(strategy: object, runs: int, executor: str) -> tuple[float, object]:

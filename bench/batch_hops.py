@@ -7,7 +7,7 @@ completion wakes a different thread, which must win the GIL from whoever holds i
 that hop alone (a 10 ms sleep on the model loop instead of litellm) for N concurrent callers as N
 threads with one loop each vs N tasks on one loop, in CPU per hop.
 
-    .venv/bin/python bench/batch_hops.py
+    .venv/bin/python -m bench.batch_hops
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ import asyncio
 import sys
 import threading
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 HOPS = 4000
 

@@ -7,7 +7,7 @@ Also measured, for context: the same 800 calls through bare ``litellm.acompletio
 litellm needs several ms of CPU per call; and ``processes=2``, which spreads the batch over both
 cores.
 
-    .venv/bin/python bench/batch_latency.py [--runs 200] [--latency 0.5]
+    .venv/bin/python -m bench.batch_latency [--runs 200] [--latency 0.5]
 """
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from batch_common import autopilot_spec, bare_litellm, configure_library, measured, mock_server, ratio_line, warm_up  # noqa: E402
+from bench.batch_common import (
+    autopilot_spec,
+    bare_litellm,
+    configure_library,
+    measured,
+    mock_server,
+    ratio_line,
+    warm_up,
+)
 
 CALLS_PER_RUN = 4
 

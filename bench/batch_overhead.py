@@ -8,7 +8,7 @@
   (memory-aware cap), so it reports how many actually were in flight; its resident figure
   includes each worker thread's stack and event loop.
 
-    .venv/bin/python bench/batch_overhead.py [--runs 2000] [--held 1000]
+    .venv/bin/python -m bench.batch_overhead [--runs 2000] [--held 1000]
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ import asyncio
 import gc
 import sys
 import threading
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from batch_common import EchoAgent, measured, ratio_line, rss_bytes  # noqa: E402
+from bench.batch_common import EchoAgent, measured, ratio_line, rss_bytes
 
 
 def scripted_spec() -> object:

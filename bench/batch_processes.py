@@ -7,7 +7,7 @@ limit. Reported: the speed-up (time with 1 process / time with 2) per executor. 
 2 cores and the mock server needs one of them part of the time, so 2x is out of reach; the number
 is what it is.
 
-    .venv/bin/python bench/batch_processes.py [--runs 1000] [--concurrency 200] [--latency 0.1]
+    .venv/bin/python -m bench.batch_processes [--runs 1000] [--concurrency 200] [--latency 0.1]
 """
 
 from __future__ import annotations
@@ -16,11 +16,8 @@ import argparse
 import asyncio
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from batch_common import autopilot_spec, configure_library, measured, mock_server, warm_up  # noqa: E402
+from bench.batch_common import autopilot_spec, configure_library, measured, mock_server, warm_up
 
 
 async def timed(runs: int, concurrency: int, executor: str, processes: int) -> float:

@@ -5,7 +5,7 @@ reaches on one loop with the same concurrency against the same server, under bot
 The mock runs in its own process; every measurement is taken in this one run, interleaved, and
 reported as a ratio, because the machine is shared and absolute numbers drift.
 
-    .venv/bin/python bench/batch_scale.py [--runs 1000] [--concurrency 200] [--latency 0.1] [--rounds 1]
+    .venv/bin/python -m bench.batch_scale [--runs 1000] [--concurrency 200] [--latency 0.1] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from batch_common import (  # noqa: E402
+from bench.batch_common import (
     agents_for_autopilot,
     bare_litellm,
     configure_library,

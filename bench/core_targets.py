@@ -20,7 +20,7 @@
 The machine is shared, so every ratio compares things measured in this run; where a measurement
 is repeated the best round counts (say ``--rounds``).
 
-    .venv/bin/python bench/core_targets.py [--rounds 2] [--skip-scale] [--skip-cold]
+    .venv/bin/python -m bench.core_targets [--rounds 2] [--skip-scale] [--skip-cold]
 """
 
 from __future__ import annotations
@@ -33,11 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from batch_common import (  # noqa: E402
+from bench.batch_common import (
     REPO,
     EchoAgent,
     agents_for_autopilot,

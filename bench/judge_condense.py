@@ -5,19 +5,15 @@ the default ``token_threshold`` (8192) and once with condensation off (threshold
 the mock model (which reads one message back before ruling when offered the lookup tools). It
 prints the judge's prompt tokens per verdict, measured by the mock's usage, side by side.
 
-    .venv/bin/python bench/judge_condense.py
+    .venv/bin/python -m bench.judge_condense
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import scenario  # noqa: E402
-from scenario.testing import MockLLMServer  # noqa: E402
+import scenario
+from scenario.testing import MockLLMServer
 
 REPLY = "Here is a long and detailed answer about your order and our policies. " * 90  # ~1,600 tokens
 

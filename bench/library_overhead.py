@@ -10,7 +10,7 @@ split by thread (the caller's loop, the model loop, worker threads; read from
 ``/proc/self/task/*/schedstat``) and the context switches per run, the signature of waking many
 threads. Rounds are interleaved; the best round counts.
 
-    .venv/bin/python bench/library_overhead.py [--runs 200] [--latency 0.01] [--rounds 3]
+    .venv/bin/python -m bench.library_overhead [--runs 200] [--latency 0.01] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -22,12 +22,9 @@ import os
 import sys
 import threading
 import types
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from batch_common import agents_for_autopilot, configure_library, measured, ratio_line  # noqa: E402
+from bench.batch_common import agents_for_autopilot, configure_library, measured, ratio_line
 
 DOORS = ("arun", "run", "loop", "thread")
 

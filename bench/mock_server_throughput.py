@@ -6,7 +6,7 @@ reflects what the server alone can sustain on its one event-loop core.
 Benchmarks push litellm at ~250 calls/s through it, so this should stay well
 above that (target: >= 400 requests/s).
 
-    .venv/bin/python bench/mock_server_throughput.py [--requests 2000] [--concurrency 200]
+    .venv/bin/python -m bench.mock_server_throughput [--requests 2000] [--concurrency 200]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ conftest hook times each group; both measurements come from the same session, si
 for ``scenario.run`` and for ``scenario.arun``, repeated (``--repeats``, default 3) with the
 median ratio reported, because a shared 2-core machine makes single measurements noisy.
 
-Run: ``.venv/bin/python bench/pytest_group.py [--tests 20] [--latency 0.5] [--repeats 3]``
+Run: ``.venv/bin/python -m bench.pytest_group [--tests 20] [--latency 0.5] [--repeats 3]``
 """
 
 from __future__ import annotations

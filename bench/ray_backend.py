@@ -11,7 +11,7 @@
 
 Ray is an optional extra: run this with the Ray environment (``make test`` builds it)::
 
-    .venv-ray/bin/python bench/ray_backend.py [--runs 400] [--autopilot-runs 600] [--concurrency 100]
+    .venv-ray/bin/python -m bench.ray_backend [--runs 400] [--autopilot-runs 600] [--concurrency 100]
 
 Without Ray installed it prints a skip line and exits 0.
 """
@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from batch_common import autopilot_spec, configure_library, mock_server, warm_up  # noqa: E402
+import scenario
+from bench.batch_common import EchoAgent, autopilot_spec, configure_library, mock_server, warm_up
+from scenario.distributed import Ray
 
 
 def actor_cpu() -> dict[int, float]:
@@ -80,18 +80,12 @@ class ActorCpu:
 
 
 def scripted_spec() -> Any:
-    from batch_common import EchoAgent
-
-    import scenario
-
     return scenario.Scenario(name="scripted", description="d", agents=[EchoAgent],
                              script=[scenario.user("hi"), scenario.agent(), scenario.succeed()])
 
 
 async def batch(specs: list[Any], runs: int, concurrency: int, **kwargs: Any) -> tuple[float, float, float, float]:
     """(wall, first-to-last-record seconds, driver cpu, actor cpu) of one batch."""
-    import scenario
-
     stamps: list[float] = []
     cpu0 = time.process_time()
     started = time.perf_counter()
@@ -113,12 +107,12 @@ async def main(args: argparse.Namespace) -> int:
         print("ray_backend: skipped (Ray is not installed here; run it with .venv-ray/bin/python, which make test "
               "builds) (reported)")
         return 0
-    from scenario.distributed import Ray
 
     scratch = tempfile.mkdtemp(prefix="sbr", dir="/tmp")
     os.environ["HOME"] = scratch  # Ray's ~/.ray files go to the scratch directory
     ray.init(num_cpus=2, _temp_dir=os.path.join(scratch, "t"), include_dashboard=False, logging_level="warning",
-             runtime_env={"working_dir": str(Path(__file__).resolve().parent),
+             # The workers unpickle helpers from bench.batch_common by reference: ship the package.
+             runtime_env={"py_modules": [str(Path(__file__).resolve().parent)],
                           "env_vars": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}})
     try:
         with mock_server(latency=args.latency) as url:

@@ -11,7 +11,7 @@ and usage, like real ones), then two things are timed, each as a fresh process, 
   what is measured is start-up, suite loading, opening the store and finding what is done.
 - ``resume, nothing left``: the whole command, start to exit, when every run is already stored.
 
-    .venv/bin/python bench/resume_startup.py [--runs 10000] [--repeat 5]
+    .venv/bin/python -m bench.resume_startup [--runs 10000] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 GOAL_SECONDS = 1.0
 SCENARIOS = 10
@@ -63,8 +62,7 @@ def fingerprints(suite_path: Path) -> dict:
     from scenario.cli.run import _batch_scenarios
     from scenario.suite import load_suite
 
-    sys.path.insert(0, str(suite_path.parent))
-    suite = load_suite(suite_path)
+    suite = load_suite(suite_path)  # makes the suite's folder importable, so its agent module loads
     config = prepare_batch(_batch_scenarios(suite), suite=suite.name, variants=dict(suite.variants))
     return {unit.scenario.name: unit.recipe.fingerprint for unit in config.units}
 

@@ -1,11 +1,12 @@
 """Run every benchmark in bench/ with one command and collect the ratio lines.
 
 Each ``bench/*.py`` script (except this one and shared helper modules) runs in its own
-interpreter, one after another, with its output streamed as it comes. Lines that state a goal
+interpreter as ``python -m bench.<name>`` from the repository root, one after another, with its
+output streamed as it comes. Lines that state a goal
 (``... (goal ...) OK|MISSED``) and lines marked ``(reference)``/``(reported)`` are gathered into a
 summary at the end. New scripts dropped into bench/ are picked up automatically.
 
-    .venv/bin/python bench/run_all.py [--only batch_scale core_targets] [--skip pytest_group] [--strict]
+    .venv/bin/python -m bench.run_all [--only batch_scale core_targets] [--skip pytest_group] [--strict]
 
 Exit status: 1 if a script crashed or timed out (or, with ``--strict``, if a goal was missed).
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-HELPERS = {"run_all.py", "batch_common.py"}
+HELPERS = {"run_all.py", "batch_common.py", "__init__.py"}
 TIMEOUT = 30 * 60
 
 
@@ -36,7 +37,7 @@ def run(script: Path) -> tuple[int, list[str], float]:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONUNBUFFERED="1")
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=str(REPO), env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", f"bench.{script.stem}"], cwd=str(REPO), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     assert proc.stdout is not None

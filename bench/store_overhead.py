@@ -11,7 +11,7 @@ time of the thread doing the writes (serialising the record, the SQLite insert a
 as a share of the whole process's CPU time for the stored batch. Wall time inside the writes is
 not used: SQLite releases the GIL, and the wait to get it back is time other runs spend working.
 
-    .venv/bin/python bench/store_overhead.py [--runs 1000] [--rounds 3] [--concurrency 50] [--latency 0.02]
+    .venv/bin/python -m bench.store_overhead [--runs 1000] [--rounds 3] [--concurrency 50] [--latency 0.02]
 """
 
 from __future__ import annotations
@@ -24,12 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from batch_common import agents_for_autopilot, configure_library, mock_server, ratio_line, warm_up  # noqa: E402
-
-from scenario.records import RunRecord  # noqa: E402
-from scenario.store import ResultStore  # noqa: E402
+from bench.batch_common import agents_for_autopilot, configure_library, mock_server, ratio_line, warm_up
+from scenario.records import RunRecord
+from scenario.store import ResultStore
 
 GOAL = 1.03
 

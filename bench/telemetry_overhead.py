@@ -9,7 +9,7 @@ with the same provider installed. Each round runs the three modes back to back i
 order, so drift hits all alike; the median of the per-round on/off ratios is reported. Also counts
 span objects created with tracing off (target: none).
 
-    .venv/bin/python bench/telemetry_overhead.py [--scenarios 50] [--rounds 7] [--latency 0.5]
+    .venv/bin/python -m bench.telemetry_overhead [--scenarios 50] [--rounds 7] [--latency 0.5]
 
 Target: wall(on) / wall(off) <= 1.05 under both executors.
 """
@@ -27,11 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import scenario
+
+# Before litellm loads (on the first model call, not on `import scenario`).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import scenario  # noqa: E402
 
 
 class Echo(scenario.AgentAdapter):

@@ -9,7 +9,7 @@ Absolute times on a shared machine are noise, so each page is also timed side by
 store (2 batches) in the same run, and the ratio big/small says whether a page's cost grows with
 the store (it should not for the batch and run pages: they read one batch or one run).
 
-    .venv/bin/python bench/view_pages.py [--runs 100000] [--batches 200] [--requests 7]
+    .venv/bin/python -m bench.view_pages [--runs 100000] [--batches 200] [--requests 7]
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from batch_common import ratio_line  # noqa: E402
+from bench.batch_common import ratio_line
 
 GOAL_SECONDS = 0.5
 

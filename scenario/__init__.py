@@ -12,10 +12,20 @@ its criteria, and your test asserts on the result::
 
 This module only re-exports the public API. Importing it is cheap and has no side effects:
 litellm, OpenTelemetry set-up, the mock server and the batch machinery load on first use.
+
+Policy on the lazy names: the core (running one scenario, its result, the script steps, the
+settings) is imported here, at the top. The rest of the public surface sits in ``_LAZY``, a map
+from name to the module that defines it, resolved by ``__getattr__`` (PEP 562) on first touch:
+the batch runner, the store, the model client and the red-team and peer-compatibility names
+would otherwise pull litellm, SQLite set-up and much more into every ``import scenario``. This
+is lazy loading by design, the one place in the package where our own modules are imported
+inside a function; ``dir(scenario)`` and ``__all__`` list the lazy names like the others, and
+tests/test_public_api.py pins the whole surface.
 """
 
 from __future__ import annotations
 
+from importlib import import_module as _import_module
 from typing import Any
 
 # `scenario.cache` is the decorator, and `scenario/cache.py` is langwatch-scenario's module path
@@ -32,6 +42,7 @@ from scenario.result import CriterionResult, ErrorInfo, ScenarioResult
 from scenario.run_context import report_usage
 from scenario.script import agent, fail, judge, message, proceed, succeed, user
 from scenario.settings import ModelConfig, ScenarioConfig, configure
+from scenario.settings import settings as _current_settings
 from scenario.usage import Usage, UsageTotals
 from scenario.version import __version__ as __version__
 
@@ -84,24 +95,25 @@ _SUBMODULES = ("distributed", "config", "types")
 
 
 def __getattr__(name: str) -> Any:
-    import importlib
-
     if name in _SUBMODULES:
-        module = importlib.import_module(f".{name}", __name__)
+        module = _import_module(f".{name}", __name__)
         globals()[name] = module
         return module
     if name == "default_config":
         # langwatch-scenario's snapshot of the configuration; here always the current one.
-        from scenario.settings import settings
-
-        return settings()
+        return _current_settings()
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'scenario' has no attribute {name!r}")
 
-    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    value = getattr(_import_module(f".{module_name}", __name__), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    # The lazy names are public too: tab completion and `dir()` should show them before first use.
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

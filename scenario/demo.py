@@ -22,6 +22,11 @@ from typing import Any
 
 import scenario
 from scenario.engine.state import message_text
+from scenario.llm.client import litellm_module
+from scenario.records import RunRecord
+from scenario.reports import report_from_store, write_report
+from scenario.store import ResultStore, StoreError
+from scenario.testing import MockLLMServer
 
 
 class SupportAgent(scenario.AgentAdapter):
@@ -141,10 +146,6 @@ def _save(specs: list[dict[str, Any]], outcomes: dict[str, list[scenario.Scenari
     """Store the demo's runs as one batch of suite "demo" (variants "run" and "arun") and write its
     HTML report; returns the batch id, or None when the store cannot be used (the demo's verdict
     does not depend on it)."""
-    from scenario.records import RunRecord
-    from scenario.reports import report_from_store, write_report
-    from scenario.store import ResultStore, StoreError
-
     info = {"description": "scenario demo: the example suite",
             "thresholds": {s["name"]: (0.0 if s.get("expect_failure") else 1.0) for s in specs},
             "scenario_order": [s["name"] for s in specs],
@@ -180,8 +181,6 @@ async def _main_async(model: scenario.ModelConfig, mock: bool, store_path: str =
     specs = demo_scenarios(mock)
     scenario.configure(default_model=model)
     # litellm takes a few seconds to import; load it up front so the timings below are the runs'.
-    from scenario.llm.client import litellm_module
-
     litellm_module()
     outcomes = {}
     for label, executor in (("scenario.run  (worker threads)", scenario.run), ("scenario.arun (this event loop)", scenario.arun)):
@@ -233,8 +232,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = scenario.ModelConfig(model=args.model or "openai/gpt-4o-mini", timeout=60)
         print(f"Using real model {model.model} (credentials from the environment).")
         return asyncio.run(_main_async(model, mock=False, store_path=args.store, report_path=args.report))
-
-    from scenario.testing import MockLLMServer
 
     with MockLLMServer(latency=args.latency) as server:
         print(f"Using the built-in mock model at {server.base_url} (offline, deterministic).")

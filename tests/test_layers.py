@@ -20,23 +20,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scenario"
 # Imports of our own modules inside a function that are still to be lifted (issue 9). Every
 # entry here is a debt; the list only shrinks.
 PENDING_LAZY_IMPORTS = {
-    ("scenario", "scenario.settings"),
     ("scenario.batch.fingerprint", "scenario.messages"),
     ("scenario.batch.runner", "scenario.batch.stored"),
     ("scenario.batch.stored", "scenario.batch.runner"),
-    ("scenario.demo", "scenario.llm.client"),
-    ("scenario.demo", "scenario.records"),
-    ("scenario.demo", "scenario.reports"),
-    ("scenario.demo", "scenario.store"),
-    ("scenario.demo", "scenario.testing"),
-    ("scenario.suite", "scenario"),
-    ("scenario.suite", "scenario.messages"),
-    ("scenario.suite", "scenario.settings"),
-    ("scenario.view", "scenario.view.app"),
-    ("scenario.view", "scenario.view.server"),
-    ("scenario.view.app", "scenario.store"),
-    ("scenario.view.server", "scenario.store"),
-    ("scenario.view.server", "scenario.view.app"),
 }
 
 

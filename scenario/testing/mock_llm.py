@@ -16,6 +16,11 @@ a test's own event loop is never blocked by server work.
 
 aiohttp is imported only when a server starts: importing this module is cheap.
 
+This module is the plumbing: the socket, the server thread and its loop, and one request
+handler that decides, in a fixed order, which fault (if any) a request gets. What the answer
+says comes from :mod:`scenario.testing.mock_behavior`, how it is spelled on the wire from
+:mod:`scenario.testing.mock_wire`, and what is counted lives in :mod:`scenario.testing.mock_stats`.
+
 Command line (prints one ``listening on http://HOST:PORT/v1`` line when ready)::
 
     python -m scenario.testing.mock_llm --port 0 --latency 0.05
@@ -27,7 +32,6 @@ import argparse
 import asyncio
 import collections
 import itertools
-import json
 import logging
 import random
 import signal
@@ -36,12 +40,11 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from scenario.runtime.event_loops import drain
+from scenario.testing import mock_wire
 from scenario.testing.mock_behavior import (
-    ROLES,
     BadRequest,
     ChatRequest,
     MockBehavior,
@@ -50,6 +53,7 @@ from scenario.testing.mock_behavior import (
     estimate_tokens,
     parse_request,
 )
+from scenario.testing.mock_stats import FAULT_KINDS, Fault, MockStats
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiohttp import web
@@ -57,100 +61,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["MockLLMServer", "MockBehavior", "MockStats", "Fault", "main"]
 
 logger = logging.getLogger(__name__)
-
-FAULT_KINDS = ("error", "hang", "malformed", "slow")
-
-# (type, code) of the OpenAI error body for each status, so that client
-# libraries map the answer to the same exception a real provider would cause.
-_ERROR_KINDS: dict[int, tuple[str, str | None]] = {
-    400: ("invalid_request_error", None),
-    401: ("invalid_request_error", "invalid_api_key"),
-    403: ("invalid_request_error", "permission_denied"),
-    404: ("invalid_request_error", "model_not_found"),
-    408: ("timeout_error", "timeout"),
-    429: ("rate_limit_error", "rate_limit_exceeded"),
-    500: ("server_error", None),
-    502: ("server_error", "bad_gateway"),
-    503: ("server_error", "service_unavailable"),
-    504: ("server_error", "gateway_timeout"),
-}
-
-_MALFORMED_BODY = b'{"id": "chatcmpl-mock", "choices": [ <<mock:malformed response, not JSON>>'
-
-_MOCK_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "mock-model")
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One injected fault.
-
-    ``kind`` is ``"error"`` (answer ``status`` with an OpenAI error body),
-    ``"hang"`` (never answer until the client disconnects or the server stops),
-    ``"malformed"`` (200 with a body that is not JSON) or ``"slow"`` (wait
-    ``delay`` extra seconds, then answer normally).
-    """
-
-    kind: str = "error"
-    status: int = 500
-    retry_after: float | None = None
-    delay: float = 1.0
-
-
-@dataclass
-class MockStats:
-    """Counters of a :class:`MockLLMServer`; ``server.stats`` returns a copy.
-
-    Supports attribute and item access: ``stats.requests == stats["requests"]``.
-    """
-
-    requests: int = 0
-    """Chat-completion requests received, whatever was answered."""
-    by_role: dict[str, int] = field(default_factory=lambda: {role: 0 for role in ROLES})
-    """Parsed requests per caller: ``"user"`` (simulator), ``"judge"``, ``"agent"``."""
-    errors_served: dict[int, int] = field(default_factory=dict)
-    """Error answers per HTTP status (400, 429, 500, ...)."""
-    faults: dict[str, int] = field(default_factory=dict)
-    """Injected faults per kind: ``error``, ``hang``, ``malformed``, ``slow``, ``rate_limit``, ``error_rate``."""
-    in_flight: int = 0
-    """Chat-completion requests being handled right now (hung ones included)."""
-    max_in_flight: int = 0
-    """Highest ``in_flight`` seen: a measure of the client's real concurrency."""
-    request_times: list[float] = field(default_factory=list)
-    """``time.monotonic()`` at each chat-completion request's arrival: to check a client's pacing
-    (rate limits) from the server's side."""
-
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return getattr(self, key)
-        except AttributeError:
-            raise KeyError(key) from None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "by_role": dict(self.by_role),
-            "errors_served": dict(self.errors_served),
-            "faults": dict(self.faults),
-            "in_flight": self.in_flight,
-            "max_in_flight": self.max_in_flight,
-            "request_times": list(self.request_times),
-        }
-
-    def copy(self) -> MockStats:
-        return MockStats(
-            requests=self.requests,
-            by_role=dict(self.by_role),
-            errors_served=dict(self.errors_served),
-            faults=dict(self.faults),
-            in_flight=self.in_flight,
-            request_times=list(self.request_times),
-            max_in_flight=self.max_in_flight,
-        )
-
-
-def _format_seconds(value: float) -> str:
-    return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
-
 
 class MockLLMServer:
     """OpenAI-compatible mock chat-completions server on a background thread.
@@ -417,8 +327,7 @@ class MockLLMServer:
         return self._web.json_response({"status": "ok"})
 
     async def _handle_models(self, request: web.Request) -> web.Response:
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "scenario-mock"} for m in _MOCK_MODELS]
-        return self._web.json_response({"object": "list", "data": data})
+        return self._web.json_response(mock_wire.models_body())
 
     async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
         stats = self._stats
@@ -480,7 +389,7 @@ class MockLLMServer:
             if fault.kind == "hang":
                 return await self._hang(request)
             if fault.kind == "malformed":
-                return self._web.Response(body=_MALFORMED_BODY, content_type="application/json")
+                return self._web.Response(body=mock_wire.MALFORMED_BODY, content_type="application/json")
             # "slow": extra wait, then a normal answer below.
 
         if parsed is None:
@@ -531,17 +440,8 @@ class MockLLMServer:
     ) -> web.Response:
         with self._lock:
             self._stats.errors_served[status] = self._stats.errors_served.get(status, 0) + 1
-        err_type, default_code = _ERROR_KINDS.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
-        code = code or default_code
-        body = {"error": {"message": message, "type": err_type, "param": None, "code": code}}
-        headers = {}
-        if retry_after is not None:
-            # OpenAI sends both; the openai SDK prefers the millisecond one.
-            headers["Retry-After"] = _format_seconds(retry_after)
-            headers["retry-after-ms"] = str(int(round(retry_after * 1000)))
-        return self._web.Response(
-            status=status, body=json.dumps(body).encode(), content_type="application/json", headers=headers
-        )
+        body, headers = mock_wire.error_body(status, retry_after, message, code)
+        return self._web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
     async def _hang(self, request: web.Request) -> web.StreamResponse:
         """Never answer. Ends when the client disconnects (aiohttp cancels this
@@ -554,96 +454,25 @@ class MockLLMServer:
         return self._web.Response(status=503)
 
     # ------------------------------------------------------------------ response bodies
+    # ``_usage`` and ``_completion_body`` are hooks: a test's subclass overrides them to record what
+    # the server reported or to alter an answer (drop its usage block, say). Every answer goes
+    # through them; the spelling itself is :mod:`scenario.testing.mock_wire`'s.
 
     def _usage(self, parsed: ChatRequest, reply: MockReply) -> dict[str, int]:
-        prompt = estimate_tokens(parsed.prompt_chars)
-        completion = estimate_tokens(reply.completion_chars)
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        return mock_wire.usage(parsed, reply)
 
     def _completion_body(self, parsed: ChatRequest, reply: MockReply) -> bytes:
-        n = next(self._ids)
-        message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
-        if reply.tool_name:
-            message["tool_calls"] = [
-                {
-                    "id": f"call_mock_{n}",
-                    "type": "function",
-                    "function": {"name": reply.tool_name, "arguments": reply.tool_arguments or "{}"},
-                }
-            ]
-        else:
-            message["tool_calls"] = None
-        body = {
-            "id": f"chatcmpl-mock-{n}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": parsed.model,
-            "system_fingerprint": "fp_mock",
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}],
-            "usage": self._usage(parsed, reply),
-        }
-        return json.dumps(body).encode()
+        return mock_wire.completion_body(next(self._ids), parsed, reply, self._usage(parsed, reply))
 
     async def _stream(self, request: web.Request, parsed: ChatRequest, reply: MockReply) -> web.StreamResponse:
-        n = next(self._ids)
-        base = {
-            "id": f"chatcmpl-mock-{n}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": parsed.model,
-            "system_fingerprint": "fp_mock",
-        }
-
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-            data = dict(base, choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
-            if parsed.include_usage:
-                data["usage"] = None
-            return b"data: " + json.dumps(data).encode() + b"\n\n"
-
-        chunks: list[bytes] = []
-        if reply.tool_name:
-            chunks.append(
-                chunk(
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "index": 0,
-                                "id": f"call_mock_{n}",
-                                "type": "function",
-                                "function": {"name": reply.tool_name, "arguments": ""},
-                            }
-                        ],
-                    }
-                )
-            )
-            for piece in _pieces(reply.tool_arguments or "{}"):
-                chunks.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
-        else:
-            chunks.append(chunk({"role": "assistant", "content": ""}))
-            for piece in _pieces(reply.content or ""):
-                chunks.append(chunk({"content": piece}))
-        chunks.append(chunk({}, reply.finish_reason))
-        if parsed.include_usage:
-            usage_chunk = dict(base, choices=[], usage=self._usage(parsed, reply))
-            chunks.append(b"data: " + json.dumps(usage_chunk).encode() + b"\n\n")
-        chunks.append(b"data: [DONE]\n\n")
-
+        usage = self._usage(parsed, reply) if parsed.include_usage else None
+        events = mock_wire.stream_events(next(self._ids), parsed, reply, usage)
         response = self._web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
-        for data in chunks:
+        for data in events:
             await response.write(data)
         await response.write_eof()
         return response
-
-
-def _pieces(text: str, count: int = 3) -> list[str]:
-    """Split ``text`` into up to ``count`` consecutive pieces (stream deltas)."""
-    if not text:
-        return []
-    size = max(1, -(-len(text) // count))
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 # ---------------------------------------------------------------------- command line
@@ -696,7 +525,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         return 2
 
     stop = threading.Event()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, lambda *_: stop.set())

@@ -12,7 +12,10 @@ and only when the viewer starts: ``import scenario`` never loads it.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.util
+
+from scenario.view.app import create_app
+from scenario.view.server import serve
 
 __all__ = ["create_app", "serve", "missing_extra"]
 
@@ -21,23 +24,7 @@ VIEW_EXTRA_HINT = "pip install 'scenario[view]'"
 
 def missing_extra() -> str | None:
     """The name of a web-stack package that is not installed, or None when the viewer can run."""
-    import importlib.util
-
     for module in ("starlette", "uvicorn", "jinja2"):
         if importlib.util.find_spec(module) is None:
             return module
     return None
-
-
-def create_app(store_path: Any, **kwargs: Any) -> Any:
-    """The viewer's ASGI app over the store at ``store_path`` (see :func:`scenario.view.app.create_app`)."""
-    from scenario.view.app import create_app as _create_app
-
-    return _create_app(store_path, **kwargs)
-
-
-def serve(store_path: Any, **kwargs: Any) -> int:
-    """Serve the viewer until Ctrl-C (see :func:`scenario.view.server.serve`)."""
-    from scenario.view.server import serve as _serve
-
-    return _serve(store_path, **kwargs)

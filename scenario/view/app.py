@@ -11,6 +11,7 @@ never blocks the event loop, and the store serialises its one connection with it
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from urllib.parse import quote, urlencode
 
 from scenario.reports.stats import wilson_interval
 from scenario.reports.templating import environment
+from scenario.store import ResultStore, StoreError
 from scenario.view.pages import Pages
 
 _HERE = Path(__file__).parent
@@ -50,8 +52,6 @@ def create_app(store_path: Any, *, allowed_hosts: Sequence[str] | None = None, l
 
     The store is opened read-only when the app starts and closed when it stops.
     """
-    import contextlib
-
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -59,8 +59,6 @@ def create_app(store_path: Any, *, allowed_hosts: Sequence[str] | None = None, l
     from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
-
-    from scenario.store import ResultStore, StoreError
 
     env = _env()
     state: dict[str, Any] = {}

@@ -16,7 +16,11 @@ import ipaddress
 import os
 import socket
 import sys
+import webbrowser
 from typing import Any, TextIO
+
+from scenario.store import ResultStore
+from scenario.view.app import create_app
 
 DEFAULT_PORT = 8420
 DEFAULT_HOST = "127.0.0.1"
@@ -88,16 +92,12 @@ def serve(
     import uvicorn
 
     out = out if out is not None else sys.stderr
-
-    from scenario.store import ResultStore
-
     ResultStore(store_path, readonly=True).close()  # a missing or corrupt store fails here, clearly
     allowed = None
     if not is_loopback(host):
         print(f"WARNING: serving on {host}, reachable from other machines. The viewer has no login and shows "
               "every transcript in the store; use it only on a network you trust.", file=out)
         allowed = ["*"]
-    from scenario.view.app import create_app
 
     sock = bind(host, port)
     url = url_of(sock, host)
@@ -107,8 +107,6 @@ def serve(
     print(f"scenario view: serving {store_path} at {url} (Ctrl-C to stop)", file=out, flush=True)
     if open_browser:
         if can_open_browser():
-            import webbrowser
-
             webbrowser.open(url)
         else:
             print("No desktop session here: open the URL in a browser yourself (--no-browser silences this).",
