@@ -140,6 +140,11 @@ class Group:
         return pass_rate(self.passed, self.runs)
 
     @property
+    def required(self) -> float:
+        """The pass rate this group must reach (no threshold: every run must pass)."""
+        return DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+
+    @property
     def met(self) -> bool:
         return meets(self.passed, self.runs, self.threshold)
 

@@ -161,7 +161,9 @@ async def test_200_concurrent_scenarios_each_executor_no_cross_talk(configured, 
             assert result.criteria[0].requirement == f"crit {i}"
             assert result.usage.calls == 4
     gc.collect()
-    assert "Task was destroyed but it is pending" not in caplog.text
+    # litellm's own global logging task, left on an earlier test's closed loop, is not ours.
+    assert not [r.getMessage() for r in caplog.records
+                if "Task was destroyed but it is pending" in r.getMessage() and "litellm" not in r.getMessage()]
 
 
 async def test_worker_pool_is_shared_and_bounded():

@@ -147,7 +147,8 @@ def _search(query: Any, messages: list[dict[str, Any]], limit: int) -> str:
             hits.append((index, f"[{index}] {message.get('role', 'unknown')}: ...{text[start:at + len(query) + 80]}..."))
     if not hits:
         return f"No message contains {query!r}."
-    out, used = [], 0
+    out: list[str] = []
+    used = 0
     for _index, line in hits:
         if used + len(line) > limit:
             out.append(f"... and {len(hits) - len(out)} more matches; search for something more specific.")

@@ -14,7 +14,8 @@ See docs/batch.md.
 from __future__ import annotations
 
 from scenario.batch.dispatch import Dispatcher
-from scenario.batch.runner import DEFAULT_MAX_CONCURRENCY, prepare_batch, run_batch
+from scenario.batch.options import DEFAULT_MAX_CONCURRENCY
+from scenario.batch.runner import prepare_batch, run_batch
 from scenario.batch.spec import AgentFactory, Scenario
 from scenario.records import BatchResult, GroupStats, RunRecord, RunStatus, run_id
 

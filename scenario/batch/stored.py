@@ -227,20 +227,20 @@ def _batch_to_resume(store: ResultStore, suite: str, resume: ResumeArg) -> Batch
         raise ScenarioConfigError(
             f"resume={resume!r}: give True (the latest interrupted batch of the suite) or a batch id string."
         )
-    batch = store.batch(resume)
-    if batch is None:
+    wanted = store.batch(resume)
+    if wanted is None:
         recent = [b.id for b in store.batches(suite)[:5]]
         hint = f"recent batches of suite {suite!r}: {', '.join(recent)}" if recent else f"it has no batch of suite {suite!r}"
         raise ScenarioConfigError(f"resume: {store.path} has no batch {resume!r}; {hint}.")
-    if batch.suite != suite:
+    if wanted.suite != suite:
         raise ScenarioConfigError(
-            f"resume: batch {resume} belongs to suite {batch.suite!r}, not {suite!r}; resume it with that suite."
+            f"resume: batch {resume} belongs to suite {wanted.suite!r}, not {suite!r}; resume it with that suite."
         )
-    if batch.status == "running":
+    if wanted.status == "running":
         raise ScenarioConfigError(
-            f"resume: batch {resume} is still running (process {batch.writer}); wait for it to end or stop it first."
+            f"resume: batch {resume} is still running (process {wanted.writer}); wait for it to end or stop it first."
         )
-    return batch
+    return wanted
 
 
 def _plan(store: ResultStore, config: Any, batch: BatchInfo | None) -> ResumePlan:

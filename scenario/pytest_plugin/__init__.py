@@ -190,7 +190,9 @@ class ScenarioPytestPlugin:
         self.reruns: dict[str, int] = {}  # nodeid -> attempts rerun so far (pytest-rerunfailures)
         path = _store.store_path(config)
         recording = path is not None and not config.option.collectonly
-        self.session_store: _store.SessionStore | None = _store.SessionStore(config, path) if recording else None
+        self.session_store: _store.SessionStore | None = (
+            _store.SessionStore(config, path) if path is not None and recording else None
+        )
         if self.is_worker and config.pluginmanager.has_plugin("asyncio-concurrent"):
             config.pluginmanager.register(XdistGroupRunner(config), "scenario-xdist-groups")
 

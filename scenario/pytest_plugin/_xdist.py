@@ -61,7 +61,7 @@ class XdistGroupRunner:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         if not is_group_member(item):
             return None
-        if not item.group.children_have_same_parent:
+        if not getattr(item, "group").children_have_same_parent:  # set by pytest-asyncio-concurrent
             # The group plugin marked these members skipped (a group must live in one module or
             # class); pytest's own protocol reports the skip without setting anything up.
             return None
@@ -70,7 +70,7 @@ class XdistGroupRunner:
         same_group = (
             nextitem is not None
             and is_group_member(nextitem)
-            and nextitem.group is item.group
+            and getattr(nextitem, "group") is getattr(item, "group")
             and nextitem.parent is item.parent
         )
         if same_group and interactor is not None:

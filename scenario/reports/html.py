@@ -83,12 +83,12 @@ def pass_rate_chart(groups: Sequence[GroupSummary], variants: Sequence[str] = ()
         y = 6 + row * _ROW_H
         width = max(1.0, g.pass_rate * _BAR_W)
         colour = "#1a7f37" if g.met else "#cf222e"
-        tick = _LABEL_W + g.threshold * _BAR_W
+        tick = _LABEL_W + g.required * _BAR_W
         body.append(f'<text x="{_LABEL_W - 8}" y="{y + 15}" text-anchor="end">{escape(_clip(_label(g)))}</text>')
         body.append(f'<rect x="{_LABEL_W}" y="{y + 2}" width="{_BAR_W}" height="{_ROW_H - 8}" fill="#eaeef2"/>')
         body.append(
             f'<rect class="bar" x="{_LABEL_W}" y="{y + 2}" width="{width:.1f}" height="{_ROW_H - 8}" fill="{colour}">'
-            f"<title>{escape(_label(g))}: {g.passed}/{g.runs} passed ({g.pass_rate:.0%}), threshold {g.threshold:.0%}</title></rect>"
+            f"<title>{escape(_label(g))}: {g.passed}/{g.runs} passed ({g.pass_rate:.0%}), threshold {g.required:.0%}</title></rect>"
         )
         body.append(f'<line x1="{tick:.1f}" x2="{tick:.1f}" y1="{y}" y2="{y + _ROW_H - 4}" stroke="#1f2328" stroke-width="2"/>')
         body.append(f'<text x="{_LABEL_W + _BAR_W + 6}" y="{y + 15}">{g.pass_rate:.0%}</text>')

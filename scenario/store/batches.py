@@ -30,7 +30,7 @@ class RunOutcome(NamedTuple):
     suite: str
     scenario: str
     variant: str
-    index: int
+    index: int  # type: ignore[assignment]  # the stored column's name; it shadows tuple.index, unused here
     status: str
     duration: float
     cost_usd: float

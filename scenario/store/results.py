@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from scenario.records import RunRecord
 from scenario.store import schema
@@ -545,7 +545,7 @@ class _Writing:
     def __enter__(self) -> None:
         self.store._lock.acquire()
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         self.store._lock.release()
         if isinstance(exc, sqlite3.Error):
             raise StoreError(f"writing to result store {self.store.path} failed ({self.what}): {exc}") from exc

@@ -63,10 +63,10 @@ def _index_yaml(node: Any, loc: Loc, lines: dict[Loc, int], duplicates: list[Sui
 
 def parse_toml(text: str, shown: str) -> Any:
     try:
-        import tomllib  # type: ignore[import-not-found]
+        import tomllib
     except ModuleNotFoundError:  # Python 3.10
         try:
-            import tomli as tomllib  # type: ignore[import-not-found,no-redef]
+            import tomli as tomllib
         except ModuleNotFoundError:
             raise SuiteError([SuiteProblem(shown, "", "TOML suites need Python 3.11+ or the 'tomli' package (pip install tomli); or use YAML")]) from None
     try:

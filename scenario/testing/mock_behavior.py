@@ -520,8 +520,8 @@ def agent_tool_call(request: ChatRequest) -> MockReply | None:
             continue
         if wanted is not None and fn["name"] != wanted:
             continue
-        params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
-        properties = params.get("properties") if isinstance(params.get("properties"), dict) else {}
+        params: dict[str, Any] = fn["parameters"] if isinstance(fn.get("parameters"), dict) else {}
+        properties: dict[str, Any] = params["properties"] if isinstance(params.get("properties"), dict) else {}
         last_user = ""
         for message in reversed(request.messages):
             if message.get("role") == "user":
