@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if memory is not None:
         records: list[Any] = list(memory.get_finished_spans())
     else:
-        records = _spans_from_phoenix(args.phoenix.rstrip("/"), result.thread_id)
+        records = _spans_from_phoenix(args.phoenix.rstrip("/"), result.thread_id or "")
     roots = [n for n in build_forest(records) if n.attributes.get(ATTR_THREAD_ID) == result.thread_id]
     print(render_tree(roots))
     return 0 if roots else 1
