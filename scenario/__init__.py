@@ -28,8 +28,6 @@ from __future__ import annotations
 from importlib import import_module as _import_module
 from typing import Any
 
-__version__ = "0.1.0"
-
 # `scenario.cache` is the decorator, and `scenario/cache.py` is langwatch-scenario's module path
 # for it. Importing the submodule first means a later `import scenario.cache` finds it loaded and
 # does not rebind the package attribute from the function to the module.
@@ -46,6 +44,7 @@ from scenario.script import agent, fail, judge, message, proceed, succeed, user
 from scenario.settings import ModelConfig, ScenarioConfig, configure
 from scenario.settings import settings as _current_settings
 from scenario.usage import Usage, UsageTotals
+from scenario.version import __version__ as __version__
 
 # Heavier or optional pieces, imported when first touched.
 _LAZY = {

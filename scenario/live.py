@@ -9,7 +9,8 @@ the live transcript; the stored batch removes it.
 
 The engine calls :func:`message_added` on every message; it is a ContextVar read when nothing
 is listening. The batch runner names the run in flight with :func:`running`; the stored batch
-installs the :class:`LiveSink`.
+installs the :class:`LiveSink`. Runs on forked ``processes=N`` workers publish no live transcript
+(see :func:`reset_after_fork`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from scenario import fork
 
 LIVE_AFTER = 0.5
 LIVE_EVERY = 0.5
@@ -38,6 +41,17 @@ class LiveRun:
 
 current_sink: contextvars.ContextVar[LiveSink | None] = contextvars.ContextVar("scenario_live_sink", default=None)
 current_live_run: contextvars.ContextVar[LiveRun | None] = contextvars.ContextVar("scenario_live_run", default=None)
+
+
+@fork.register
+def reset_after_fork() -> None:
+    """In a forked child (see :mod:`scenario.fork`): no live transcripts from here.
+
+    The child inherits the forking thread's context, and with it the parent's sink, whose store
+    connection belongs to the parent (SQLite connections must not cross a fork). The child's
+    runs report their records to the parent, which stores them.
+    """
+    current_sink.set(None)
 
 
 def running(run_id: str, suite: str, scenario: str, variant: str, index: int) -> Any:

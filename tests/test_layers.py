@@ -20,34 +20,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scenario"
 # Imports of our own modules inside a function that are still to be lifted (issue 9). Every
 # entry here is a debt; the list only shrinks.
 PENDING_LAZY_IMPORTS = {
-    ("scenario.batch.backends", "scenario.batch.backends.local"),
-    ("scenario.batch.backends", "scenario.batch.backends.processes"),
-    ("scenario.batch.backends", "scenario.batch.backends.ray"),
-    ("scenario.batch.backends", "scenario.distributed"),
-    ("scenario.batch.backends.processes", "scenario.batch.worker"),
-    ("scenario.batch.backends.processes", "scenario.concurrency.rate_limits"),
-    ("scenario.batch.backends.processes", "scenario.llm"),
-    ("scenario.batch.backends.processes", "scenario.llm.client"),
-    ("scenario.batch.backends.processes", "scenario.runtime"),
-    ("scenario.batch.backends.ray", "scenario"),
-    ("scenario.batch.backends.ray", "scenario.batch.worker"),
-    ("scenario.batch.backends.ray", "scenario.concurrency.rate_limits"),
-    ("scenario.batch.backends.ray", "scenario.llm.client"),
-    ("scenario.batch.backends.ray", "scenario.settings"),
-    ("scenario.batch.execute", "scenario.llm.retry"),
-    ("scenario.batch.execute", "scenario.tracebacks"),
     ("scenario.batch.fingerprint", "scenario.messages"),
     ("scenario.batch.runner", "scenario.batch.stored"),
     ("scenario.batch.stored", "scenario.batch.runner"),
-    ("scenario.batch.worker", "scenario.telemetry"),
-    ("scenario.runtime.worker_pool", "scenario.concurrency.resources"),
-    ("scenario.runtime.worker_pool", "scenario.settings"),
-    ("scenario.telemetry.tracer", "scenario"),
-    ("scenario.telemetry.tracer", "scenario.telemetry.usage_processor"),
-    ("scenario.telemetry.tree", "scenario"),
-    ("scenario.telemetry.tree", "scenario.llm.client"),
-    ("scenario.telemetry.tree", "scenario.telemetry"),
-    ("scenario.telemetry.tree", "scenario.testing"),
 }
 
 

@@ -30,17 +30,16 @@ import inspect
 import time
 from typing import TYPE_CHECKING, Any
 
-from scenario.batch.backends import Backend, Feedback, Finished, Lost, WorkerFailed
+from scenario.batch.backends.base import Backend, Feedback, Finished, Lost, WorkerFailed
 from scenario.batch.execute import make_record
 from scenario.concurrency.strategies import current_strategy
 from scenario.records import BatchResult, RunRecord
 from scenario.telemetry import tracer as telemetry
+from scenario.telemetry.spans import SPAN_BATCH
 
 if TYPE_CHECKING:  # pragma: no cover
     from scenario.batch.runner import BatchConfig
     from scenario.batch.spec import RunUnit
-
-SPAN_BATCH = "scenario.batch"
 
 #: Seconds the driver waits, once stopping, for workers to report their cancelled runs.
 STOP_GRACE = 10.0

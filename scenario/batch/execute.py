@@ -10,6 +10,10 @@ so a worker can run anywhere and only hands back records.
 A run cancelled from outside (the dispatch loop stopping, a worker told to stop) comes back as a
 ``cancelled`` record carrying the attempts and usage spent so far, instead of raising: the caller
 learns what was spent, and cancellation is the dispatch loop's decision, not an error.
+
+:class:`UnitTasks` is the one home of the runs an executor has in flight (the in-process backend,
+and the session on a forked worker or Ray actor): each a task on the current loop, cancelled with
+a reason, turned into its record when it ends.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import dataclasses
 import sys
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from scenario import live
@@ -26,9 +31,12 @@ from scenario.concurrency.strategies import current_strategy
 from scenario.engine.loop import ScenarioEngine
 from scenario.errors import ModelCallError
 from scenario.executors import run_engine
+from scenario.llm.retry import classify_error, is_retryable, retry_after_seconds, retry_board
 from scenario.records import AttemptInfo, RunRecord
 from scenario.result import ScenarioResult
 from scenario.telemetry import tracer as telemetry
+from scenario.telemetry.spans import ATTR_ATTEMPTS, ATTR_NAME, ATTR_STATUS, SPAN_BATCH_RUN
+from scenario.tracebacks import format_exception
 from scenario.usage import Usage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,8 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Seconds past a run's timeout before the batch stops waiting for the engine to enforce it
 #: (a synchronous adapter blocking its worker loop cannot be interrupted from inside).
 BACKSTOP_GRACE = 5.0
-
-SPAN_BATCH_RUN = "scenario.batch.run"
 
 
 @dataclasses.dataclass
@@ -73,7 +79,7 @@ async def execute_unit(unit: RunUnit, config: BatchConfig, parent: Any = None,
     if tracer is not None:
         span = telemetry.start_span(
             tracer, SPAN_BATCH_RUN,
-            {"scenario.name": unit.scenario.name, "scenario.variant": unit.variant, "scenario.run_index": unit.index,
+            {ATTR_NAME: unit.scenario.name, "scenario.variant": unit.variant, "scenario.run_index": unit.index,
              "scenario.run_id": unit.id},
             parent=parent,
         )
@@ -101,8 +107,6 @@ async def execute_unit(unit: RunUnit, config: BatchConfig, parent: Any = None,
                         usage = usage.model_copy(deep=True)
                         usage.merge(outcome.result.usage)
                 if _should_retry(config, outcome, attempts):
-                    from scenario.llm.retry import classify_error, retry_after_seconds, retry_board
-
                     assert outcome.exception is not None
                     wait = config.retry_policy.compute_sleep(attempts, retry_after_seconds(outcome.exception))
                     if span is not None:
@@ -117,7 +121,7 @@ async def execute_unit(unit: RunUnit, config: BatchConfig, parent: Any = None,
         reason = cancel_reason() if cancel_reason is not None else None
         record = make_record(unit, config.suite, None, attempts, started_at, time.perf_counter() - t0, usage,
                              cancelled=reason or "cancelled")
-        telemetry.end_span(span, None, {"scenario.status": "cancelled", "scenario.attempts": attempts})
+        telemetry.end_span(span, None, {ATTR_STATUS: "cancelled", ATTR_ATTEMPTS: attempts})
         return record
     assert outcome is not None
     record = make_record(unit, config.suite, outcome, attempts, started_at, time.perf_counter() - t0, usage)
@@ -126,7 +130,7 @@ async def execute_unit(unit: RunUnit, config: BatchConfig, parent: Any = None,
     _feedback(outcome)
     telemetry.end_span(
         span, outcome.exception if record.status in ("error", "timeout") else None,
-        {"scenario.status": record.status, "scenario.attempts": attempts},
+        {ATTR_STATUS: record.status, ATTR_ATTEMPTS: attempts},
     )
     return record
 
@@ -136,8 +140,6 @@ def _should_retry(config: BatchConfig, outcome: _Outcome, attempts: int) -> bool
         return False
     if outcome.status not in ("error", "timeout") or outcome.exception is None:
         return False
-    from scenario.llm.retry import is_retryable
-
     return is_retryable(outcome.exception)
 
 
@@ -148,8 +150,6 @@ def _feedback(outcome: _Outcome) -> None:
     exc = outcome.exception
     if exc is None or isinstance(exc, ModelCallError):
         return
-    from scenario.llm.retry import classify_error, retry_after_seconds
-
     if classify_error(exc) == "rate_limit":
         strategy = current_strategy.get()
         if strategy is not None:
@@ -234,8 +234,6 @@ def make_record(
         if info is not None and info.traceback:
             record.error_traceback = info.traceback
         elif exc is not None:
-            from scenario.tracebacks import format_exception
-
             record.error_traceback = format_exception(exc)
         record._exception = exc
     return record
@@ -243,3 +241,63 @@ def make_record(
 
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+class UnitTasks:
+    """The runs one executor has in flight, each a task running :func:`execute_unit` on the
+    current loop (see the module docstring).
+
+    ``internal_error`` prefixes the reason of a record made for a task that raised instead of
+    returning a record (a bug in the library: :func:`execute_unit` turns every failure of a run
+    into a record).
+    """
+
+    def __init__(self, config: BatchConfig, *, internal_error: str = "internal error") -> None:
+        self.config = config
+        self._internal_error = internal_error
+        self._tasks: dict[str, asyncio.Task[RunRecord]] = {}
+        self._reasons: dict[str, str] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def start(self, unit: RunUnit, parent: Any = None) -> asyncio.Task[RunRecord]:
+        """Start ``unit`` as a task on the running loop (its span nests under ``parent``)."""
+        task = asyncio.get_running_loop().create_task(
+            execute_unit(unit, self.config, parent, cancel_reason=lambda: self._reasons.get(unit.id))
+        )
+        self._tasks[unit.id] = task
+        return task
+
+    def finish(self, unit: RunUnit, task: asyncio.Task[RunRecord]) -> tuple[RunRecord, BaseException | None]:
+        """The record of ``unit``'s ended task, and the exception if the task raised (a bug that
+        must surface, not vanish with the task)."""
+        self._tasks.pop(unit.id, None)
+        reason = self._reasons.pop(unit.id, None)
+        if task.cancelled():
+            # Cancelled before its first step: the run never started, so its record is made here.
+            return make_record(unit, self.config.suite, None, 0, time.time(), 0.0, None,
+                               cancelled=reason or "cancelled"), None
+        exc = task.exception()
+        if exc is not None:
+            return make_record(unit, self.config.suite, None, 0, time.time(), 0.0, None,
+                               cancelled=f"{self._internal_error}: {type(exc).__name__}: {exc}"), exc
+        return task.result(), None
+
+    def cancel(self, run_ids: Collection[str], reason: str) -> None:
+        """Cancel these runs (if still going); each ends with a cancelled record giving ``reason``."""
+        for run_id in run_ids:
+            task = self._tasks.get(run_id)
+            if task is not None and not task.done():
+                self._reasons[run_id] = reason
+                task.cancel()
+
+    def cancel_all(self, reason: str) -> None:
+        self.cancel(list(self._tasks), reason)
+
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait (up to ``timeout`` seconds) until every run in flight has ended."""
+        pending = [t for t in self._tasks.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)

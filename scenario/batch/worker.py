@@ -16,9 +16,10 @@ import json
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from scenario.batch.execute import execute_unit, make_record
+from scenario.batch.execute import UnitTasks
 from scenario.concurrency.strategies import ConcurrencyStrategy, current_strategy
 from scenario.records import RunRecord
+from scenario.telemetry import tracer as telemetry
 
 if TYPE_CHECKING:  # pragma: no cover
     from scenario.batch.runner import BatchConfig
@@ -93,24 +94,21 @@ class WorkerSession:
         self.config = config
         self._send = send
         self._parent = parent
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
-        self._reasons: dict[str, str] = {}
+        self._runs = UnitTasks(config, internal_error="internal error on the worker")
         self.relay = FeedbackRelay(send)
 
     @property
     def running(self) -> int:
-        return len(self._tasks)
+        return self._runs.running
 
     def _create(self, unit: RunUnit, parent: Any) -> asyncio.Task[Any]:
-        loop = asyncio.get_running_loop()
+        # The run's model calls report their concurrency feedback to the relay (the task copies
+        # the current context when it is created).
         token = current_strategy.set(self.relay)
         try:
-            task = loop.create_task(execute_unit(unit, self.config, parent,
-                                                 cancel_reason=lambda: self._reasons.get(unit.id)))
+            return self._runs.start(unit, parent)
         finally:
             current_strategy.reset(token)
-        self._tasks[unit.id] = task
-        return task
 
     def start(self, unit: RunUnit) -> asyncio.Task[Any]:
         """Start ``unit``; its record is sent when it ends (also when cancelled)."""
@@ -134,16 +132,9 @@ class WorkerSession:
         return self._finish(unit, task)
 
     def _finish(self, unit: RunUnit, task: asyncio.Task[Any]) -> RunRecord:
-        self._tasks.pop(unit.id, None)
-        reason = self._reasons.pop(unit.id, None)
-        if task.cancelled():
-            record = make_record(unit, self.config.suite, None, 0, 0.0, 0.0, None, cancelled=reason or "cancelled")
-        elif task.exception() is not None:
-            exc = task.exception()
-            record = make_record(unit, self.config.suite, None, 0, 0.0, 0.0, None,
-                                 cancelled=f"internal error on the worker: {type(exc).__name__}: {exc}")
-        else:
-            record = task.result()
+        # A task that raised is a bug in the library: its type and message travel in the record
+        # (the exception object cannot travel).
+        record, _ = self._runs.finish(unit, task)
         self.flush_spans()
         return record
 
@@ -151,22 +142,14 @@ class WorkerSession:
     def flush_spans() -> None:
         """Export this worker's finished spans before its record leaves: the driver may end (and
         the process with it) as soon as the last record arrives."""
-        from scenario.telemetry import tracer as telemetry
-
         if telemetry.get_tracer() is not None:
             telemetry.force_flush(timeout_millis=5000)
 
     def cancel(self, run_ids: Collection[str], reason: str) -> None:
-        for run_id in run_ids:
-            task = self._tasks.get(run_id)
-            if task is not None and not task.done():
-                self._reasons[run_id] = reason
-                task.cancel()
+        self._runs.cancel(run_ids, reason)
 
     def cancel_all(self, reason: str) -> None:
-        self.cancel(list(self._tasks), reason)
+        self._runs.cancel_all(reason)
 
     async def wait_idle(self, timeout: float) -> None:
-        pending = [t for t in self._tasks.values() if not t.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=timeout)
+        await self._runs.wait_idle(timeout)

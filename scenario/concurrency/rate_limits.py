@@ -34,7 +34,6 @@ import asyncio
 import fnmatch
 import logging
 import math
-import os
 import threading
 import time
 import weakref
@@ -42,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scenario import fork
 from scenario.settings import on_configure
 
 __all__ = [
@@ -102,13 +102,14 @@ class _Bucket:
 _instances: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+@fork.register
+def reset_after_fork() -> None:
+    """In a forked child: a fresh lock for every limiter and registry (see :mod:`scenario.fork`).
+
+    Buckets keep their levels: what the parent spent is spent.
+    """
     for obj in list(_instances):
         obj._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class RateLimiter:

@@ -40,7 +40,6 @@ import contextlib
 import contextvars
 import logging
 import math
-import os
 import threading
 import time
 import weakref
@@ -48,6 +47,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from scenario import fork
 from scenario.checks import check_int
 from scenario.events import ModelCallFinished, RateLimited, subscribe
 
@@ -97,17 +97,16 @@ def _check_int(owner: str, name: str, value: Any, minimum: int | None) -> int:
     return check_int(value, owner, name, minimum=minimum)
 
 
-# Every live strategy, so a forked child can reset them (see _reset_after_fork).
+# Every live strategy, so a forked child can reset them.
 _instances: weakref.WeakSet[ConcurrencyStrategy] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+@fork.register
+def reset_after_fork() -> None:
+    """In a forked child: every strategy forgets the parent's holders and waiters and gets a
+    fresh lock (see :mod:`scenario.fork`); limits and counters are kept."""
     for strategy in list(_instances):
         strategy._reset_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Slot:

@@ -326,7 +326,7 @@ class ScenarioEngine:
         )
         span = telemetry.start_span(
             self._tracer,
-            f"invoke_agent {name}",
+            telemetry.agent_span(name),
             {
                 "gen_ai.operation.name": "invoke_agent",
                 "gen_ai.agent.name": name,

@@ -256,7 +256,7 @@ class Span(Layer):
         kwargs, model = request.kwargs, request.model
         span = telemetry.start_span(
             telemetry.get_tracer(),
-            f"chat {model}",
+            telemetry.model_span(model),
             {
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": telemetry.provider_name(model),

@@ -23,6 +23,7 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any
 
+from scenario import fork
 from scenario.runtime.event_loops import consume_outcome, settle_future
 from scenario.runtime.worker_pool import WorkerPool
 
@@ -292,6 +293,7 @@ atexit.register(model_loop.close)
 _inherited: list[Any] = []
 
 
+@fork.register
 def reset_after_fork() -> None:
     """In a forked child: a fresh model loop, and litellm's cached clients (bound to the parent's
     loop) moved out of its cache so it neither hands them out nor closes them on eviction."""

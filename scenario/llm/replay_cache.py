@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from scenario import fork
 from scenario.messages import AgentInput
 from scenario.run_context import current_run
 from scenario.settings import settings
@@ -26,6 +27,13 @@ from scenario.telemetry.tracer import warn_once
 
 F = TypeVar("F", bound=Callable[..., Any])
 _write_lock = threading.Lock()
+
+
+@fork.register
+def reset_after_fork() -> None:
+    """In a forked child: a fresh write lock (a parent thread may have held it; see :mod:`scenario.fork`)."""
+    global _write_lock
+    _write_lock = threading.Lock()
 
 
 def cache_dir() -> Path:

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from scenario import fork
 from scenario.events import RateLimited, publish
 from scenario.llm.classify import (
     RETRYABLE_KINDS,
@@ -186,6 +187,12 @@ class RetryBoard:
         with self._lock:
             self._waiting.pop(token, None)
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock and nothing waiting (the parent's sleepers are not
+        here; see :mod:`scenario.fork`)."""
+        self._lock = threading.Lock()
+        self._waiting.clear()
+
     async def sleep(self, seconds: float, kind: str, sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
         """Sleep ``seconds`` (with ``sleep``, default asyncio.sleep) while listed as waiting."""
         token = self.add(seconds, kind)
@@ -209,6 +216,7 @@ class RetryBoard:
 
 #: The one board of this process (forked batch workers each have their own).
 retry_board = RetryBoard()
+fork.register(retry_board.reset_after_fork)
 
 
 # ---------------------------------------------------------------------------

@@ -22,6 +22,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from scenario import fork
+from scenario.concurrency.resources import default_max_workers
+from scenario.settings import settings
+
 # Seconds a worker thread waits for work before it ends.
 IDLE_TIMEOUT = 2.0
 
@@ -181,9 +185,6 @@ def _run_thread_exit_callbacks() -> None:
 
 def max_workers() -> int:
     """Worker cap: ``configure(max_workers=...)`` or the memory-aware default."""
-    from scenario.concurrency.resources import default_max_workers
-    from scenario.settings import settings
-
     return default_max_workers(settings().max_workers)
 
 
@@ -215,3 +216,18 @@ def shutdown(wait: bool = True) -> None:
 
 
 atexit.register(shutdown, False)
+
+#: Pools a forked child inherited: their threads do not exist there, so they are kept (never shut
+#: down or finalized, which would wait for those threads) and never handed out again.
+_inherited: list[WorkerPool] = []
+
+
+@fork.register
+def reset_after_fork() -> None:
+    """In a forked child: forget the parent's pool (a new one is made on first use) and get a
+    fresh lock (see :mod:`scenario.fork`)."""
+    global _lock, _pool
+    _lock = threading.Lock()
+    if _pool is not None:
+        _inherited.append(_pool)
+        _pool = None

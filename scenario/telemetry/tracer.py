@@ -12,7 +12,8 @@ Policy:
 * Telemetry never fails a scenario: a span processor or exporter that raises, or an exporter that
   is missing or cannot reach its endpoint, drops spans with one warning per process.
 
-Span names and attributes are documented in docs/observability.md.
+Span names and the shared attribute keys are spelled in :mod:`scenario.telemetry.spans` and
+documented in docs/observability.md; the names used by callers of this module are re-exported here.
 """
 
 from __future__ import annotations
@@ -24,28 +25,24 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from scenario import fork
 from scenario.settings import on_configure, settings
+from scenario.telemetry.once import _warned, warn_once  # noqa: F401 - _warned: tests reset it
+from scenario.telemetry.spans import (  # noqa: F401 - re-exported: the engine and model path name spans through here
+    ATTR_COST,
+    ATTR_ROLLUP_COST,
+    ATTR_ROLLUP_INPUT_TOKENS,
+    ATTR_ROLLUP_OUTPUT_TOKENS,
+    SPAN_RUN,
+    SPAN_TURN,
+    TRACER_NAME,
+    agent_span,
+    model_span,
+)
+from scenario.telemetry.usage_processor import attach_usage_processor
+from scenario.version import __version__
 
 logger = logging.getLogger(__name__)
-
-TRACER_NAME = "scenario"
-
-# Span names: low-cardinality, stable, documented in docs/observability.md. Agent spans are
-# "invoke_agent {adapter}" and model-call spans "chat {model}", as the GenAI conventions name them.
-SPAN_RUN = "scenario.run"
-SPAN_TURN = "scenario.turn"
-SPAN_AGENT = "scenario.agent"
-SPAN_STEP = "scenario.step"
-AGENT_SPAN_PREFIX = "invoke_agent "
-MODEL_SPAN_PREFIX = "chat "
-
-# The money one model call cost, in US dollars: the one cost attribute of a model-call span. The
-# GenAI conventions define no cost attribute yet; this one sits beside their gen_ai.usage.* token
-# counts. Only model-call spans carry gen_ai.usage.*: rollups (a scenario's root span, a batch)
-# carry theirs as scenario.usage.* (ATTR_ROLLUP_COST), so a back-end that sums gen_ai.usage.* over
-# a trace counts every token and cent once.
-ATTR_COST = "gen_ai.usage.cost_usd"
-ATTR_ROLLUP_COST = "scenario.usage.cost_usd"
 
 # Variables that, with no provider installed, switch on our private OTLP/HTTP export.
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -55,8 +52,15 @@ _private_provider: Any = None
 _private_provider_failed = False
 _cached_provider: Any = None
 _cached_tracer: Any = None
-_warned: set = set()
-_warn_lock = threading.Lock()  # separate: warnings are issued while _lock is held
+
+
+@fork.register
+def reset_after_fork() -> None:
+    """In a forked child: a fresh lock (a parent thread may have held it at fork; see
+    :mod:`scenario.fork`). The provider is kept: the SDK's batch processor restarts its own export
+    thread in a child."""
+    global _lock
+    _lock = threading.Lock()
 
 
 # -- which provider ----------------------------------------------------------------------------
@@ -117,15 +121,11 @@ def get_tracer() -> Any:
             return None
     if provider is _cached_provider:
         return _cached_tracer
-    from scenario import __version__
-
     try:
         tracer = provider.get_tracer(TRACER_NAME, __version__)
     except Exception as exc:  # a third-party provider misbehaving must not fail a run
         warn_once("get_tracer", f"scenario: the tracer provider failed ({type(exc).__name__}: {exc}); no spans.")
         return None
-    from scenario.telemetry.usage_processor import attach_usage_processor
-
     attach_usage_processor(provider)
     with _lock:
         _cached_provider, _cached_tracer = provider, tracer
@@ -300,15 +300,6 @@ class DroppingExporter:
             return False
 
 
-def warn_once(key: str, message: str) -> None:
-    """Log ``message`` as a warning the first time ``key`` is seen in this process."""
-    with _warn_lock:
-        if key in _warned:
-            return
-        _warned.add(key)
-    logger.warning(message)
-
-
 # -- spans ---------------------------------------------------------------------------------------
 def start_span(tracer: Any, name: str, attributes: Mapping[str, Any] | None = None, parent: Any = None) -> Any:
     """Start a span (not made current). ``parent`` is a span to nest under, else the current context.
@@ -440,8 +431,8 @@ def usage_attributes(usage: Any) -> dict[str, Any]:
     All under ``scenario.usage.*``, never ``gen_ai.usage.*`` (see ATTR_COST for why)."""
     attrs: dict[str, Any] = {
         "scenario.usage.calls": usage.calls,
-        "scenario.usage.input_tokens": usage.input_tokens,
-        "scenario.usage.output_tokens": usage.output_tokens,
+        ATTR_ROLLUP_INPUT_TOKENS: usage.input_tokens,
+        ATTR_ROLLUP_OUTPUT_TOKENS: usage.output_tokens,
         ATTR_ROLLUP_COST: round(usage.cost_usd, 12),
         "scenario.usage.unpriced_calls": usage.unpriced_calls,
         "scenario.usage.cached_calls": usage.cached_calls,

@@ -1,7 +1,7 @@
 """Span trees as plain data, and an ASCII rendering of them.
 
 Used by the tests (to compare the trees ``run`` and ``arun`` produce) and by
-``python -m scenario.telemetry.tree`` to render a real exported trace for docs/observability.md.
+``python -m scenario.trace_demo`` to render a real exported trace for docs/observability.md.
 Works on OpenTelemetry SDK spans and on the JSON span records trace back-ends return (Phoenix's
 REST API shape: ``context.trace_id``, ``context.span_id``, ``parent_id``, ``attributes``...).
 """
@@ -12,6 +12,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from scenario.telemetry.spans import (
+    ATTR_COST,
+    ATTR_INPUT_TOKENS,
+    ATTR_OUTPUT_TOKENS,
+    ATTR_REQUEST_MODEL,
+    ATTR_ROLE,
+    ATTR_ROLLUP_COST,
+    ATTR_ROLLUP_INPUT_TOKENS,
+    ATTR_ROLLUP_OUTPUT_TOKENS,
+    ATTR_VERDICT,
+)
 
 
 @dataclass
@@ -101,15 +113,15 @@ def build_forest(spans: Sequence[Any]) -> list[SpanNode]:
 
 
 DEFAULT_SHOWN = (
-    "scenario.verdict",
-    "scenario.role",
-    "gen_ai.request.model",
-    "gen_ai.usage.input_tokens",
-    "gen_ai.usage.output_tokens",
-    "gen_ai.usage.cost_usd",
-    "scenario.usage.input_tokens",
-    "scenario.usage.output_tokens",
-    "scenario.usage.cost_usd",
+    ATTR_VERDICT,
+    ATTR_ROLE,
+    ATTR_REQUEST_MODEL,
+    ATTR_INPUT_TOKENS,
+    ATTR_OUTPUT_TOKENS,
+    ATTR_COST,
+    ATTR_ROLLUP_INPUT_TOKENS,
+    ATTR_ROLLUP_OUTPUT_TOKENS,
+    ATTR_ROLLUP_COST,
 )
 
 
@@ -162,75 +174,3 @@ def read_phoenix_spans(base_url: str, project: str = "default") -> list[dict[str
         cursor = page.get("next_cursor")
         if not cursor:
             return records
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run a demo scenario against the mock model, export its spans, print the tree.
-
-    With ``--phoenix URL`` the spans go over OTLP/HTTP to that Arize Phoenix server and the tree is
-    drawn from what it stores (read back over its REST API); otherwise from an in-memory exporter.
-    """
-    import argparse
-    import asyncio
-    import os
-    import time
-
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    parser = argparse.ArgumentParser(prog="python -m scenario.telemetry.tree", description=main.__doc__.splitlines()[0])
-    parser.add_argument("--phoenix", help="base URL of a Phoenix server, e.g. http://127.0.0.1:6006")
-    args = parser.parse_args(argv)
-
-    import scenario
-    from scenario.telemetry import tracer as telemetry
-    from scenario.testing import MockLLMServer
-
-    class SupportAgent(scenario.AgentAdapter):
-        async def call(self, input: scenario.AgentInput) -> str:
-            return f"Happy to help with: {input.last_new_user_message_str()}"
-
-    memory = None
-    if args.phoenix:
-        os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = args.phoenix.rstrip("/") + "/v1/traces"
-        scenario.configure(tracing="otlp")
-    else:
-        from opentelemetry import trace
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-        memory = InMemorySpanExporter()
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(memory))
-        trace.set_tracer_provider(provider)
-
-    from scenario.llm.client import litellm_module
-
-    litellm_module()  # imported up front, so the first model span times the call, not the import
-    with MockLLMServer(latency=0.2) as server:
-        scenario.configure(default_model=scenario.ModelConfig(
-            model="openai/gpt-4o-mini", api_base=server.base_url, api_key="mock", timeout=10))
-        result = asyncio.run(scenario.run(
-            name="refund request",
-            description="A customer asks for a refund for a parcel that arrived damaged.",
-            agents=[SupportAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=["offers a refund"])],
-        ))
-    if memory is not None:
-        records: list[Any] = list(memory.get_finished_spans())
-    else:
-        telemetry.shutdown_private_provider()
-        deadline = time.monotonic() + 30
-        while True:
-            records = [r for r in read_phoenix_spans(args.phoenix.rstrip("/"))
-                       if (r.get("attributes") or {}).get("scenario.thread_id") == result.thread_id
-                       or r["name"] != "scenario.run"]
-            roots = [n for n in build_forest(records) if n.attributes.get("scenario.thread_id") == result.thread_id]
-            if roots and len(list(roots[0].walk())) >= 13 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-    roots = [n for n in build_forest(records) if n.attributes.get("scenario.thread_id") == result.thread_id]
-    print(render_tree(roots))
-    return 0 if roots else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -18,30 +18,47 @@ Limits, also in docs/observability.md: the processor sees only spans of the prov
 with; spans ending after their scenario's root span has ended are not counted; a span with token
 counts but no cost attribute is priced with litellm's price table when litellm is already
 imported, else counted as unpriced.
+
+The OpenTelemetry SDK loads only when a provider is in use: the span-processor class (the
+tracking logic plus the SDK's ``SpanProcessor`` base) is made on the first attach, so importing
+this module (and the tracer, and ``scenario``) does not import the SDK.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.sdk.trace import SpanProcessor
-
+from scenario import fork
 from scenario.run_context import RunContext, current_run
-from scenario.telemetry.tracer import AGENT_SPAN_PREFIX, ATTR_COST, SPAN_RUN, TRACER_NAME, warn_once
+from scenario.telemetry.once import warn_once
+from scenario.telemetry.spans import (
+    AGENT_SPAN_PREFIX,
+    ATTR_COST,
+    ATTR_INPUT_TOKENS,
+    ATTR_OPERATION,
+    ATTR_OUTPUT_TOKENS,
+    ATTR_PROVIDER,
+    ATTR_REQUEST_MODEL,
+    ATTR_RESPONSE_MODEL,
+    ATTR_ROLE,
+    SPAN_RUN,
+    TRACER_NAME,
+)
 
 _Key = tuple[int, int]  # (trace_id, span_id)
 
 # Token attributes: current GenAI conventions first, then the older names still emitted by
 # several instrumentations.
-_INPUT_TOKEN_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
-_OUTPUT_TOKEN_KEYS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion")
+_INPUT_TOKEN_KEYS = (ATTR_INPUT_TOKENS, "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
+_OUTPUT_TOKEN_KEYS = (ATTR_OUTPUT_TOKENS, "gen_ai.usage.completion_tokens", "llm.token_count.completion")
 _COST_KEYS = (ATTR_COST, "gen_ai.usage.cost", "llm.cost.total")
-_MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
-_PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider")
+_MODEL_KEYS = (ATTR_RESPONSE_MODEL, ATTR_REQUEST_MODEL, "llm.model_name")
+_PROVIDER_KEYS = (ATTR_PROVIDER, "gen_ai.system", "llm.provider")
 
 
 @dataclass
@@ -61,8 +78,9 @@ class _Entry:
     counted_below: bool = False
 
 
-class AgentUsageProcessor(SpanProcessor):
-    """An OpenTelemetry span processor adding agent-side GenAI spans to their run's usage."""
+class AgentUsageTracker:
+    """The tracking logic of the span processor adding agent-side GenAI spans to their run's
+    usage (the processor itself: :func:`processor_class`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -124,8 +142,8 @@ class AgentUsageProcessor(SpanProcessor):
                         return
                     entry = _Entry(run_trace, None, "agent", False)
                 if ours and name.startswith(AGENT_SPAN_PREFIX):
-                    entry.role = str(attributes.get("scenario.role", entry.role))
-                elif ours and attributes.get("gen_ai.operation.name") == "chat":
+                    entry.role = str(attributes.get(ATTR_ROLE, entry.role))
+                elif ours and attributes.get(ATTR_OPERATION) == "chat":
                     entry.inside_library_call = True
             self._entries[key] = entry
             entry.run.keys.add(key)
@@ -219,11 +237,20 @@ def _price(model: str, provider: str | None, input_tokens: int, output_tokens: i
 
 
 _attach_lock = threading.Lock()
-_attached: weakref.WeakKeyDictionary[Any, AgentUsageProcessor] = weakref.WeakKeyDictionary()
-_attached_ids: dict[int, AgentUsageProcessor] = {}
+_attached: weakref.WeakKeyDictionary[Any, AgentUsageTracker] = weakref.WeakKeyDictionary()
+_attached_ids: dict[int, AgentUsageTracker] = {}
 
 
-def attach_usage_processor(provider: Any) -> AgentUsageProcessor | None:
+@functools.cache
+def processor_class() -> type[AgentUsageTracker]:
+    """``AgentUsageProcessor``: the tracker as an OpenTelemetry SDK ``SpanProcessor`` (the SDK
+    base supplies the hooks the tracker does not need)."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    return type("AgentUsageProcessor", (AgentUsageTracker, SpanProcessor), {"__module__": __name__})
+
+
+def attach_usage_processor(provider: Any) -> AgentUsageTracker | None:
     """Add our processor to ``provider`` once. Providers without ``add_span_processor`` (not the
     SDK's) are left alone: agent usage then comes only from ``scenario.report_usage``."""
     add = getattr(provider, "add_span_processor", None)
@@ -236,7 +263,7 @@ def attach_usage_processor(provider: Any) -> AgentUsageProcessor | None:
             existing = _attached_ids.get(id(provider))
         if existing is not None:
             return existing
-        processor = AgentUsageProcessor()
+        processor = processor_class()()
         try:
             add(processor)
         except Exception as exc:
@@ -247,3 +274,13 @@ def attach_usage_processor(provider: Any) -> AgentUsageProcessor | None:
         except TypeError:
             _attached_ids[id(provider)] = processor
         return processor
+
+
+@fork.register
+def reset_after_fork() -> None:
+    """In a forked child: fresh locks for the attach registry and every attached tracker (a
+    parent thread may have held one at fork; see :mod:`scenario.fork`)."""
+    global _attach_lock
+    _attach_lock = threading.Lock()
+    for tracker in [*_attached.values(), *_attached_ids.values()]:
+        tracker._lock = threading.Lock()

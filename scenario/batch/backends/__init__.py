@@ -1,141 +1,32 @@
-"""Where a batch's runs execute: the contract between the dispatch loop and a backend.
+"""Where a batch's runs execute: the backends behind the one dispatch loop.
 
-Policy: a backend only *executes* runs. It is handed units one at a time (``submit``), runs each
-somewhere (this process, a forked worker, a Ray actor) and reports what happened as events on the
-dispatch loop: a finished run's record, runs lost with a worker, or concurrency feedback (429s
-seen by a worker). Planning, the concurrency strategy, fail-fast, cancellation, de-duplication,
-re-sending lost runs, progress and delivery belong to the dispatch loop, once, for every backend.
-That split is what keeps ``processes=N`` and Ray from each growing their own copy of the batch
-logic (and their own bugs in it).
-
-Reporting happens through :meth:`Backend.post`, which is safe from any thread: backends usually
-hear from their workers on reader threads.
+The contract between the dispatch loop and a backend (``Backend`` and the events it posts) lives
+in ``base.py``; the backends are ``local.py`` (this process), ``processes.py`` (forked workers on
+this machine) and ``ray.py`` (a Ray cluster; Ray itself is imported only when a batch uses it).
+:func:`resolve_backend` turns ``run_batch``'s ``backend=``/``processes=`` into one of them.
 """
 
 from __future__ import annotations
 
-import abc
-import asyncio
-import dataclasses
-from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from scenario.records import RunRecord
+from scenario.batch.backends.base import Backend, Event, Feedback, Finished, Lost, WorkerFailed
+from scenario.batch.backends.local import InProcess
+from scenario.batch.backends.processes import Processes
+from scenario.batch.backends.ray import RayBackend
+from scenario.distributed import Ray
 
-if TYPE_CHECKING:  # pragma: no cover
-    from scenario.batch.runner import BatchConfig
-    from scenario.batch.spec import RunUnit
-
-__all__ = ["Backend", "Feedback", "Finished", "Lost", "WorkerFailed", "resolve_backend"]
-
-
-@dataclasses.dataclass
-class Finished:
-    """A run's record came back from a worker (possibly a duplicate; the loop decides)."""
-
-    record: RunRecord
-    worker: str | None = None
-
-
-@dataclasses.dataclass
-class Lost:
-    """These runs were on a worker that is gone; they may or may not have finished there."""
-
-    run_ids: list[str]
-    worker: str
-    reason: str
-
-
-@dataclasses.dataclass
-class Feedback:
-    """A concurrency signal seen on a worker: ``rate_limited``, ``success`` or ``error``."""
-
-    kind: str
-    retry_after: float | None = None
-    message: str = ""
-
-
-@dataclasses.dataclass
-class WorkerFailed:
-    """The backend cannot go on (a worker crashed outside any run, the cluster went away)."""
-
-    error: BaseException
-
-
-Event = Finished | Lost | Feedback | WorkerFailed
-
-
-class Backend(abc.ABC):
-    """Executes runs for the dispatch loop. One instance serves one batch."""
-
-    #: Short name for metadata and messages.
-    name: str = "backend"
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sink: Any = None
-
-    def bind(self, loop: asyncio.AbstractEventLoop, sink: Any) -> None:
-        """Called by the dispatch loop before :meth:`start`: where events go."""
-        self._loop = loop
-        self._sink = sink
-
-    def post(self, event: Event) -> None:
-        """Report an event to the dispatch loop; safe from any thread, a no-op once it closed."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._sink(event)
-        else:
-            try:
-                loop.call_soon_threadsafe(self._sink, event)
-            except RuntimeError:  # the loop closed meanwhile: nobody is listening any more
-                pass
-
-    @abc.abstractmethod
-    async def start(self, config: BatchConfig, parent_span: Any) -> None:
-        """Get workers ready (may take seconds: imports, forks, a cluster)."""
-
-    @abc.abstractmethod
-    def submit(self, unit: RunUnit) -> None:
-        """Start ``unit`` on a worker now (never blocks; the dispatch loop already holds a slot)."""
-
-    @abc.abstractmethod
-    def cancel(self, run_ids: Collection[str], reason: str) -> None:
-        """Ask the workers to stop these runs; each still reports a (cancelled) record."""
-
-    @abc.abstractmethod
-    async def close(self) -> None:
-        """Stop every worker and release what :meth:`start` took (always called, also after errors)."""
-
-    def metadata(self) -> dict[str, Any]:
-        """What this backend adds to ``BatchResult.metadata``."""
-        return {}
+__all__ = ["Backend", "Event", "Feedback", "Finished", "Lost", "WorkerFailed", "resolve_backend"]
 
 
 def resolve_backend(backend: Any, processes: int) -> Backend:
     """The backend object for ``run_batch(backend=..., processes=...)`` (already validated)."""
-    from scenario.batch.backends.local import InProcess
-
     if isinstance(backend, Backend):
         return backend
     if backend in (None, "local"):
-        if processes > 1:
-            from scenario.batch.backends.processes import Processes
-
-            return Processes(processes)
-        return InProcess()
-    from scenario.distributed import Ray
-
+        return Processes(processes) if processes > 1 else InProcess()
     if backend == "ray":
         backend = Ray()
     if isinstance(backend, Ray):
-        from scenario.batch.backends.ray import RayBackend
-
         return RayBackend(backend)
     raise AssertionError(f"unvalidated backend {backend!r}")  # pragma: no cover - checked in prepare_batch

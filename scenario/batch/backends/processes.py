@@ -21,6 +21,10 @@ closes, and on Linux the kernel also sends it SIGTERM (``PR_SET_PDEATHSIG``).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import gc
+import itertools
+import multiprocessing
 import os
 import signal
 import sys
@@ -29,9 +33,11 @@ import traceback
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from scenario.batch.backends import Backend, Feedback, Finished, Lost, WorkerFailed
-from scenario.concurrency.rate_limits import PermitSource
+from scenario.batch.backends.base import Backend, Feedback, Finished, Lost, WorkerFailed, WorkerLoads
+from scenario.batch.worker import WorkerSession, load_record, parent_from_traceparent, traceparent_of
+from scenario.concurrency.rate_limits import PermitSource, coordinate_rate_limits, get_rate_limits
 from scenario.errors import ScenarioConfigError
+from scenario.llm.client import litellm_module
 
 if TYPE_CHECKING:  # pragma: no cover
     from scenario.batch.runner import BatchConfig
@@ -56,16 +62,13 @@ class Processes(Backend):
         self._conns: list[Any] = []
         self._locks: list[threading.Lock] = []
         self._readers: list[threading.Thread] = []
-        self._load: list[set[str]] = []
-        self._alive: list[bool] = []
+        self._loads = WorkerLoads()
         self._said_bye: list[bool] = []
         self._positions: dict[str, int] = {}
         self._reports: dict[int, dict[str, Any]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, config: BatchConfig, parent_span: Any) -> None:
-        import multiprocessing
-
         if "fork" not in multiprocessing.get_all_start_methods():
             raise ScenarioConfigError(
                 "run_batch(processes=...) needs the fork start method (Linux, macOS); on this platform use "
@@ -73,17 +76,11 @@ class Processes(Backend):
             )
         self._config = config
         self._positions = {u.id: i for i, u in enumerate(config.units)}
-        from scenario.llm.client import litellm_module
-
         # Imported once here, so workers share it copy-on-write instead of importing it N times
         # (in a thread: it takes seconds, and the caller's loop should keep running meanwhile).
         await asyncio.to_thread(litellm_module)
-        from scenario.concurrency.rate_limits import get_rate_limits
-
         ctx = multiprocessing.get_context("fork")
         parts = min(self.processes, max(1, len(config.units)))
-        from scenario.batch.worker import traceparent_of
-
         carrier = traceparent_of(parent_span)
         limits = get_rate_limits()
         for which in range(parts):
@@ -103,8 +100,7 @@ class Processes(Backend):
             self._children.append(process)
             self._conns.append(parent_end)
             self._locks.append(threading.Lock())
-            self._load.append(set())
-            self._alive.append(True)
+            self._loads.add_worker()
             self._said_bye.append(False)
             reader = threading.Thread(target=self._read, args=(which, limits), daemon=True,
                                       name=f"scenario-batch-reader-{which}")
@@ -112,26 +108,21 @@ class Processes(Backend):
             self._readers.append(reader)
 
     def submit(self, unit: RunUnit) -> None:
-        candidates = [i for i, alive in enumerate(self._alive) if alive]
-        if not candidates:
+        which = self._loads.assign(unit.id)
+        if which is None:
             self.post(Lost([unit.id], "none", "no worker process is left"))
             return
-        which = min(candidates, key=lambda i: (len(self._load[i]), i))
-        self._load[which].add(unit.id)
         if not self._send(which, ("run", self._positions[unit.id])):
-            self._load[which].discard(unit.id)
+            self._loads.release(which, unit.id)
             self.post(Lost([unit.id], self._worker(which), "its pipe is closed"))
 
     def cancel(self, run_ids: Collection[str], reason: str) -> None:
-        wanted = set(run_ids)
-        for which, load in enumerate(self._load):
-            mine = sorted(load & wanted)
-            if mine and self._alive[which]:
-                self._send(which, ("cancel", mine, reason))
+        for which, mine in self._loads.holding(run_ids):
+            self._send(which, ("cancel", mine, reason))
 
     async def close(self) -> None:
         for which in range(len(self._children)):
-            if self._alive[which]:
+            if self._loads.taking(which):
                 self._send(which, ("exit",))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._join)
@@ -210,18 +201,14 @@ class Processes(Backend):
         """Runs on the driver's loop, so the load bookkeeping has one owner."""
         kind, which, payload = item
         if kind == "record":
-            from scenario.batch.worker import load_record
-
             record = load_record(payload)
-            self._load[which].discard(record.id)
+            self._loads.release(which, record.id)
             self.post(Finished(record, self._worker(which)))
         elif kind == "leaving":
-            self._alive[which] = False
+            self._loads.stop_taking(which)
             self._reports[which] = {"error": payload}
         elif kind == "eof":
-            self._alive[which] = False
-            lost = sorted(self._load[which], key=lambda i: self._positions.get(i, 0))
-            self._load[which].clear()
+            lost = sorted(self._loads.retire(which), key=lambda i: self._positions.get(i, 0))
             if self._said_bye[which] and not lost:
                 return
             code = self._children[which].exitcode
@@ -243,17 +230,12 @@ class _PipePermits(PermitSource):
     """The worker's :class:`scenario.concurrency.rate_limits.PermitSource`: the parent over the pipe."""
 
     def __init__(self, send: Any) -> None:
-        import concurrent.futures
-        import itertools
-
         self._send = send
         self._ids = itertools.count()
         self._pending: dict[int, concurrent.futures.Future[float]] = {}
         self._lock = threading.Lock()
 
     async def reserve(self, key: str, tokens: int) -> float:
-        import concurrent.futures
-
         future: concurrent.futures.Future[float] = concurrent.futures.Future()
         with self._lock:
             request = next(self._ids)
@@ -282,15 +264,12 @@ def _child_main(config: BatchConfig, which: int, parts: int, conn: Any, parent_e
                 carrier: dict[str, str]) -> None:
     """Body of one worker process: run what the parent sends until it says exit."""
     parent_end.close()
-    _reset_after_fork()
+    _become_a_worker_process()
     lock = threading.Lock()
 
     def send(message: Any) -> None:
         with lock:
             conn.send(message)
-
-    from scenario.batch.worker import WorkerSession, parent_from_traceparent
-    from scenario.concurrency.rate_limits import coordinate_rate_limits
 
     permits = _PipePermits(send)
     coordinate_rate_limits(permits, parts)
@@ -365,23 +344,18 @@ def _child_main(config: BatchConfig, which: int, parts: int, conn: Any, parent_e
             os._exit(exit_code)
 
 
-#: Objects a forked worker inherited from the parent and must never finalize (see below).
-_INHERITED: list[Any] = []
+def _become_a_worker_process() -> None:
+    """A forked worker is a process of its own: it ignores the terminal's Ctrl-C, dies with its
+    parent and never finalizes what it inherited.
 
-
-def _reset_after_fork() -> None:
-    """A forked worker has only the forking thread: forget the parent's threads and loops
-    without touching them.
-
-    The worker shares the parent's epoll instances (fork duplicates the descriptors, not the
-    kernel objects behind them). Closing one of the parent's loops or HTTP connections here
-    would unregister its sockets from that shared epoll, and the *parent* would stop hearing
-    about them. So every inherited loop and client is kept alive, unused, until the worker exits
-    with ``os._exit`` (which closes nothing but descriptors), and the cyclic GC is told to leave
-    everything that existed at fork time alone.
+    Every owner of process-wide state (model loop, worker pool, limiters, strategies, telemetry,
+    live transcripts) already reset its own state in the at-fork hook (:mod:`scenario.fork`). The
+    worker shares the parent's epoll instances (fork duplicates the descriptors, not the kernel
+    objects behind them): a loop or HTTP client finalized here would unregister its sockets from
+    that shared epoll, and the *parent* would stop hearing about them. So the cyclic GC is told
+    to leave everything that existed at fork time alone, and the worker exits with ``os._exit``
+    (which closes nothing but descriptors).
     """
-    import gc
-
     gc.freeze()
     # The parent's loop may have set a wakeup fd (shared with the parent after fork) and signal
     # handlers that poke the parent's loop objects: neither may fire here.
@@ -392,12 +366,6 @@ def _reset_after_fork() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
-    from scenario.llm import model_loop
-    from scenario.runtime import worker_pool
-
-    model_loop.reset_after_fork()  # a fresh model loop; litellm's clients of the parent's set aside
-    _INHERITED.append(worker_pool._pool)  # noqa: SLF001 - its threads do not exist here
-    worker_pool._pool = None  # noqa: SLF001
 
 
 def _block_stop_signals() -> set:

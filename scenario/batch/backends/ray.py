@@ -23,13 +23,25 @@ driver dies, Ray's fate sharing ends its actors (measured: ~1.5 s).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import os
+import warnings
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from scenario.batch.backends import Backend, Feedback, Finished, Lost, WorkerFailed
-from scenario.concurrency.rate_limits import PermitSource
+from scenario.batch.backends.base import Backend, Feedback, Finished, Lost, WorkerFailed, WorkerLoads
+from scenario.batch.worker import WorkerSession, dump_record, load_record, parent_from_traceparent, traceparent_of
+from scenario.concurrency.rate_limits import (
+    PermitSource,
+    RateLimits,
+    coordinate_rate_limits,
+    get_rate_limits,
+    set_rate_limits,
+)
 from scenario.errors import ScenarioConfigError
+from scenario.llm.client import litellm_module
+from scenario.settings import configure, settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from scenario.batch.runner import BatchConfig
@@ -66,8 +78,7 @@ class RayBackend(Backend):
         self._ray: Any = None
         self._started_cluster = False
         self._actors: list[Any] = []
-        self._alive: list[bool] = []
-        self._load: list[set[str]] = []
+        self._loads = WorkerLoads()
         self._coordinator: Any = None
         self._positions: dict[str, int] = {}
         self._calls: set[asyncio.Task[Any]] = set()
@@ -77,8 +88,6 @@ class RayBackend(Backend):
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, config: BatchConfig, parent_span: Any) -> None:
         self._ray = import_ray()
-        from scenario.batch.worker import traceparent_of
-
         self._positions = {u.id: i for i, u in enumerate(config.units)}
         self._carrier = traceparent_of(parent_span)
         connecting = asyncio.ensure_future(asyncio.to_thread(self._connect))
@@ -109,8 +118,6 @@ class RayBackend(Backend):
         # machine) and otherwise starts a local cluster; either way this driver's ray.shutdown()
         # stops only processes it started. Called off the loop's thread (it takes seconds), where
         # Ray cannot install its SIGTERM handler and says so: the batch handles signals itself.
-        import logging
-
         quiet = _DropMessage("SIGTERM handler is not set")
         ray_logger = logging.getLogger("ray._private.worker")
         ray_logger.addFilter(quiet)
@@ -123,9 +130,6 @@ class RayBackend(Backend):
     async def _start_actors(self, config: BatchConfig) -> None:
         ray = self._ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        from scenario.concurrency.rate_limits import get_rate_limits
-        from scenario.settings import settings
 
         options = self.options
         limits = get_rate_limits().limits()
@@ -160,8 +164,7 @@ class RayBackend(Backend):
         self._actors = [
             configured.remote(payload, snapshot, limits, self._coordinator, workers, i) for i in range(workers)
         ]
-        self._alive = [True] * workers
-        self._load = [set() for _ in range(workers)]
+        self._loads = WorkerLoads(workers)
         ready = [actor.ready.remote() for actor in self._actors]
         try:
             await asyncio.wait_for(asyncio.gather(*ready), READY_TIMEOUT)
@@ -180,12 +183,10 @@ class RayBackend(Backend):
             ) from exc
 
     def submit(self, unit: RunUnit) -> None:
-        candidates = [i for i, alive in enumerate(self._alive) if alive]
-        if not candidates:
+        which = self._loads.assign(unit.id)
+        if which is None:
             self.post(Lost([unit.id], "none", "no Ray worker actor is left"))
             return
-        which = min(candidates, key=lambda i: (len(self._load[i]), i))
-        self._load[which].add(unit.id)
         ref = self._actors[which].run.remote(self._positions[unit.id], self._carrier)
         assert self._loop is not None
         task = self._loop.create_task(self._await(which, unit, ref))
@@ -194,33 +195,28 @@ class RayBackend(Backend):
 
     async def _await(self, which: int, unit: RunUnit, ref: Any) -> None:
         ray = self._ray
-        from scenario.batch.worker import load_record
-
         try:
             payload, feedback = await ref
         except asyncio.CancelledError:
             raise
         except _worker_gone(ray) as exc:
-            self._alive[which] = False
-            self._load[which].discard(unit.id)
+            self._loads.stop_taking(which)
+            self._loads.release(which, unit.id)
             self.post(Lost([unit.id], f"ray actor {which}", f"{type(exc).__name__}: {_first_line(exc)}"))
             return
         except Exception as exc:  # our worker code raised: a bug, keep its traceback
-            self._load[which].discard(unit.id)
+            self._loads.release(which, unit.id)
             self.post(WorkerFailed(exc))
             self.post(Lost([unit.id], f"ray actor {which}", f"{type(exc).__name__}"))
             return
-        self._load[which].discard(unit.id)
+        self._loads.release(which, unit.id)
         for kind, retry_after, message in feedback:
             self.post(Feedback(kind, retry_after, message))
         self.post(Finished(load_record(payload), f"ray actor {which}"))
 
     def cancel(self, run_ids: Collection[str], reason: str) -> None:
-        wanted = set(run_ids)
-        for which, load in enumerate(self._load):
-            mine = sorted(load & wanted)
-            if mine and self._alive[which]:
-                self._actors[which].cancel.remote(mine, reason)
+        for which, mine in self._loads.holding(run_ids):
+            self._actors[which].cancel.remote(mine, reason)
 
     async def close(self) -> None:
         ray = self._ray
@@ -246,7 +242,7 @@ class RayBackend(Backend):
             ray.shutdown()
 
     def metadata(self) -> dict[str, Any]:
-        return {"ray": {"workers": len(self._alive), "workers_alive": sum(self._alive),
+        return {"ray": {"workers": len(self._loads), "workers_alive": self._loads.taking_count,
                         "address": self._address}}
 
 
@@ -294,8 +290,6 @@ def _first_line(exc: BaseException) -> str:
 def _shippable(config: BatchConfig) -> BatchConfig:
     """The batch as a worker needs it: no strategy (locks; the driver owns it), no hook (the
     driver delivers), no backend."""
-    import dataclasses
-
     return dataclasses.replace(config, strategy=None, on_run_finished=None, backend="local")  # type: ignore[arg-type]
 
 
@@ -317,11 +311,7 @@ class RateCoordinator:
     def __init__(self, limits: dict[str, Any]) -> None:
         # Ray re-runs __init__ when it restarts a dead coordinator: that one starts drained, so
         # the restart is not a second burst of a minute's quota.
-        import warnings
-
         import ray
-
-        from scenario.concurrency.rate_limits import RateLimits
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # Ray's own internals on this property
@@ -367,14 +357,11 @@ class _RayPermits(PermitSource):
 class ScenarioWorker:
     """One async actor: runs the runs it is sent on its loop, returns their records."""
 
-    def __init__(self, config: BatchConfig, settings: dict[str, Any], limits: dict[str, Any],
+    def __init__(self, config: BatchConfig, snapshot: dict[str, Any], limits: dict[str, Any],
                  coordinator: Any, parts: int, which: int) -> None:
-        import scenario
-        from scenario.concurrency.rate_limits import coordinate_rate_limits, set_rate_limits
-
         self.config = config
         self.which = which
-        scenario.configure(**{k: v for k, v in settings.items() if v is not None})
+        configure(**{k: v for k, v in snapshot.items() if v is not None})
         if limits:
             set_rate_limits(limits)
             if coordinator is not None:
@@ -384,15 +371,11 @@ class ScenarioWorker:
 
     async def ready(self) -> int:
         # Import the model stack now, so the first run does not pay for it inside its timeout.
-        from scenario.llm.client import litellm_module
-
         await asyncio.to_thread(litellm_module)
         return os.getpid()
 
     def _sessions(self) -> Any:
         if self._session is None:
-            from scenario.batch.worker import WorkerSession
-
             def send(message: Any) -> None:
                 if message[0] == "feedback":
                     self._feedback.append((message[1], message[2], message[3]))
@@ -401,8 +384,6 @@ class ScenarioWorker:
         return self._session
 
     async def run(self, position: int, carrier: dict[str, str]) -> tuple[str, list[Any]]:
-        from scenario.batch.worker import dump_record, parent_from_traceparent
-
         session = self._sessions()
         unit = self.config.units[position]
         record = await session.run(unit, parent_from_traceparent(carrier))
