@@ -30,6 +30,7 @@ import inspect
 import time
 from typing import TYPE_CHECKING, Any
 
+from scenario.batch.backends import resolve_backend
 from scenario.batch.backends.base import Backend, Feedback, Finished, Lost, WorkerFailed
 from scenario.batch.execute import make_record
 from scenario.concurrency.strategies import current_strategy
@@ -311,3 +312,9 @@ class Dispatcher:
             reason=self._reason,
             metadata=metadata,
         )
+
+
+async def execute_batch(config: BatchConfig) -> BatchResult:
+    """Run a planned batch through the one dispatch loop, on the backend it asks for."""
+    processes_used = config.processes if len(config.units) > 1 else 1
+    return await Dispatcher(config, resolve_backend(config.backend, processes_used)).execute()

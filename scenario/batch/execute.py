@@ -32,7 +32,7 @@ from scenario.engine.loop import ScenarioEngine
 from scenario.errors import ModelCallError
 from scenario.executors import run_engine
 from scenario.llm.retry import classify_error, is_retryable, retry_after_seconds, retry_board
-from scenario.records import AttemptInfo, RunRecord
+from scenario.records import AttemptInfo, RunRecord, RunStatus
 from scenario.result import ScenarioResult
 from scenario.telemetry import tracer as telemetry
 from scenario.telemetry.spans import ATTR_ATTEMPTS, ATTR_NAME, ATTR_STATUS, SPAN_BATCH_RUN
@@ -51,7 +51,7 @@ BACKSTOP_GRACE = 5.0
 class _Outcome:
     result: ScenarioResult | None
     exception: BaseException | None
-    status: str
+    status: RunStatus
     where: str | None = None
 
 
@@ -187,9 +187,9 @@ async def _attempt(unit: RunUnit, config: BatchConfig) -> _Outcome:
         return _Outcome(None, exc, "error", "engine")
     if result.success:
         return _Outcome(result, None, "passed")
-    exc = result.exception
+    raised = result.exception
     if result.error is not None:
-        return _Outcome(result, exc, "timeout" if _is_timeout(exc) else "error", result.error.where)
+        return _Outcome(result, raised, "timeout" if _is_timeout(raised) else "error", result.error.where)
     return _Outcome(result, None, "failed")
 
 
@@ -211,7 +211,7 @@ def make_record(
         scenario=scenario.name,
         variant=unit.variant,
         index=unit.index,
-        status="cancelled" if cancelled is not None or outcome is None else outcome.status,  # type: ignore[arg-type]
+        status="cancelled" if cancelled is not None or outcome is None else outcome.status,
         result=outcome.result if outcome is not None else None,
         attempts=max(1, attempts),
         started_at=started_at,

@@ -29,6 +29,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from scenario.messages import AgentRole
+
 #: Bumped when the description of a part changes, so old fingerprints never match new ones by accident.
 FINGERPRINT_VERSION = "1"
 
@@ -59,8 +61,6 @@ def fingerprint_parts(
         agents: the adapters one run of the pair gets (as built by its recipe).
         variant_source: the variant's factory or adapter (None when the scenario brings its own agent).
     """
-    from scenario.messages import AgentRole
-
     simulators: list[Any] = []
     judges: list[Any] = []
     under_test: list[Any] = []

@@ -13,11 +13,12 @@ import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from scenario.batch.backends import Backend, resolve_backend
-from scenario.batch.dispatch import Dispatcher
+from scenario.batch.backends import Backend
+from scenario.batch.dispatch import execute_batch  # noqa: F401 - also importable from here, as before
 from scenario.batch.options import DEFAULT_MAX_CONCURRENCY, BatchOptions, RunFinishedHook  # noqa: F401 - re-exported
 from scenario.batch.plan import select_shard
 from scenario.batch.spec import AgentRecipe, RunUnit, Scenario, plan_units
+from scenario.batch.stored import StoredBatch
 from scenario.concurrency.strategies import ConcurrencyStrategy
 from scenario.distributed import Ray
 from scenario.errors import ScenarioConfigError
@@ -121,16 +122,8 @@ async def run_batch(
         processes=processes, backend=backend,
     ))
     if store is not None:
-        from scenario.batch.stored import StoredBatch
-
         return await StoredBatch.open(store, config, resume=resume).execute()
     return await execute_batch(config)
-
-
-async def execute_batch(config: BatchConfig) -> BatchResult:
-    """Run a prepared batch through the one dispatch loop, on the backend it asks for."""
-    processes_used = config.processes if len(config.units) > 1 else 1
-    return await Dispatcher(config, resolve_backend(config.backend, processes_used)).execute()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scenario.batch.dispatch import execute_batch
 from scenario.batch.fingerprint import changed_parts
 from scenario.errors import ScenarioConfigError
 from scenario.live import LiveSink, current_sink
@@ -126,8 +127,6 @@ class StoredBatch:
             include_kept: roll the kept runs (read back from the store) into the result, so it
                 covers the whole batch; the CLI, which reports from the store, skips that read.
         """
-        from scenario.batch.runner import execute_batch
-
         config, store, plan = self.config, self.store, self.plan
         try:
             info = self._info if self._info is not None else _default_info(config)

@@ -269,7 +269,7 @@ class RateLimits:
     def limiter(self, key: str) -> RateLimiter | None:
         """The limiter registered under exactly ``key`` (a model name or pattern), or ``None``."""
         with self._lock:
-            return self._limiters.get(key)  # type: ignore[return-value]
+            return self._limiters.get(key)
 
     def limits(self) -> dict[str, RateLimit]:
         """Every key's configured limit (to ship to workers or rebuild a coordinator)."""

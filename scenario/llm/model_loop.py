@@ -16,6 +16,7 @@ import asyncio
 import atexit
 import collections
 import contextvars
+import functools
 import logging
 import os
 import threading
@@ -24,7 +25,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from scenario import fork
-from scenario.runtime.event_loops import consume_outcome, settle_future
+from scenario.runtime.event_loops import consume_outcome, create_task_in, settle_future
 from scenario.runtime.worker_pool import WorkerPool
 
 TIMEOUT_BACKSTOP = 5.0
@@ -196,11 +197,11 @@ class ModelLoop:
             if call.abandoned:
                 call.coro.close()
                 continue
-            task = loop.create_task(call.coro, context=call.context)
+            task = create_task_in(loop, call.coro, call.context)
             call.task = task
-            task.add_done_callback(lambda _task, call=call: self._finished(call))
+            task.add_done_callback(functools.partial(self._finished, call))
 
-    def _finished(self, call: _Call) -> None:
+    def _finished(self, call: _Call, _task: asyncio.Task[Any] | None = None) -> None:
         if call.abandoned:
             consume_outcome(call.task)
             return

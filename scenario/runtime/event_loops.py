@@ -6,13 +6,19 @@ server's loop all end through :func:`drain` first.
 
 Work that runs as a task on one loop for a caller awaiting a future on another (the model loop's
 calls, a ``run``'s user code) ends through :func:`settle_future`, and an outcome nobody waits for
-any more through :func:`consume_outcome`.
+any more through :func:`consume_outcome`. Such a task starts in the caller's context through
+:func:`create_task_in`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextvars
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def drain(loop: asyncio.AbstractEventLoop) -> None:
@@ -50,3 +56,12 @@ def settle_future(future: asyncio.Future[Any], task: asyncio.Task[Any] | None) -
             future.set_exception(exc)
         else:
             future.set_result(task.result())
+
+
+def create_task_in(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], context: contextvars.Context
+                   ) -> asyncio.Task[T]:
+    """``loop.create_task(coro, context=context)``. Python 3.10's ``create_task`` takes no
+    context; there the task starts in a copy of it, which carries the same values in."""
+    if sys.version_info >= (3, 11):
+        return loop.create_task(coro, context=context)
+    return context.run(loop.create_task, coro)

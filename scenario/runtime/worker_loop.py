@@ -27,7 +27,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from scenario.runtime.event_loops import consume_outcome, drain, settle_future
+from scenario.runtime.event_loops import consume_outcome, create_task_in, drain, settle_future
 from scenario.runtime.worker_pool import at_thread_exit, get_pool
 
 __all__ = ["CANCEL_GRACE", "RunThread", "run_on_worker_loop"]
@@ -205,7 +205,7 @@ _UNSET = object()
 class _UserCall:
     """One call of user code (an adapter, a script step, a callback) sent to a run's own loop."""
 
-    __slots__ = ("fn", "args", "context", "sent", "caller", "future", "task", "abandoned")
+    __slots__ = ("fn", "args", "context", "sent", "finished", "caller", "future", "task", "abandoned")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], caller: asyncio.AbstractEventLoop,
                  future: asyncio.Future[Any], carried: dict[contextvars.ContextVar[Any], Any]):
@@ -218,6 +218,7 @@ class _UserCall:
         for var, value in carried.items():
             self.context.run(var.set, value)
         self.sent = dict(self.context)  # to tell, afterwards, what this call changed
+        self.finished: contextvars.Context | None = None  # its context when it ended
         self.caller = caller
         self.future = future
         self.task: asyncio.Task[Any] | None = None
@@ -278,7 +279,7 @@ class RunThread:
     def _carry(self, item: _UserCall) -> None:
         """Remember what the finished call set in its context, for the run's next calls."""
         sent = item.sent
-        for var, value in item.context.items():
+        for var, value in (item.finished or item.context).items():
             if sent.get(var, _UNSET) is not value:
                 self._carried[var] = value
 
@@ -324,16 +325,21 @@ class RunThread:
         if item.abandoned:
             return
         loop = asyncio.get_running_loop() if self._loop is None else self._loop
-        task = loop.create_task(_execute(item.fn, item.args), context=item.context)
+        task = create_task_in(loop, _execute(item), item.context)
         item.task = task
         task.add_done_callback(functools.partial(_answer, item))
 
 
-async def _execute(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    value = fn(*args)
-    if inspect.isawaitable(value):
-        value = await value
-    return value
+async def _execute(item: _UserCall) -> Any:
+    try:
+        value = item.fn(*item.args)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+    finally:
+        # What the user code left in its context (on Python 3.10 the task runs in a copy of
+        # item.context, so this is read here, from inside the task).
+        item.finished = contextvars.copy_context()
 
 
 def _answer(item: _UserCall, _task: asyncio.Task[Any]) -> None:

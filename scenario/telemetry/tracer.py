@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from scenario import fork
 from scenario.settings import on_configure, settings
@@ -163,7 +163,8 @@ def _build_otlp_provider() -> Any:
     if not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
         attributes[SERVICE_NAME] = "scenario"
     provider = TracerProvider(resource=Resource.create(attributes))
-    provider.add_span_processor(BatchSpanProcessor(DroppingExporter(OTLPSpanExporter())))
+    # DroppingExporter is an exporter by shape (it wraps one), not by class: the SDK loads lazily.
+    provider.add_span_processor(BatchSpanProcessor(cast(Any, DroppingExporter(OTLPSpanExporter()))))
     return provider
 
 

@@ -137,10 +137,10 @@ class AgentUsageTracker:
                     # No known parent (a fresh trace, or context lost on the way): the run current
                     # where the span starts, if any, is the one it works for.
                     run = current_run.get()
-                    run_trace = self._live.get(id(run)) if run is not None else None
-                    if run_trace is None or run_trace.run is not run:
+                    found = self._live.get(id(run)) if run is not None else None
+                    if found is None or found.run is not run:
                         return
-                    entry = _Entry(run_trace, None, "agent", False)
+                    entry = _Entry(found, None, "agent", False)
                 if ours and name.startswith(AGENT_SPAN_PREFIX):
                     entry.role = str(attributes.get(ATTR_ROLE, entry.role))
                 elif ours and attributes.get(ATTR_OPERATION) == "chat":

@@ -256,7 +256,7 @@ def _runtime_env(options: Ray) -> dict[str, Any] | None:
     return runtime_env or None
 
 
-def _worker_gone(ray: Any) -> tuple[type, ...]:
+def _worker_gone(ray: Any) -> tuple[type[BaseException], ...]:
     """Ray's exceptions meaning "the worker (or its node) is gone", those this Ray version has."""
     names = ("RayActorError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError")
     return tuple(getattr(ray.exceptions, name) for name in names if hasattr(ray.exceptions, name))
