@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from agents_for_tests import EchoAgent
 
 import scenario
+from tests.helpers.agents import EchoAgent
 
 
 @pytest.mark.asyncio
@@ -59,7 +59,7 @@ def test_step_constructors_validate():
 
 def test_judge_with_malformed_criteria_is_rejected():
     # None and [] are valid: the criteria may come inline from scenario.judge(criteria=[...]) steps;
-    # a judge with no criteria anywhere is rejected when the run starts (tests/test_compat_run.py).
+    # a judge with no criteria anywhere is rejected when the run starts (tests/compat/test_compat_run.py).
     for bad in ("single string", [""], [42], 7):
         with pytest.raises(scenario.ScenarioConfigError, match="give a list of non-empty criteria"):
             scenario.JudgeAgent(criteria=bad)

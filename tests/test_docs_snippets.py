@@ -14,7 +14,7 @@ Policy:
 - A block that cannot run (a fragment with ``...``, a sketch needing your infrastructure) is
   marked in the Markdown source, on the line before its fence, with
   ``<!-- illustrative: why it cannot run -->``; the reason is required.
-- docs/migrating.md, docs/red-teaming.md and docs/clients.md are run by tests/test_docs_compat.py.
+- docs/migrating.md, docs/red-teaming.md and docs/clients.md are run by tests/compat/test_docs_compat.py.
 
 A block that defines tests (the README's headline example, docs/pytest.md's first test) is also
 run the way a reader would: saved as a test file and run under pytest, where every test must
@@ -37,7 +37,7 @@ import yaml
 import scenario
 
 REPO = Path(__file__).resolve().parent.parent
-COVERED_ELSEWHERE = {"docs/migrating.md", "docs/red-teaming.md", "docs/clients.md"}  # tests/test_docs_compat.py
+COVERED_ELSEWHERE = {"docs/migrating.md", "docs/red-teaming.md", "docs/clients.md"}  # tests/compat/test_docs_compat.py
 FENCE = re.compile(r"^```(python|yaml|yml|toml)[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 MARKER = re.compile(r"<!--\s*illustrative:(.*?)-->\s*$")
 

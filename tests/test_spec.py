@@ -10,7 +10,6 @@ import dataclasses
 import math
 
 import pytest
-from agents_for_tests import EchoAgent
 
 import scenario
 from scenario import checks
@@ -19,6 +18,7 @@ from scenario.batch.runner import BatchConfig, plan_batch, prepare_batch
 from scenario.distributed import Ray
 from scenario.script import ProceedStep
 from scenario.spec import ScenarioSpec, build_spec
+from tests.helpers.agents import EchoAgent
 
 
 def _spec(**overrides):

@@ -24,7 +24,7 @@ The order is what the behaviour asks for:
 - ``RateLimit`` takes a permit of the model's rate limiter per attempt and reports the tokens used.
 
 Each layer is built with its inner ``Complete`` and nothing else it does not own, so each is tested
-against a fake inner call (tests/test_llm_layers.py).
+against a fake inner call (tests/llm/test_llm_layers.py).
 """
 
 from __future__ import annotations

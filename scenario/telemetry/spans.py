@@ -2,7 +2,7 @@
 
 Spelled once, here: the engine, the model-call path, the batch and the tree renderer all read
 these, so a span cannot be renamed in one place and not another. The names and keys are a
-public contract (docs/observability.md lists them, tests/test_telemetry.py pins them): back-ends
+public contract (docs/observability.md lists them, tests/telemetry/test_telemetry.py pins them): back-ends
 build dashboards on them, so they change only on purpose.
 
 Names are low-cardinality: agent spans are ``invoke_agent {adapter}`` and model-call spans

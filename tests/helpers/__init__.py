@@ -1,0 +1,1 @@
+"""Shared test helpers: adapters (one EchoAgent) and store data, imported as ``tests.helpers``."""
