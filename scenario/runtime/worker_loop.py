@@ -50,11 +50,7 @@ class _WorkerLoopJob:
         self._cancelled = False
 
     def __call__(self) -> Any:
-        if self._reuse_loop:
-            loop = _take_thread_loop()
-        else:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
+        loop = _open_thread_loop(self._reuse_loop)
         try:
             with self._lock:
                 if self._cancelled:
@@ -65,10 +61,7 @@ class _WorkerLoopJob:
         finally:
             with self._lock:
                 self._loop = None
-            if self._reuse_loop:
-                _give_back_thread_loop(loop)
-            else:
-                _shutdown_loop(loop)
+            _close_thread_loop(loop, self._reuse_loop)
 
     def cancel(self) -> None:
         with self._lock:
@@ -108,6 +101,23 @@ class _KeptLoop:
             _inherited_loops.append(loop)
         elif not loop.is_running():
             loop.close()
+
+
+def _open_thread_loop(reuse: bool) -> asyncio.AbstractEventLoop:
+    """This thread's loop for one job: the one its last job kept (``reuse``), else a new one."""
+    if reuse:
+        return _take_thread_loop()
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
+def _close_thread_loop(loop: asyncio.AbstractEventLoop, reuse: bool) -> None:
+    """After the job: keep a pristine loop for the thread's next job (``reuse``), else shut it down."""
+    if reuse:
+        _give_back_thread_loop(loop)
+    else:
+        _shutdown_loop(loop)
 
 
 def _take_thread_loop() -> asyncio.AbstractEventLoop:
@@ -217,7 +227,7 @@ class _UserCall:
         self.context = contextvars.copy_context()
         for var, value in carried.items():
             self.context.run(var.set, value)
-        self.sent = dict(self.context)  # to tell, afterwards, what this call changed
+        self.sent = self.context.copy()  # a snapshot (O(1)), to tell afterwards what this call changed
         self.finished: contextvars.Context | None = None  # its context when it ended
         self.caller = caller
         self.future = future
@@ -302,7 +312,7 @@ class RunThread:
 
     # -- on the run's thread --------------------------------------------------------------------
     def _serve(self) -> None:
-        loop = _take_thread_loop() if self._reuse_loop else _new_thread_loop()
+        loop = _open_thread_loop(self._reuse_loop)
         try:
             with self._lock:
                 self._loop = loop
@@ -316,10 +326,7 @@ class RunThread:
         finally:
             with self._lock:
                 self._loop = None
-            if self._reuse_loop:
-                _give_back_thread_loop(loop)
-            else:
-                _shutdown_loop(loop)
+            _close_thread_loop(loop, self._reuse_loop)
 
     def _start(self, item: _UserCall) -> None:
         if item.abandoned:
@@ -360,9 +367,3 @@ def _settle_user_call(item: _UserCall) -> None:
 def _cancel_user_call(item: _UserCall) -> None:
     if item.task is not None and not item.task.done():
         item.task.cancel()
-
-
-def _new_thread_loop() -> asyncio.AbstractEventLoop:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    return loop
