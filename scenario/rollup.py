@@ -40,11 +40,15 @@ def pass_rate(passed: int, total: int) -> float:
     return passed / total if total else 0.0
 
 
+def required_rate(threshold: float | None) -> float:
+    """The pass rate a threshold asks for (None: every run must pass)."""
+    return DEFAULT_THRESHOLD if threshold is None else threshold
+
+
 def meets(passed: int, total: int, threshold: float | None) -> bool:
     """Whether ``passed`` of ``total`` runs reach ``threshold`` (None: every run must pass).
     No runs never meet a threshold: nothing was shown to work."""
-    required = DEFAULT_THRESHOLD if threshold is None else threshold
-    return total > 0 and passed / total + TOLERANCE >= required
+    return total > 0 and passed / total + TOLERANCE >= required_rate(threshold)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -142,7 +146,7 @@ class Group:
     @property
     def required(self) -> float:
         """The pass rate this group must reach (no threshold: every run must pass)."""
-        return DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+        return required_rate(self.threshold)
 
     @property
     def met(self) -> bool:
