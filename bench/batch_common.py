@@ -103,9 +103,13 @@ async def capture_requests(base_url: str) -> list[dict[str, Any]]:
     return captured
 
 
-async def bare_litellm(base_url: str, calls: int, concurrency: int) -> Measure:
+async def bare_litellm(base_url: str, calls: int, concurrency: int, setup_inline: bool = False) -> Measure:
     """The ceiling: ``litellm.acompletion`` on one loop, ``concurrency`` workers, no library code,
     replaying the requests of one autopilot run (see :func:`capture_requests`).
+
+    ``setup_inline``: run litellm's synchronous set-up on the loop, as the library does for
+    providers where that is safe (``scenario.llm.model_loop.setup_may_run_inline``), instead of on
+    the loop's thread pool as plain litellm does.
 
     It runs on the library's model loop, the one loop that drives litellm in this process:
     litellm's logging worker and client cache are bound to one loop, and driving it from a second
@@ -115,18 +119,22 @@ async def bare_litellm(base_url: str, calls: int, concurrency: int) -> Measure:
 
     if not _CAPTURED:
         await capture_requests(base_url)
-    return await asyncio.wrap_future(model_loop.submit(_bare_litellm(list(_CAPTURED), calls, concurrency)))
+    return await asyncio.wrap_future(model_loop.submit(_bare_litellm(list(_CAPTURED), calls, concurrency, setup_inline)))
 
 
-async def _bare_litellm(requests: list[dict[str, Any]], calls: int, concurrency: int) -> Measure:
-    from scenario.llm.client import litellm_module
+async def _bare_litellm(requests: list[dict[str, Any]], calls: int, concurrency: int, setup_inline: bool) -> Measure:
+    from scenario.llm.client import litellm_module, model_loop
 
     litellm = litellm_module()
     remaining = iter(range(calls))
 
     async def worker() -> None:
         for n in remaining:
-            await litellm.acompletion(**requests[n % len(requests)])
+            call = litellm.acompletion(**requests[n % len(requests)])
+            if setup_inline:  # on the model loop already: a task with the permission, no hop
+                await model_loop.run(call, setup_inline=True)
+            else:
+                await call
 
     with measured() as m:
         await asyncio.gather(*(worker() for _ in range(concurrency)))

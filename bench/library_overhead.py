@@ -31,7 +31,7 @@ DOORS = ("arun", "run", "loop", "thread")
 
 def install_fake_litellm(latency: float) -> None:
     """Answer every model call in process (after ``latency`` s on the model loop), like the mock."""
-    from scenario.llm import client as models
+    from scenario.llm import model_loop
     from scenario.testing.mock_behavior import (
         ChatRequest,
         MockBehavior,
@@ -41,7 +41,7 @@ def install_fake_litellm(latency: float) -> None:
     )
 
     behavior = MockBehavior()
-    real = models.litellm_module()
+    real = model_loop.litellm_module()
 
     async def acompletion(**kwargs: Any) -> Any:
         if latency:
@@ -61,8 +61,10 @@ def install_fake_litellm(latency: float) -> None:
                                      usage=types.SimpleNamespace(prompt_tokens=10, completion_tokens=5, total_tokens=15),
                                      _hidden_params={"response_cost": 1e-5})
 
-    models._litellm = types.SimpleNamespace(acompletion=acompletion, Timeout=real.Timeout,  # noqa: SLF001
-                                            completion_cost=real.completion_cost)
+    # The module object litellm_module() hands out (model_loop owns it). No callbacks registered and
+    # no provider lookup: the fake has no synchronous set-up to run inline or on a thread.
+    model_loop._litellm = types.SimpleNamespace(acompletion=acompletion, Timeout=real.Timeout,  # noqa: SLF001
+                                                completion_cost=real.completion_cost, input_callback=[], callbacks=[])
 
 
 def thread_cpu() -> dict[str, float]:

@@ -30,7 +30,7 @@ from scenario.llm.call import (
 )
 from scenario.llm.custom_client import complete_with_client
 from scenario.llm.layers import Accounting, DebugLog, ExplainErrors, RateLimit, ReplayCache, Retry, Span
-from scenario.llm.model_loop import ModelLoop, litellm_module, model_loop
+from scenario.llm.model_loop import ModelLoop, litellm_module, model_loop, setup_may_run_inline
 from scenario.settings import DEFAULT_MODEL_TIMEOUT, ModelConfig
 from scenario.telemetry import tracer as telemetry
 
@@ -61,12 +61,12 @@ async def call_model(request: ModelRequest) -> ModelResponse:
         return await client.respond(request)
     litellm = litellm_module()
     if client is not None:  # the user's own OpenAI-compatible client (scenario.llm.custom_client)
-        call = complete_with_client(client, kwargs)
+        call, inline = complete_with_client(client, kwargs), False
     else:
-        call = litellm.acompletion(**kwargs)
+        call, inline = litellm.acompletion(**kwargs), setup_may_run_inline(kwargs)
     deadline = request.timeout + TIMEOUT_BACKSTOP
     try:
-        raw = await loop_owner.model_loop.run(call, deadline)
+        raw = await loop_owner.model_loop.run(call, deadline, setup_inline=inline)
     except asyncio.TimeoutError:
         raise litellm.Timeout(
             message=f"no answer within {deadline:.0f}s (backstop)",

@@ -20,7 +20,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -29,6 +29,22 @@ from scenario.runtime.event_loops import consume_outcome, create_task_in, settle
 from scenario.runtime.worker_pool import WorkerPool
 
 TIMEOUT_BACKSTOP = 5.0
+
+#: Providers whose synchronous set-up inside ``litellm.acompletion`` (argument mapping, request
+#: transformation, the logging object, an HTTP client from litellm's cache) is computation only:
+#: credentials come from arguments or environment variables and the network is touched only by
+#: the awaited request. Providers that may fetch credentials there (Vertex AI and Bedrock refresh
+#: tokens, Azure AD token providers, SageMaker, watsonx) are not listed.
+INLINE_SETUP_PROVIDERS = frozenset({
+    "openai", "text-completion-openai", "anthropic", "groq", "mistral", "deepseek", "xai", "openrouter",
+    "together_ai", "fireworks_ai", "hosted_vllm", "litellm_proxy", "cerebras", "deepinfra", "perplexity",
+})
+#: Set to ``0`` to send every call's set-up to the model loop's thread pool, as litellm does itself.
+INLINE_SETUP_ENV = "SCENARIO_LITELLM_INLINE_SETUP"
+
+# True in the context of a model call whose set-up may run on the model loop itself (read and
+# cleared by the first executor submit of that call, see ModelIOPool).
+_setup_inline: contextvars.ContextVar[bool] = contextvars.ContextVar("scenario_setup_inline", default=False)
 
 _import_lock = threading.Lock()
 _litellm: Any = None
@@ -90,14 +106,66 @@ class _DropLoggingWorkerErrors:
             return True
 
 
+def setup_may_run_inline(kwargs: Mapping[str, Any]) -> bool:
+    """May this litellm call's synchronous set-up run on the model loop instead of a thread?
+
+    ``litellm.acompletion`` runs its synchronous ``completion()`` (everything before the HTTP
+    request: argument mapping, request transformation, the logging object, a client from its
+    cache) through ``loop.run_in_executor``: a hand-over to a pool thread and back, 0.5-0.9 ms of
+    CPU per call on this machine beyond the work itself (15-25% of litellm's own), with the GIL
+    changing hands twice. For the providers in :data:`INLINE_SETUP_PROVIDERS` that set-up does no
+    I/O, so it runs inline (litellm's callbacks and pre-call hooks run on the loop either way).
+    Anything that may block keeps the thread: another provider, a secret manager configured in
+    litellm (keys are then fetched during the set-up), or ``SCENARIO_LITELLM_INLINE_SETUP=0``.
+    """
+    litellm = _litellm
+    if litellm is None or litellm.secret_manager_client is not None or litellm._key_management_system is not None:
+        return False
+    if os.environ.get(INLINE_SETUP_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return _provider(kwargs.get("model"), kwargs.get("custom_llm_provider"), kwargs.get("api_base")) in INLINE_SETUP_PROVIDERS
+
+
+@functools.lru_cache(maxsize=256)
+def _provider(model: Any, custom_llm_provider: Any, api_base: Any) -> str | None:
+    """litellm's provider for a model (what it resolves inside the call), or None if it cannot say."""
+    try:
+        return str(_litellm.get_llm_provider(model=model, custom_llm_provider=custom_llm_provider,
+                                             api_base=api_base)[1])
+    except Exception:
+        return None
+
+
+class ModelIOPool(WorkerPool):
+    """The model loop's default executor: litellm's synchronous set-up runs here.
+
+    A worker pool, except that the first job a model call submits runs inline, on the model loop,
+    when :func:`setup_may_run_inline` allowed it for that call. The permission is a context
+    variable of the call's task, cleared as it is used: later jobs of the same call (a sync
+    logging hook) and tasks it spawns go to the threads as before.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if not _setup_inline.get():
+            return super().submit(fn, *args, **kwargs)
+        _setup_inline.set(False)  # the caller's task context: one inline job per call
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
 class _Call:
     """One coroutine sent to the model loop on behalf of a caller on another loop."""
 
     __slots__ = ("coro", "context", "caller", "future", "task", "abandoned")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], caller: asyncio.AbstractEventLoop, future: asyncio.Future[Any]):
+    def __init__(self, coro: Coroutine[Any, Any, Any], caller: asyncio.AbstractEventLoop, future: asyncio.Future[Any],
+                 context: contextvars.Context):
         self.coro = coro
-        self.context = contextvars.copy_context()
+        self.context = context
         self.caller = caller
         self.future = future
         self.task: asyncio.Task[Any] | None = None
@@ -131,10 +199,11 @@ class ModelLoop:
             if self._loop is None or self._loop.is_closed():
                 ready = threading.Event()
                 new_loop = asyncio.new_event_loop()
-                # litellm runs part of every call in the loop's default executor; ours lets those
-                # threads end when idle, like the library's other workers (same size as asyncio's).
+                # litellm runs part of every call in the loop's default executor; ours runs it inline
+                # where that is safe and otherwise on threads that end when idle, like the
+                # library's other workers (same size as asyncio's).
                 new_loop.set_default_executor(
-                    WorkerPool(min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="scenario-model-io")
+                    ModelIOPool(min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="scenario-model-io")
                 )
 
                 def serve() -> None:
@@ -152,18 +221,24 @@ class ModelLoop:
         """Run ``coro`` on the model loop; a thread-safe future for code that is not on a loop."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop())
 
-    async def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
+    async def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None, *,
+                  setup_inline: bool = False) -> Any:
         """Await ``coro`` executed on the model loop, from any loop in any thread.
 
         Past ``timeout`` seconds the call is cancelled on the model loop and ``asyncio.TimeoutError``
         raised here; cancelling the awaiting task cancels the call on the model loop too.
+        ``setup_inline`` lets the first executor job of ``coro`` run on the model loop (see
+        :func:`setup_may_run_inline`, which decides it).
         """
         loop = self.loop()
         caller = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        if setup_inline:
+            context.run(_setup_inline.set, True)
         if caller is loop:  # already there: no hop
-            return await asyncio.wait_for(coro, timeout)
+            return await asyncio.wait_for(create_task_in(loop, coro, context), timeout)
         future = caller.create_future()
-        call = _Call(coro, caller, future)
+        call = _Call(coro, caller, future, context)
         self._inbox.append(call)
         if not self._wake_pending:
             self._wake_pending = True

@@ -27,7 +27,15 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from scenario.runtime.event_loops import consume_outcome, create_task_in, drain, settle_future
+from scenario.runtime.event_loops import (
+    TaskTracker,
+    consume_outcome,
+    create_task_in,
+    drain,
+    loop_tasks,
+    new_worker_loop,
+    settle_future,
+)
 from scenario.runtime.worker_pool import at_thread_exit, get_pool
 
 __all__ = ["CANCEL_GRACE", "RunThread", "run_on_worker_loop"]
@@ -107,7 +115,7 @@ def _open_thread_loop(reuse: bool) -> asyncio.AbstractEventLoop:
     """This thread's loop for one job: the one its last job kept (``reuse``), else a new one."""
     if reuse:
         return _take_thread_loop()
-    loop = asyncio.new_event_loop()
+    loop = new_worker_loop()
     asyncio.set_event_loop(loop)
     return loop
 
@@ -127,7 +135,7 @@ def _take_thread_loop() -> asyncio.AbstractEventLoop:
     if kept is not None:
         loop, kept.loop = kept.loop, None  # taken back: the holder must not close it any more
     if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
+        loop = new_worker_loop()
     asyncio.set_event_loop(loop)
     return loop
 
@@ -157,9 +165,10 @@ def _close_kept_loop() -> None:
 def _is_pristine(loop: asyncio.AbstractEventLoop) -> bool:
     """True when the loop holds nothing a run could have left: no task, callback, live timer,
     async generator, default executor, registered file descriptor besides its own self-pipe,
-    signal handler, custom exception handler or task factory, debug mode."""
+    signal handler, custom exception handler or task factory (ours, the tracker, is expected),
+    debug mode."""
     try:
-        if loop.is_closed() or loop.get_debug() or loop.get_task_factory() is not None:
+        if loop.is_closed() or loop.get_debug() or not isinstance(loop.get_task_factory(), TaskTracker):
             return False
         if loop.get_exception_handler() is not None:
             return False
@@ -173,7 +182,7 @@ def _is_pristine(loop: asyncio.AbstractEventLoop) -> bool:
         selector = getattr(loop, "_selector", None)
         if selector is None or len(selector.get_map()) != 1:
             return False
-        return not any(not task.done() for task in asyncio.all_tasks(loop))
+        return not loop_tasks(loop)
     except Exception:  # an unfamiliar loop implementation: do not keep it
         return False
 

@@ -1,0 +1,122 @@
+"""litellm's synchronous set-up runs on the model loop for providers where it does no I/O, and on
+the model loop's threads otherwise (issue 12)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import scenario
+from scenario.llm import model_loop as loop_module
+from scenario.llm.model_loop import INLINE_SETUP_ENV, ModelIOPool, litellm_module, setup_may_run_inline
+from tests.helpers.agents import EchoAgent
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def setup_threads(monkeypatch):
+    """The names of the threads litellm's synchronous ``completion()`` ran on, one per call."""
+    import litellm.main
+
+    seen: list[str] = []
+    original = litellm.main.completion
+
+    def spy(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(litellm.main, "completion", spy)
+    return seen
+
+
+def team():
+    return [EchoAgent(), scenario.UserSimulatorAgent(), scenario.JudgeAgent(criteria=["The agent answers"])]
+
+
+@pytest.mark.parametrize("door", ["run", "arun"])
+async def test_an_openai_compatible_call_sets_up_on_the_model_loop(configured, setup_threads, door):
+    result = await getattr(scenario, door)(name="inline", description="d", agents=team())
+    assert result.success and result.usage.calls == 4
+    assert setup_threads == ["scenario-model-loop"] * 4
+
+
+async def test_a_user_callback_does_not_move_the_set_up_nor_its_pre_call_hook(configured, setup_threads,
+                                                                               monkeypatch):
+    # litellm runs pre-call hooks on the loop in its own async path, with or without us.
+    from litellm.integrations.custom_logger import CustomLogger
+
+    pre_call_threads: list[str] = []
+
+    class Hook(CustomLogger):
+        def log_pre_api_call(self, model, messages, kwargs):
+            pre_call_threads.append(threading.current_thread().name)
+
+    monkeypatch.setattr(litellm_module(), "callbacks", [Hook()])
+    result = await scenario.arun(name="hooked", description="d", agents=team())
+    assert result.success
+    assert setup_threads == ["scenario-model-loop"] * 4
+    assert pre_call_threads == ["scenario-model-loop"] * 4
+
+
+async def test_with_a_secret_manager_the_set_up_goes_to_a_thread(configured, setup_threads, monkeypatch):
+    # Keys may then be fetched over the network inside the set-up: it must not stall the model loop.
+    monkeypatch.setattr(litellm_module(), "secret_manager_client", object())
+    assert not setup_may_run_inline({"model": "openai/gpt-4o-mini"})
+    monkeypatch.setattr(litellm_module(), "secret_manager_client", None)
+    monkeypatch.setattr(litellm_module(), "_key_management_system", "aws_secret_manager")
+    assert not setup_may_run_inline({"model": "openai/gpt-4o-mini"})
+
+
+async def test_the_environment_switch_sends_every_set_up_to_a_thread(configured, setup_threads, monkeypatch):
+    monkeypatch.setenv(INLINE_SETUP_ENV, "0")
+    result = await scenario.arun(name="off", description="d", agents=team())
+    assert result.success
+    assert len(setup_threads) == 4 and all(name.startswith("scenario-model-io") for name in setup_threads)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "inline"),
+    [
+        ({"model": "openai/gpt-4o-mini"}, True),
+        ({"model": "gpt-4o-mini"}, True),  # litellm infers openai
+        ({"model": "anthropic/claude-3-5-sonnet-20241022"}, True),
+        ({"model": "my-model", "custom_llm_provider": "openai", "api_base": "http://127.0.0.1:1/v1"}, True),
+        ({"model": "bedrock/anthropic.claude-3-sonnet-20240229-v1:0"}, False),  # may fetch AWS credentials
+        ({"model": "vertex_ai/gemini-1.5-pro"}, False),  # may refresh a Google token
+        ({"model": "azure/my-deployment"}, False),  # may call an Azure AD token provider
+        ({"model": "no-such-provider/x"}, False),  # litellm cannot resolve it: keep litellm's own way
+    ],
+)
+async def test_which_providers_set_up_inline(kwargs, inline):
+    litellm_module()
+    assert setup_may_run_inline(kwargs) is inline
+
+
+async def test_only_the_first_job_of_a_permitted_call_runs_inline():
+    import asyncio
+
+    pool = ModelIOPool(2, thread_name_prefix="test-model-io")
+    loop = asyncio.get_running_loop()
+    ran_on: list[str] = []
+
+    def job():
+        ran_on.append(threading.current_thread().name)
+
+    async def call():
+        await loop.run_in_executor(pool, job)  # litellm's completion()
+        await loop.run_in_executor(pool, job)  # anything after it (a sync hook) keeps the threads
+
+    try:
+        token = loop_module._setup_inline.set(True)
+        try:
+            await asyncio.create_task(call())
+        finally:
+            loop_module._setup_inline.reset(token)
+        await asyncio.create_task(call())  # no permission: both on threads
+    finally:
+        pool.shutdown()
+    here = threading.current_thread().name
+    assert ran_on[0] == here
+    assert all(name.startswith("test-model-io") for name in ran_on[1:])
