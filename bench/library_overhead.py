@@ -61,10 +61,10 @@ def install_fake_litellm(latency: float) -> None:
                                      usage=types.SimpleNamespace(prompt_tokens=10, completion_tokens=5, total_tokens=15),
                                      _hidden_params={"response_cost": 1e-5})
 
-    # The module object litellm_module() hands out (model_loop owns it). No callbacks registered and
-    # no provider lookup: the fake has no synchronous set-up to run inline or on a thread.
+    # The module object litellm_module() hands out (model_loop owns it). The fake has no synchronous
+    # set-up to run inline or on a thread, and no provider lookup (so none is asked for).
     model_loop._litellm = types.SimpleNamespace(acompletion=acompletion, Timeout=real.Timeout,  # noqa: SLF001
-                                                completion_cost=real.completion_cost, input_callback=[], callbacks=[])
+                                                completion_cost=real.completion_cost)
 
 
 def thread_cpu() -> dict[str, float]:

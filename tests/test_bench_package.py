@@ -45,3 +45,15 @@ def test_run_all_runs_each_script_as_a_module_from_the_repository_root(monkeypat
     code, lines, _ = run_all.run(BENCH / "batch_scale.py")
     assert code == 0 and lines == ["scale ratio: 1.0 (goal >= 0.9) OK"]
     assert started == [([run_all.sys.executable, "-m", "bench.batch_scale"], str(BENCH.parent))]
+
+
+def test_the_library_overhead_bench_runs_end_to_end():
+    """It swaps litellm for an in-process fake, so it needs no server and finishes in seconds; it
+    reaches into the library (the model loop's litellm module), which a move can break silently."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "bench.library_overhead", "--runs", "4", "--rounds", "1"],
+                          cwd=BENCH.parent, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "library CPU per model call, run / arun:" in proc.stdout

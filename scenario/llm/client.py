@@ -63,7 +63,8 @@ async def call_model(request: ModelRequest) -> ModelResponse:
     if client is not None:  # the user's own OpenAI-compatible client (scenario.llm.custom_client)
         call, inline = complete_with_client(client, kwargs), False
     else:
-        call, inline = litellm.acompletion(**kwargs), setup_may_run_inline(kwargs)
+        inline = setup_may_run_inline(kwargs)
+        call = litellm.acompletion(**kwargs)
     deadline = request.timeout + TIMEOUT_BACKSTOP
     try:
         raw = await loop_owner.model_loop.run(call, deadline, setup_inline=inline)
