@@ -301,6 +301,9 @@ class Span(Layer):
 # ---------------------------------------------------------------------------
 
 
+_DEFAULT_RETRY = RetryPolicy()  # immutable: made once, not per call
+
+
 class Retry(Layer):
     """Try ``inner`` again on transient failures under ``configure(retry=...)`` (default RetryPolicy()).
 
@@ -326,7 +329,7 @@ class Retry(Layer):
                     publish(RateLimited(retry_after_seconds(exc), role=role, model=model))
                 raise
 
-        policy = settings().retry or RetryPolicy()
+        policy = settings().retry or _DEFAULT_RETRY
         response, attempts = await call_with_retries(attempt, policy, on_retry=on_retry)
         response.attempts = attempts
         return response
