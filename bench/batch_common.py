@@ -141,8 +141,12 @@ async def _bare_litellm(requests: list[dict[str, Any]], calls: int, concurrency:
     return m
 
 
-async def warm_up(base_url: str) -> None:
-    """Import litellm and open a connection, so no measurement pays for start-up."""
+async def warm_up(base_url: str, freeze: bool = True) -> None:
+    """Import litellm and open a connection, so no measurement pays for start-up.
+
+    ``freeze``: move every object alive now out of the cyclic GC (see below). Benchmarks of
+    ``run_batch`` against bare litellm pass False: a batch does that itself
+    (``configure(batch_gc_freeze=...)``), and bare litellm as users call it does not."""
     import scenario
 
     configure_library(base_url)
@@ -160,7 +164,10 @@ async def warm_up(base_url: str) -> None:
     import gc
 
     gc.collect()
-    gc.freeze()
+    if freeze:
+        gc.freeze()
+    else:
+        gc.unfreeze()  # an earlier warm-up's freeze in this process
 
 
 _ECHO_CLASS: Any = None

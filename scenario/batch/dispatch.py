@@ -35,6 +35,8 @@ from scenario.batch.backends.base import Backend, Feedback, Finished, Lost, Work
 from scenario.batch.execute import make_record
 from scenario.concurrency.strategies import current_strategy
 from scenario.records import BatchResult, RunRecord
+from scenario.runtime.heap import frozen_heap
+from scenario.settings import settings
 from scenario.telemetry import tracer as telemetry
 from scenario.telemetry.spans import SPAN_BATCH
 
@@ -317,4 +319,5 @@ class Dispatcher:
 async def execute_batch(config: BatchConfig) -> BatchResult:
     """Run a planned batch through the one dispatch loop, on the backend it asks for."""
     processes_used = config.processes if len(config.units) > 1 else 1
-    return await Dispatcher(config, resolve_backend(config.backend, processes_used)).execute()
+    with frozen_heap(settings().batch_gc_freeze):
+        return await Dispatcher(config, resolve_backend(config.backend, processes_used)).execute()
