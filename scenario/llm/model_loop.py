@@ -42,9 +42,24 @@ INLINE_SETUP_PROVIDERS = frozenset({
 #: Set to ``0`` to send every call's set-up to the model loop's thread pool, as litellm does itself.
 INLINE_SETUP_ENV = "SCENARIO_LITELLM_INLINE_SETUP"
 
-# True in the context of a model call whose set-up may run on the model loop itself (read and
-# cleared by the first executor submit of that call, see ModelIOPool).
-_setup_inline: contextvars.ContextVar[bool] = contextvars.ContextVar("scenario_setup_inline", default=False)
+
+
+class _InlinePermit:
+    """Lets one executor job of one model call's own task run inline (see :class:`ModelIOPool`).
+
+    Carried in a context variable, so tasks the call spawns see it too: ``task`` (set when the
+    call's task is made) keeps it to the call's own task, and ``used`` to its first job.
+    """
+
+    __slots__ = ("task", "used")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        self.used = False
+
+
+_setup_inline: contextvars.ContextVar[_InlinePermit | None] = contextvars.ContextVar("scenario_setup_inline",
+                                                                                     default=None)
 
 _import_lock = threading.Lock()
 _litellm: Any = None
@@ -141,22 +156,30 @@ def _provider(model: Any, custom_llm_provider: Any, api_base: Any) -> str | None
 class ModelIOPool(WorkerPool):
     """The model loop's default executor: litellm's synchronous set-up runs here.
 
-    A worker pool, except that the first job a model call submits runs inline, on the model loop,
-    when :func:`setup_may_run_inline` allowed it for that call. The permission is a context
-    variable of the call's task, cleared as it is used: later jobs of the same call (a sync
-    logging hook) and tasks it spawns go to the threads as before.
+    A worker pool, except that the first job a model call's own task submits runs inline, on the
+    model loop, when :func:`setup_may_run_inline` allowed it for that call (litellm's
+    ``completion()``, submitted by ``acompletion`` before anything else). Later jobs of the call
+    and jobs of tasks it spawns go to the threads as before.
     """
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        if not _setup_inline.get():
+        permit = _setup_inline.get()
+        if permit is None or permit.used or permit.task is None or permit.task is not _current_task():
             return super().submit(fn, *args, **kwargs)
-        _setup_inline.set(False)  # the caller's task context: one inline job per call
+        permit.used = True
         future: Future[Any] = Future()
         try:
             future.set_result(fn(*args, **kwargs))
         except BaseException as exc:
             future.set_exception(exc)
         return future
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # submitted from outside any running loop
+        return None
 
 
 class _Call:
@@ -236,9 +259,9 @@ class ModelLoop:
         caller = asyncio.get_running_loop()
         context = contextvars.copy_context()
         if setup_inline:
-            context.run(_setup_inline.set, True)
+            context.run(_setup_inline.set, _InlinePermit())
         if caller is loop:  # already there: no hop
-            return await asyncio.wait_for(create_task_in(loop, coro, context), timeout)
+            return await asyncio.wait_for(_start_call(loop, coro, context), timeout)
         future = caller.create_future()
         call = _Call(coro, caller, future, context)
         self._inbox.append(call)
@@ -274,7 +297,7 @@ class ModelLoop:
             if call.abandoned:
                 call.coro.close()
                 continue
-            task = create_task_in(loop, call.coro, call.context)
+            task = _start_call(loop, call.coro, call.context)
             call.task = task
             task.add_done_callback(functools.partial(self._finished, call))
 
@@ -343,6 +366,16 @@ class ModelLoop:
                 call.caller.call_soon_threadsafe(call.future.cancel)
             except RuntimeError:
                 pass
+
+
+def _start_call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any],
+                context: contextvars.Context) -> asyncio.Task[Any]:
+    """The call's task on the model loop; an inline permit in its context is tied to this task."""
+    task = create_task_in(loop, coro, context)
+    permit = context.get(_setup_inline)
+    if permit is not None:
+        permit.task = task  # before the task first runs: it starts on the loop's next pass
+    return task
 
 
 def _expire(future: asyncio.Future[Any]) -> None:

@@ -8,8 +8,7 @@ import threading
 import pytest
 
 import scenario
-from scenario.llm import model_loop as loop_module
-from scenario.llm.model_loop import INLINE_SETUP_ENV, ModelIOPool, litellm_module, setup_may_run_inline
+from scenario.llm.model_loop import INLINE_SETUP_ENV, ModelLoop, litellm_module, setup_may_run_inline
 from tests.helpers.agents import EchoAgent
 
 pytestmark = pytest.mark.asyncio
@@ -94,29 +93,29 @@ async def test_which_providers_set_up_inline(kwargs, inline):
     assert setup_may_run_inline(kwargs) is inline
 
 
-async def test_only_the_first_job_of_a_permitted_call_runs_inline():
+async def test_only_the_first_job_of_the_calls_own_task_runs_inline():
     import asyncio
 
-    pool = ModelIOPool(2, thread_name_prefix="test-model-io")
-    loop = asyncio.get_running_loop()
-    ran_on: list[str] = []
+    owner = ModelLoop()
 
-    def job():
-        ran_on.append(threading.current_thread().name)
+    def thread_name() -> str:
+        return threading.current_thread().name
 
-    async def call():
-        await loop.run_in_executor(pool, job)  # litellm's completion()
-        await loop.run_in_executor(pool, job)  # anything after it (a sync hook) keeps the threads
+    async def spawned() -> str:  # a task the call starts: it sees the permit, but is not the call
+        return await asyncio.get_running_loop().run_in_executor(None, thread_name)
+
+    async def call() -> tuple[str, str, str]:
+        loop = asyncio.get_running_loop()
+        first = await loop.run_in_executor(None, thread_name)  # litellm's completion()
+        child = await asyncio.create_task(spawned())
+        second = await loop.run_in_executor(None, thread_name)  # anything after it (a sync hook)
+        return first, child, second
 
     try:
-        token = loop_module._setup_inline.set(True)
-        try:
-            await asyncio.create_task(call())
-        finally:
-            loop_module._setup_inline.reset(token)
-        await asyncio.create_task(call())  # no permission: both on threads
+        first, child, second = await owner.run(call(), 10, setup_inline=True)
+        assert first == "scenario-model-loop"
+        assert child.startswith("scenario-model-io") and second.startswith("scenario-model-io")
+        first, _, _ = await owner.run(call(), 10)  # no permission: litellm's own way
+        assert first.startswith("scenario-model-io")
     finally:
-        pool.shutdown()
-    here = threading.current_thread().name
-    assert ran_on[0] == here
-    assert all(name.startswith("test-model-io") for name in ran_on[1:])
+        owner.close()

@@ -21,10 +21,11 @@ def _unfrozen():
 
 
 def test_the_heap_is_frozen_inside_and_given_back_after():
+    before = [object()]
     assert gc.get_freeze_count() == 0
     with frozen_heap():
-        assert gc.get_freeze_count() > 0
-    assert gc.get_freeze_count() == 0
+        assert gc.get_freeze_count() > 0 and not _visible_to_the_collector(before)
+    assert gc.get_freeze_count() == 0 and _visible_to_the_collector(before)
 
 
 def test_overlapping_batches_share_one_freeze_undone_by_the_last():
@@ -39,12 +40,16 @@ def test_overlapping_batches_share_one_freeze_undone_by_the_last():
     assert gc.get_freeze_count() == 0
 
 
+def _visible_to_the_collector(obj) -> bool:
+    return any(o is obj for o in gc.get_objects())  # frozen objects are in no generation
+
+
 def test_an_application_that_froze_its_own_heap_keeps_it_as_it_was():
     gc.freeze()
-    mine = gc.get_freeze_count()
+    made_after_the_apps_freeze = [object()]
     with frozen_heap():
-        pass
-    assert gc.get_freeze_count() == mine  # neither frozen again nor unfrozen by us
+        assert _visible_to_the_collector(made_after_the_apps_freeze)  # we did not freeze again
+    assert gc.get_freeze_count() > 0  # nor unfreeze what the application froze
 
 
 def test_with_the_collector_disabled_nothing_is_frozen():
