@@ -43,7 +43,6 @@ INLINE_SETUP_PROVIDERS = frozenset({
 INLINE_SETUP_ENV = "SCENARIO_LITELLM_INLINE_SETUP"
 
 
-
 class _InlinePermit:
     """Lets one executor job of one model call's own task run inline (see :class:`ModelIOPool`).
 

@@ -17,6 +17,7 @@ from scenario.batch import BatchResult, RunRecord, Scenario, run_batch
 from scenario.records import run_id
 from scenario.rollup import percentile
 from scenario.testing import MockBehavior, MockLLMServer
+from tests.helpers.signals import as_in_a_terminal
 
 EXECUTORS = ["thread", "loop"]
 
@@ -660,7 +661,8 @@ def test_ctrl_c_returns_the_partial_result_with_every_finished_run(tmp_path, exe
     script = tmp_path / "batch_ctrl_c.py"
     script.write_text(CTRL_C_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), executor], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"))
+                            text=True, env=dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True"),
+                            preexec_fn=as_in_a_terminal)
     lines: list[str] = []
     assert proc.stdout is not None
     deadline = time.monotonic() + 60

@@ -23,6 +23,7 @@ import pytest
 from scenario.cli import main as cli
 from scenario.records import run_id
 from scenario.store import ResultStore
+from tests.helpers.signals import as_in_a_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -563,7 +564,7 @@ def test_ctrl_c_stores_finished_runs_prints_resume_and_exits_130(in_tmp, capsys)
     store = in_tmp / "r.db"
     proc = subprocess.Popen(
         _command() + ["run", str(suite), "--store", str(store)],
-        cwd=in_tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=in_tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_in_a_terminal,
     )
     _wait_for_rows(store, 3, proc)
     proc.send_signal(signal.SIGINT)
@@ -693,6 +694,7 @@ def test_processes_stop_cleanly_when_the_whole_process_group_is_signalled(in_tmp
     proc = subprocess.Popen(
         _command() + ["run", str(suite), "--store", str(store), "--processes", "2"],
         cwd=in_tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=as_in_a_terminal,
     )
     try:
         _wait_for_rows(store, 3, proc)
@@ -726,6 +728,7 @@ def test_processes_workers_stop_within_seconds_when_the_batch_process_is_killed(
     proc = subprocess.Popen(
         _command() + ["run", str(suite), "--store", str(store), "--processes", "2"],
         cwd=in_tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=as_in_a_terminal,
     )
     try:
         _wait_for_rows(store, 2, proc)
