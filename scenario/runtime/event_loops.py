@@ -28,10 +28,11 @@ T = TypeVar("T")
 class TaskTracker:
     """A task factory that remembers the tasks made on its loop (weakly).
 
-    ``asyncio.all_tasks(loop)`` walks every task of the process to find one loop's: with a few
-    hundred runs in flight, finishing each run's loop that way cost more CPU than the rest of its
-    shutdown (quadratic in the runs in flight). Each worker loop has a tracker instead, and
-    :func:`loop_tasks` asks it. Tasks made by ``loop.create_task``, ``ensure_future`` and ``gather``
+    ``asyncio.all_tasks(loop)`` walks every task of the process to find one loop's, so finishing
+    each run's loop that way costs CPU that grows with the runs in flight (quadratic overall): the
+    largest item on the runs' threads in a profile of 200 concurrent ``run``s, and ~10% of
+    ``run``'s own CPU per model call at 800 (docs/performance.md). Each worker loop has a tracker
+    instead, and :func:`loop_tasks` asks it. Tasks made by ``loop.create_task``, ``ensure_future`` and ``gather``
     all pass through the factory; if user code installs its own factory the tracker is no longer
     asked and :func:`loop_tasks` falls back to the scan.
     """
