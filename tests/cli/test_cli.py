@@ -519,13 +519,21 @@ scenarios:
 """
 
 
+def _start_run(cwd: Path, suite: Path, store: Path, *extra: str, own_group: bool = False) -> subprocess.Popen:
+    """``scenario run SUITE --store STORE EXTRA...`` as a subprocess, output piped, started as from a
+    terminal (SIGINT at its default); ``own_group``: in a process group of its own, so a test can
+    signal the whole group (the batch process and its workers) as a terminal or a CI runner does."""
+    return subprocess.Popen(
+        _command() + ["run", str(suite), "--store", str(store), *extra],
+        cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=own_group, preexec_fn=as_in_a_terminal,
+    )
+
+
 def test_sigkill_mid_batch_then_resume_gives_exactly_one_record_per_run(in_tmp, capsys):
     suite = write_suite(in_tmp, SLOW_SUITE)
     store = in_tmp / "r.db"
-    proc = subprocess.Popen(
-        _command() + ["run", str(suite), "--mock", "--mock-latency", "0.05", "--store", str(store)],
-        cwd=in_tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = _start_run(in_tmp, suite, store, "--mock", "--mock-latency", "0.05")
     try:
         _wait_for_rows(store, 4, proc)
     finally:
@@ -562,10 +570,7 @@ scenarios:
 def test_ctrl_c_stores_finished_runs_prints_resume_and_exits_130(in_tmp, capsys):
     suite = write_suite(in_tmp, SCRIPTED_SUITE)
     store = in_tmp / "r.db"
-    proc = subprocess.Popen(
-        _command() + ["run", str(suite), "--store", str(store)],
-        cwd=in_tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_in_a_terminal,
-    )
+    proc = _start_run(in_tmp, suite, store)
     _wait_for_rows(store, 3, proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -588,10 +593,7 @@ def test_ctrl_c_stores_finished_runs_prints_resume_and_exits_130(in_tmp, capsys)
 def test_sigterm_stops_like_ctrl_c_with_its_own_exit_code(in_tmp):
     suite = write_suite(in_tmp, SCRIPTED_SUITE)
     store = in_tmp / "r.db"
-    proc = subprocess.Popen(
-        _command() + ["run", str(suite), "--store", str(store)],
-        cwd=in_tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = _start_run(in_tmp, suite, store)
     _wait_for_rows(store, 2, proc)
     proc.terminate()
     out, err = proc.communicate(timeout=60)
@@ -604,13 +606,7 @@ def test_two_jobs_writing_one_store_at_once(in_tmp):
     # into one file at the same time.
     suite = write_suite(in_tmp, SCRIPTED_SUITE.replace("runs: 12", "runs: 10"))
     store = in_tmp / "shared.db"
-    jobs = [
-        subprocess.Popen(
-            _command() + ["run", str(suite), "--store", str(store)] + extra,
-            cwd=in_tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for extra in ([], ["--scenario", "b"])
-    ]
+    jobs = [_start_run(in_tmp, suite, store, *extra) for extra in ([], ["--scenario", "b"])]
     outputs = []
     for job in jobs:
         out, err = job.communicate(timeout=120)
@@ -691,11 +687,7 @@ def test_processes_stop_cleanly_when_the_whole_process_group_is_signalled(in_tmp
     # gets the signal, the workers too. The parent decides: exit code, stored runs, resume hint.
     suite = write_suite(in_tmp, SCRIPTED_SUITE)
     store = in_tmp / "r.db"
-    proc = subprocess.Popen(
-        _command() + ["run", str(suite), "--store", str(store), "--processes", "2"],
-        cwd=in_tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=as_in_a_terminal,
-    )
+    proc = _start_run(in_tmp, suite, store, "--processes", "2", own_group=True)
     try:
         _wait_for_rows(store, 3, proc)
         workers = _children_of(proc.pid)
@@ -725,11 +717,7 @@ def test_processes_stop_cleanly_when_the_whole_process_group_is_signalled(in_tmp
 def test_processes_workers_stop_within_seconds_when_the_batch_process_is_killed(in_tmp):
     suite = write_suite(in_tmp, SCRIPTED_SUITE)
     store = in_tmp / "r.db"
-    proc = subprocess.Popen(
-        _command() + ["run", str(suite), "--store", str(store), "--processes", "2"],
-        cwd=in_tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=as_in_a_terminal,
-    )
+    proc = _start_run(in_tmp, suite, store, "--processes", "2", own_group=True)
     try:
         _wait_for_rows(store, 2, proc)
         workers = _children_of(proc.pid)

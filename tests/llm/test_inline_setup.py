@@ -3,6 +3,7 @@ the model loop's threads otherwise (issue 12)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -94,8 +95,6 @@ async def test_which_providers_set_up_inline(kwargs, inline):
 
 
 async def test_only_the_first_job_of_the_calls_own_task_runs_inline():
-    import asyncio
-
     owner = ModelLoop()
 
     def thread_name() -> str:
