@@ -20,6 +20,10 @@ def _unfrozen():
     gc.unfreeze()
 
 
+def _visible_to_the_collector(obj) -> bool:
+    return any(o is obj for o in gc.get_objects())  # frozen objects are in no generation
+
+
 def test_the_heap_is_frozen_inside_and_given_back_after():
     before = [object()]
     assert gc.get_freeze_count() == 0
@@ -29,19 +33,20 @@ def test_the_heap_is_frozen_inside_and_given_back_after():
 
 
 def test_overlapping_batches_share_one_freeze_undone_by_the_last():
+    # Visibility, not freeze counts: frozen objects may be freed (by reference counting) meanwhile.
+    before = [object()]
     first, second = frozen_heap(), frozen_heap()
     first.__enter__()
-    frozen = gc.get_freeze_count()
-    second.__enter__()
-    assert gc.get_freeze_count() >= frozen > 0
-    first.__exit__(None, None, None)  # not the last one out: still frozen
-    assert gc.get_freeze_count() > 0
-    second.__exit__(None, None, None)
-    assert gc.get_freeze_count() == 0
-
-
-def _visible_to_the_collector(obj) -> bool:
-    return any(o is obj for o in gc.get_objects())  # frozen objects are in no generation
+    try:
+        second.__enter__()
+        try:
+            assert not _visible_to_the_collector(before)
+        finally:  # the first batch ends while the second still runs
+            first.__exit__(None, None, None)
+        assert not _visible_to_the_collector(before)  # not the last one out: still frozen
+    finally:
+        second.__exit__(None, None, None)
+    assert gc.get_freeze_count() == 0 and _visible_to_the_collector(before)
 
 
 def test_an_application_that_froze_its_own_heap_keeps_it_as_it_was():
