@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import atexit
 import itertools
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -53,14 +53,33 @@ class _WorkItem:
             self.future.set_result(result)
 
 
+class _IdleThread:
+    """A worker thread waiting for work: it sleeps on its own lock until handed an item."""
+
+    __slots__ = ("wake", "item", "waiting")
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()  # held while the thread sleeps; releasing it is the wake-up
+        self.item: _WorkItem | None = None  # None on a wake-up means "the pool shut down"
+        self.waiting = False  # on the pool's idle stack (changed under the pool's lock)
+
+
 class WorkerPool(ThreadPoolExecutor):
     """A thread pool of at most ``max_workers`` threads that end after ``idle_timeout`` idle seconds.
 
-    A new thread starts when work is queued and every live thread is busy (so blocking jobs run
+    A new thread starts when work is submitted and every live thread is busy (so blocking jobs run
     in parallel up to the cap); a thread that waits ``idle_timeout`` seconds (default
     :data:`IDLE_TIMEOUT`, read when it starts waiting) without work ends. A ``ThreadPoolExecutor``
     by type only, so it is accepted wherever one is (``loop.set_default_executor``); none of the
     base class's machinery runs.
+
+    Work goes to the thread that became idle last (a stack), so after a burst a trickle of work
+    keeps as few threads busy as it needs and the rest time out. Each idle thread sleeps on a lock
+    of its own rather than in a shared ``queue.SimpleQueue.get(timeout=...)``: when a busy thread
+    takes the item a waiter was just woken for and the waiter's deadline has passed, CPython's
+    ``get`` recomputes a negative remaining time and waits without a deadline until the next
+    ``put`` (seen on 3.11), which kept an idle thread and the loop it kept alive indefinitely.
     """
 
     _counter = itertools.count()
@@ -72,43 +91,42 @@ class WorkerPool(ThreadPoolExecutor):
         self.max_workers = max_workers
         self.idle_timeout = idle_timeout
         self._prefix = thread_name_prefix
-        self._queue: queue.SimpleQueue[_WorkItem | None] = queue.SimpleQueue()
+        # All four under the lock. Work waits in the backlog only while no thread is idle.
         self._lock = threading.Lock()
-        # Both counted under the lock. `unclaimed` counts queued items no thread has taken yet and
-        # `idle` counts threads waiting for one; a thread that has just taken an item still counts
-        # in both until it books it, so "unclaimed > idle" is exactly "someone would wait".
-        self._unclaimed = 0
-        self._idle = 0
+        self._backlog: deque[_WorkItem] = deque()
+        self._idle: list[_IdleThread] = []  # a stack: the last to go idle is handed work first
         self._live: set[threading.Thread] = set()
         self._closed = False
 
     # -- Executor -------------------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
+        item = _WorkItem(future, fn, args, kwargs)
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new work after the scenario worker pool was shut down")
-            self._queue.put(_WorkItem(future, fn, args, kwargs))
-            self._unclaimed += 1
-            if self._unclaimed > self._idle and len(self._live) < self.max_workers:
-                self._start_thread()
+            if self._idle:
+                idle = self._idle.pop()
+                idle.waiting = False
+                idle.item = item
+                idle.wake.release()
+            else:
+                self._backlog.append(item)
+                if len(self._live) < self.max_workers:
+                    self._start_thread()
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._closed = True
             if cancel_futures:
-                while True:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is not None:
-                        self._unclaimed -= 1
-                        item.future.cancel()
+                while self._backlog:
+                    self._backlog.popleft().future.cancel()
+            while self._idle:  # busy threads finish the backlog, then end; idle ones end now
+                idle = self._idle.pop()
+                idle.waiting = False
+                idle.wake.release()
             threads = list(self._live)
-            for _ in threads:
-                self._queue.put(None)  # one wake-up per thread: each ends when it sees the queue drained
         if wait:
             for thread in threads:
                 if thread is not threading.current_thread():
@@ -124,39 +142,42 @@ class WorkerPool(ThreadPoolExecutor):
         name = f"{self._prefix}_{next(self._counter)}"
         thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._live.add(thread)
-        self._idle += 1  # counted idle from birth: it is about to wait for the item just queued
         thread.start()
 
     def _work(self) -> None:
         me = threading.current_thread()
+        idle = _IdleThread()
         try:
             while True:
-                try:
-                    wait = IDLE_TIMEOUT if self.idle_timeout is None else self.idle_timeout
-                    item = self._queue.get(timeout=wait)
-                except queue.Empty:
-                    with self._lock:
-                        if self._unclaimed > 0:
-                            continue  # queued just as we timed out: it is ours to take
-                        self._idle -= 1
-                        self._live.discard(me)
-                        return
-                if item is None:  # shut down: finish the queue, then end
-                    with self._lock:
-                        if self._unclaimed > 0:
-                            continue
-                        self._idle -= 1
-                        self._live.discard(me)
-                        return
                 with self._lock:
-                    self._unclaimed -= 1
-                    self._idle -= 1
+                    if self._backlog:
+                        item: _WorkItem | None = self._backlog.popleft()
+                    elif self._closed:
+                        self._live.discard(me)
+                        return
+                    else:
+                        item = None
+                        idle.waiting = True
+                        self._idle.append(idle)
+                if item is None:
+                    wait = IDLE_TIMEOUT if self.idle_timeout is None else self.idle_timeout
+                    if not idle.wake.acquire(timeout=wait):
+                        with self._lock:
+                            if idle.waiting:  # nobody picked this thread: it ends
+                                self._idle.remove(idle)
+                                idle.waiting = False
+                                self._live.discard(me)
+                                return
+                        # Picked just as the wait timed out: the wake-up (released under the
+                        # pool's lock, so already done) is this thread's to consume.
+                        idle.wake.acquire()
+                    item, idle.item = idle.item, None
+                    if item is None:  # the pool shut down: finish the backlog, then end
+                        continue
                 try:
                     item.run()
                 finally:
                     del item
-                    with self._lock:
-                        self._idle += 1
         finally:
             _run_thread_exit_callbacks()
 

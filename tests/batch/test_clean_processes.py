@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -101,6 +102,56 @@ def test_work_queued_while_threads_are_busy_is_never_stranded():
         pool.shutdown()
 
 
+def test_threads_woken_for_work_another_thread_took_still_end_at_their_idle_timeout():
+    """Waiters racing busy threads for each item: a waiter that loses an item just after its
+    deadline passed must still end (``SimpleQueue.get(timeout=...)`` then blocked until the next
+    submission, so a thread outlived its idle timeout for as long as no more work came)."""
+    rng = random.Random(12)
+    for round_ in range(20):
+        pool = WorkerPool(50, idle_timeout=0.001 * rng.randint(1, 5))
+
+        def submitter(seed: int) -> None:
+            local = random.Random(seed)
+            futures = []
+            for _ in range(300):
+                futures.append(pool.submit(time.sleep, local.random() * 0.002))
+                if local.random() < 0.1:
+                    time.sleep(local.random() * 0.003)
+            for future in futures:
+                future.result(10)
+
+        try:
+            threads = [threading.Thread(target=submitter, args=(round_ * 10 + i,)) for i in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert _wait_until(lambda: pool.thread_count() == 0, 3), f"round {round_}: {pool.thread_count()} left"
+        finally:
+            pool.shutdown()
+
+
+def test_after_a_burst_a_trickle_of_work_keeps_one_thread_busy_and_the_rest_end():
+    pool = WorkerPool(8, idle_timeout=0.3)
+    gate = threading.Event()
+    try:
+        burst = [pool.submit(gate.wait, 5) for _ in range(8)]
+        assert _wait_until(lambda: pool.thread_count() == 8)
+        gate.set()
+        for future in burst:
+            future.result(5)
+        names = set()
+        for _ in range(20):  # one short job every 0.05 s for 1 s: well inside every idle timeout
+            names.add(pool.submit(lambda: threading.current_thread().name).result(5))
+            time.sleep(0.05)
+        # The most recently idle thread serves each job (a second at most, should a job come before
+        # the previous one's thread was back on the stack); the other burst threads timed out.
+        assert len(names) <= 2
+        assert pool.thread_count() <= 2
+    finally:
+        pool.shutdown()
+
+
 def test_shutdown_cancels_queued_work_and_refuses_new_work():
     pool = WorkerPool(1, idle_timeout=5)
     gate = threading.Event()
@@ -184,8 +235,13 @@ class SyncEcho(scenario.AgentAdapter):
 SCRIPT = [scenario.user("hi"), scenario.agent(), scenario.succeed()]
 
 def descriptors():
-    return sorted(os.readlink(f"/proc/self/fd/{fd}").split("[")[0] for fd in os.listdir("/proc/self/fd")
-                  if os.path.exists(f"/proc/self/fd/{fd}"))
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:  # a descriptor listed a moment ago may be closed by now (another thread's socket)
+            found.append(os.readlink(f"/proc/self/fd/{fd}").split("[")[0])
+        except OSError:
+            pass
+    return sorted(found)
 
 def threads():
     return sorted(t.name for t in threading.enumerate())
