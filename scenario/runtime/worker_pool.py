@@ -87,6 +87,8 @@ class WorkerPool(ThreadPoolExecutor):
     def __init__(self, max_workers: int, *, idle_timeout: float | None = None, thread_name_prefix: str = "scenario-worker"):
         if max_workers < 1:
             raise ValueError(f"WorkerPool(max_workers={max_workers!r}): needs at least one worker")
+        if idle_timeout is not None and not idle_timeout >= 0:
+            raise ValueError(f"WorkerPool(idle_timeout={idle_timeout!r}): seconds must be 0 or more (None: the default)")
         super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)  # attributes only
         self.max_workers = max_workers
         self.idle_timeout = idle_timeout
@@ -113,7 +115,11 @@ class WorkerPool(ThreadPoolExecutor):
             else:
                 self._backlog.append(item)
                 if len(self._live) < self.max_workers:
-                    self._start_thread()
+                    try:
+                        self._start_thread()
+                    except BaseException:  # no thread for it (the OS refused one): the job is not taken
+                        self._backlog.pop()
+                        raise
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -142,7 +148,11 @@ class WorkerPool(ThreadPoolExecutor):
         name = f"{self._prefix}_{next(self._counter)}"
         thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._live.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            self._live.discard(thread)
+            raise
 
     def _work(self) -> None:
         me = threading.current_thread()

@@ -152,6 +152,32 @@ def test_after_a_burst_a_trickle_of_work_keeps_one_thread_busy_and_the_rest_end(
         pool.shutdown()
 
 
+def test_a_job_the_os_refuses_a_thread_for_is_not_taken(monkeypatch):
+    pool = WorkerPool(2, idle_timeout=5)
+    ran = []
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(threading.Thread, "start", refuse)
+            with pytest.raises(RuntimeError, match="can't start new thread"):
+                pool.submit(ran.append, "refused")
+        assert pool.thread_count() == 0
+        assert pool.submit(lambda: "later").result(5) == "later"  # the pool still works afterwards
+        time.sleep(0.05)
+        assert ran == []  # the refused job did not run behind its caller's back
+    finally:
+        pool.shutdown()
+
+
+@pytest.mark.parametrize("idle_timeout", [-1, float("nan")])
+def test_an_idle_timeout_below_zero_or_nan_is_refused(idle_timeout):
+    with pytest.raises(ValueError, match="idle_timeout"):
+        WorkerPool(2, idle_timeout=idle_timeout)
+
+
 def test_shutdown_cancels_queued_work_and_refuses_new_work():
     pool = WorkerPool(1, idle_timeout=5)
     gate = threading.Event()
