@@ -153,11 +153,14 @@ async def run_engine(spec: ScenarioSpec, *, reuse_loop: bool = False) -> Scenari
     cancels the user code in flight and waits (boundedly) for the run's loop to shut down, so a
     cancelled run leaves no loop behind.
     """
-    if not any(runs_on_any_loop(agent) for agent in spec.agents):
+    label = f"scenario {spec.name!r}"
+    if spec.timeout is None and not any(runs_on_any_loop(agent) for agent in spec.agents):
         # No library agent to keep on this loop (a scripted run): the whole engine goes to the
         # run's thread in one hop, which costs fewer thread wake-ups than one hop per user call.
-        return await run_on_worker_loop(ScenarioEngine(spec, owns_loop=True).execute, reuse_loop=reuse_loop)
-    thread = RunThread(reuse_loop=reuse_loop)
+        # Not with a timeout: a blocking agent would hold the very loop meant to enforce it.
+        return await run_on_worker_loop(ScenarioEngine(spec, owns_loop=True).execute, reuse_loop=reuse_loop,
+                                        label=label)
+    thread = RunThread(reuse_loop=reuse_loop, label=label)
     try:
         return await ScenarioEngine(spec, user_thread=thread).execute()
     finally:

@@ -10,8 +10,11 @@ Two shapes, both owned here and both shut down before their caller goes on:
   last and blocks only its own thread.
 
 Policy: every loop made here has an owner that closes it; cancelling the awaiting task cancels
-the work on the other loop and waits (at most ``CANCEL_GRACE`` seconds) for it to unwind. The
-caller's ``contextvars`` (the run context, the current span) travel with every piece of work.
+the work on the other loop and waits (at most ``CANCEL_GRACE`` seconds) for it to unwind. A loop
+that does not even take the stop within ``UNBLOCK_GRACE`` seconds is held by synchronous user
+code, which nothing can interrupt: the caller goes on (with a warning) and the loop is closed by
+its own thread when that code returns. The caller's ``contextvars`` (the run context, the current
+span) travel with every piece of work.
 Batches may ask a thread to keep a loop its previous run left exactly as new (``reuse_loop``),
 which saves making and closing one per run.
 """
@@ -22,6 +25,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -38,12 +42,36 @@ from scenario.runtime.event_loops import (
 )
 from scenario.runtime.worker_pool import at_thread_exit, get_pool
 
-__all__ = ["CANCEL_GRACE", "RunThread", "run_on_worker_loop"]
+__all__ = ["CANCEL_GRACE", "UNBLOCK_GRACE", "RunThread", "run_on_worker_loop"]
 
 T = TypeVar("T")
 
+logger = logging.getLogger(__name__)
+
 # How long a cancelled run waits for its worker loop to unwind before giving up on it.
 CANCEL_GRACE = 10.0
+# How long a stopped run waits for its worker loop to take the stop at all. A loop that is free
+# takes it at once; one that has not after this long is held by a synchronous call (an agent
+# blocking in `time.sleep` or a sync HTTP client), and waiting longer would only delay the result.
+UNBLOCK_GRACE = 1.0
+
+
+async def _wait_unwound(job: asyncio.Future[Any], taken: Callable[[], bool], label: str,
+                        thread: Callable[[], str | None]) -> None:
+    """After a worker job was told to stop: wait for it to end, up to ``CANCEL_GRACE`` seconds
+    while its loop is responsive (``taken()``: the stop was seen there), but only
+    ``UNBLOCK_GRACE`` when synchronous user code holds its thread."""
+    await asyncio.wait({job}, timeout=UNBLOCK_GRACE)
+    if not job.done() and taken():
+        await asyncio.wait({job}, timeout=CANCEL_GRACE - UNBLOCK_GRACE)
+    if not job.done():
+        where = thread()
+        logger.warning(
+            "%s: its user code was still running%s after the run timed out or was cancelled, in a synchronous "
+            "call that has not returned (Python cannot interrupt a thread). The run has returned; that code's "
+            "loop is closed when the call returns. Make the agent return, or give its blocking client a timeout.",
+            label, f" on thread {where}" if where else "",
+        )
 
 
 class _WorkerLoopJob:
@@ -56,8 +84,11 @@ class _WorkerLoopJob:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
+        self.cancel_taken = False  # the worker loop ran the cancellation (it is not blocked)
+        self.thread_name: str | None = None
 
     def __call__(self) -> Any:
+        self.thread_name = threading.current_thread().name
         loop = _open_thread_loop(self._reuse_loop)
         try:
             with self._lock:
@@ -75,7 +106,11 @@ class _WorkerLoopJob:
         with self._lock:
             self._cancelled = True
             if self._loop is not None and self._task is not None:
-                self._loop.call_soon_threadsafe(self._task.cancel)
+                self._loop.call_soon_threadsafe(self._cancel_task, self._task)
+
+    def _cancel_task(self, task: asyncio.Task[Any]) -> None:
+        self.cancel_taken = True
+        task.cancel()
 
 
 # Opt-in (run_batch's thread executor): a worker thread keeps the loop of its last run when that
@@ -196,14 +231,16 @@ def _shutdown_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-async def run_on_worker_loop(make_coro: Callable[[], Awaitable[T]], *, reuse_loop: bool = False) -> T:
+async def run_on_worker_loop(make_coro: Callable[[], Awaitable[T]], *, reuse_loop: bool = False,
+                             label: str = "a run") -> T:
     """Await ``make_coro()`` executed on a fresh loop in a worker thread, with our context.
 
     ``reuse_loop=True`` (batches) lets the thread start on the loop its previous job left
     pristine (see ``_is_pristine``) instead of making a new one.
 
     Cancelling the awaiting task cancels the worker's task and waits (boundedly) for its loop to
-    shut down, so a cancelled batch leaves no loop or thread behind.
+    shut down, so a cancelled batch leaves no loop or thread behind; unless synchronous code holds
+    that loop, which is then left to close itself (a warning names ``label``).
     """
     job = _WorkerLoopJob(make_coro, reuse_loop)
     context = contextvars.copy_context()
@@ -212,7 +249,7 @@ async def run_on_worker_loop(make_coro: Callable[[], Awaitable[T]], *, reuse_loo
         return await asyncio.shield(future)
     except asyncio.CancelledError:
         job.cancel()
-        await asyncio.wait({future}, timeout=CANCEL_GRACE)
+        await _wait_unwound(future, lambda: job.cancel_taken, label, lambda: job.thread_name)
         if future.done() and not future.cancelled():
             future.exception()  # consumed: the cancellation below is what the caller sees
         raise
@@ -255,13 +292,16 @@ class RunThread:
     the contextvars earlier calls of the run set.
     """
 
-    def __init__(self, *, reuse_loop: bool = False):
+    def __init__(self, *, reuse_loop: bool = False, label: str = "a run"):
         self._reuse_loop = reuse_loop
+        self._label = label  # names the run in the warning about code that does not return
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: list[_UserCall] = []  # sent before the thread's loop was up
         self._job: asyncio.Future[Any] | None = None
         self._stop = False
+        self._stop_taken = False  # the run's loop left run_forever: no user code holds it
+        self._thread_name: str | None = None
         # contextvars the run's user code set, carried into its later calls (caller's loop only)
         self._carried: dict[contextvars.ContextVar[Any], Any] = {}
 
@@ -303,7 +343,9 @@ class RunThread:
                 self._carried[var] = value
 
     async def close(self) -> None:
-        """Stop the loop and wait (at most ``CANCEL_GRACE`` s) until it is shut down (or kept)."""
+        """Stop the loop and wait until it is shut down (or kept): at most ``CANCEL_GRACE``
+        seconds, or ``UNBLOCK_GRACE`` when a call that does not return holds it (a timed-out run
+        whose sync agent still blocks)."""
         job = self._job
         if job is None:
             return
@@ -315,12 +357,13 @@ class RunThread:
                 loop.call_soon_threadsafe(loop.stop)
             except RuntimeError:
                 pass
-        await asyncio.wait({job}, timeout=CANCEL_GRACE)
+        await _wait_unwound(job, lambda: self._stop_taken, self._label, lambda: self._thread_name)
         if job.done() and not job.cancelled():
             job.exception()  # a failure here is the pool's, already reported by the call it broke
 
     # -- on the run's thread --------------------------------------------------------------------
     def _serve(self) -> None:
+        self._thread_name = threading.current_thread().name
         loop = _open_thread_loop(self._reuse_loop)
         try:
             with self._lock:
@@ -332,6 +375,7 @@ class RunThread:
             if stop:
                 loop.call_soon(loop.stop)
             loop.run_forever()
+            self._stop_taken = True
         finally:
             with self._lock:
                 self._loop = None

@@ -165,6 +165,115 @@ async def test_a_timeout_fires_on_time_even_while_a_sync_agent_blocks(configured
     assert time.perf_counter() - started < 5
 
 
+class BlocksUntilReleased(scenario.AgentAdapter):
+    """A synchronous agent stuck in a call that returns only when the test releases it."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.loops = []
+
+    def call(self, input):
+        try:
+            self.loops.append(asyncio.get_running_loop())  # under `run`: the run's own loop
+        except RuntimeError:  # under `arun`: a pool thread without a loop
+            self.loops.append(None)
+        self.release.wait(30)
+        return "late"
+
+
+SCRIPTED = [scenario.user("hi"), scenario.agent(), scenario.succeed()]
+
+
+@pytest.mark.parametrize("shape", ["autopilot", "scripted"])
+async def test_a_timed_out_run_returns_while_its_sync_agent_still_blocks_and_says_so(configured, shape, caplog):
+    from scenario.runtime import worker_loop
+
+    agent = BlocksUntilReleased()
+    kwargs = dict(agents=team(agent)) if shape == "autopilot" else dict(agents=[agent], script=SCRIPTED)
+    started = time.perf_counter()
+    try:
+        with caplog.at_level("WARNING", logger="scenario.runtime.worker_loop"):
+            result = await scenario.run(name="stuck", description="d", timeout=0.3, **kwargs)
+        elapsed = time.perf_counter() - started
+        # Before: the run waited CANCEL_GRACE (10 s) for a thread that could not stop, or, scripted,
+        # ignored its timeout until the agent returned (30 s here).
+        assert elapsed < 0.3 + worker_loop.UNBLOCK_GRACE + 3
+        assert not result.success and "Timed out after 0.3s" in result.reasoning
+        assert isinstance(result.exception, (TimeoutError, asyncio.TimeoutError))
+        warning = next(r.getMessage() for r in caplog.records if "'stuck'" in r.getMessage())
+        assert "still running on thread scenario-worker" in warning and "has not returned" in warning
+        assert agent.loops and not agent.loops[0].is_closed()  # its loop is still held by the call
+    finally:
+        agent.release.set()
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, _eventually, lambda: agent.loops[0].is_closed())  # closed by its thread
+
+
+async def test_a_timed_out_run_and_arun_give_the_same_verdict_when_a_sync_agent_blocks(configured):
+    verdicts = []
+    for door in (scenario.run, scenario.arun):
+        agent = BlocksUntilReleased()
+        try:
+            result = await door(name="stuck", description="d", agents=[agent], script=SCRIPTED, timeout=0.3)
+        finally:
+            agent.release.set()
+        verdicts.append((result.success, result.reasoning, type(result.exception)))
+    assert verdicts[0] == verdicts[1]
+    assert "Timed out after 0.3s during step 2 (agent)" in verdicts[0][1]
+
+
+async def test_cancelling_a_run_whose_sync_agent_blocks_returns_without_waiting_for_it(configured, caplog):
+    from scenario.runtime import worker_loop
+
+    agent = BlocksUntilReleased()
+    try:
+        task = asyncio.create_task(scenario.run(name="held", description="d", agents=[agent], script=SCRIPTED))
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, _eventually, lambda: bool(agent.loops))
+        started = time.perf_counter()
+        task.cancel()
+        with caplog.at_level("WARNING", logger="scenario.runtime.worker_loop"), pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.perf_counter() - started < worker_loop.UNBLOCK_GRACE + 3  # not CANCEL_GRACE (10 s)
+        assert any("'held'" in r.getMessage() and "has not returned" in r.getMessage() for r in caplog.records)
+    finally:
+        agent.release.set()
+    assert await asyncio.get_running_loop().run_in_executor(None, _eventually, lambda: agent.loops[0].is_closed())
+
+
+async def test_a_run_whose_agent_unwinds_slowly_is_still_waited_for(configured, caplog):
+    """A responsive loop gets the full grace: async clean-up after a cancellation finishes first."""
+    from scenario.runtime import worker_loop
+
+    seen = {}
+
+    class SlowToUnwind(scenario.AgentAdapter):
+        async def call(self, input):
+            seen["loop"] = asyncio.get_running_loop()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                await asyncio.sleep(worker_loop.UNBLOCK_GRACE + 0.5)  # longer than the unblock grace
+                seen["unwound"] = True
+                raise
+
+    with caplog.at_level("WARNING", logger="scenario.runtime.worker_loop"):
+        result = await scenario.run(name="slow", description="d", agents=[SlowToUnwind()], script=SCRIPTED,
+                                    timeout=0.3)
+    assert "Timed out after 0.3s" in result.reasoning
+    assert seen.get("unwound") is True and seen["loop"].is_closed()  # run returned after the clean-up
+    assert not [r for r in caplog.records if "has not returned" in r.getMessage()]
+
+
+def _eventually(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
 async def test_an_agent_error_on_the_runs_thread_keeps_its_type_and_where(configured):
     class Broken(scenario.AgentAdapter):
         async def call(self, input):
