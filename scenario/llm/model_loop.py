@@ -17,6 +17,7 @@ import atexit
 import collections
 import contextvars
 import functools
+import inspect
 import logging
 import os
 import threading
@@ -43,22 +44,59 @@ INLINE_SETUP_PROVIDERS = frozenset({
 INLINE_SETUP_ENV = "SCENARIO_LITELLM_INLINE_SETUP"
 
 
-class _InlinePermit:
-    """Lets one executor job of one model call's own task run inline (see :class:`ModelIOPool`).
+class _CallSetup:
+    """One model call's executor jobs, as its own task submits them (see :class:`ModelIOPool`).
 
     Carried in a context variable, so tasks the call spawns see it too: ``task`` (set when the
-    call's task is made) keeps it to the call's own task, and ``used`` to its first job.
+    call's task is made) keeps it to the call's own task. ``inline`` lets the first job (``used``)
+    run on the model loop. ``requests`` holds the coroutines its jobs returned: litellm's
+    ``completion()`` returns the request that ``acompletion`` awaits next, so a call cancelled in
+    between (a run's timeout, Ctrl-C) would drop it unawaited and Python would print "coroutine ...
+    was never awaited"; when the call's task ends, one never started is closed instead.
     """
 
-    __slots__ = ("task", "used")
+    __slots__ = ("task", "inline", "used", "requests")
 
-    def __init__(self) -> None:
+    def __init__(self, inline: bool) -> None:
         self.task: asyncio.Task[Any] | None = None
+        self.inline = inline
         self.used = False
+        self.requests: list[Coroutine[Any, Any, Any]] = []
+
+    def keep(self, value: Any) -> None:
+        """On the model loop: a job's result, closed with the call if it is a request never awaited."""
+        if not inspect.iscoroutine(value):
+            return
+        if self.task is not None and self.task.done():  # the call ended while its job ran on a thread
+            _close_unawaited(value)
+        else:
+            self.requests.append(value)
+
+    def close_unawaited(self, _task: asyncio.Task[Any] | None = None) -> None:
+        """On the model loop, when the call's task is done."""
+        requests, self.requests = self.requests, []
+        for request in requests:
+            _close_unawaited(request)
 
 
-_setup_inline: contextvars.ContextVar[_InlinePermit | None] = contextvars.ContextVar("scenario_setup_inline",
-                                                                                     default=None)
+def _close_unawaited(value: Coroutine[Any, Any, Any]) -> None:
+    if inspect.getcoroutinestate(value) == inspect.CORO_CREATED:
+        value.close()
+
+
+def _keep_from_thread(loop: asyncio.AbstractEventLoop, setup: _CallSetup, future: Future[Any]) -> None:
+    """A call's job finished on a pool thread: hand its result to :meth:`_CallSetup.keep` on the loop."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    result = future.result()
+    if inspect.iscoroutine(result):
+        try:
+            loop.call_soon_threadsafe(setup.keep, result)
+        except RuntimeError:  # the model loop is closed: nobody will await it
+            _close_unawaited(result)
+
+
+_call_setup: contextvars.ContextVar[_CallSetup | None] = contextvars.ContextVar("scenario_call_setup", default=None)
 
 _import_lock = threading.Lock()
 _litellm: Any = None
@@ -158,19 +196,28 @@ class ModelIOPool(WorkerPool):
     A worker pool, except that the first job a model call's own task submits runs inline, on the
     model loop, when :func:`setup_may_run_inline` allowed it for that call (litellm's
     ``completion()``, submitted by ``acompletion`` before anything else). Later jobs of the call
-    and jobs of tasks it spawns go to the threads as before.
+    and jobs of tasks it spawns go to the threads as before. A request coroutine that a job of
+    the call returned is closed if the call ends without awaiting it (:class:`_CallSetup`).
     """
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        permit = _setup_inline.get()
-        if permit is None or permit.used or permit.task is None or permit.task is not _current_task():
+        setup = _call_setup.get()
+        task = setup.task if setup is not None else None
+        if setup is None or task is None or task is not _current_task():
             return super().submit(fn, *args, **kwargs)
-        permit.used = True
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:
-            future.set_exception(exc)
+        if setup.inline and not setup.used:
+            setup.used = True
+            future: Future[Any] = Future()
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                setup.keep(result)
+                future.set_result(result)
+            return future
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(functools.partial(_keep_from_thread, task.get_loop(), setup))
         return future
 
 
@@ -257,8 +304,7 @@ class ModelLoop:
         loop = self.loop()
         caller = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        if setup_inline:
-            context.run(_setup_inline.set, _InlinePermit())
+        context.run(_call_setup.set, _CallSetup(setup_inline))
         if caller is loop:  # already there: no hop
             return await asyncio.wait_for(_start_call(loop, coro, context), timeout)
         future = caller.create_future()
@@ -369,11 +415,12 @@ class ModelLoop:
 
 def _start_call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any],
                 context: contextvars.Context) -> asyncio.Task[Any]:
-    """The call's task on the model loop; an inline permit in its context is tied to this task."""
+    """The call's task on the model loop; the call's set-up state in its context is tied to this task."""
     task = create_task_in(loop, coro, context)
-    permit = context.get(_setup_inline)
-    if permit is not None:
-        permit.task = task  # before the task first runs: it starts on the loop's next pass
+    setup = context.get(_call_setup)
+    if setup is not None:
+        setup.task = task  # before the task first runs: it starts on the loop's next pass
+        task.add_done_callback(setup.close_unawaited)
     return task
 
 

@@ -4,7 +4,10 @@ the model loop's threads otherwise (issue 12)."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 import threading
+import warnings
 
 import pytest
 
@@ -116,5 +119,61 @@ async def test_only_the_first_job_of_the_calls_own_task_runs_inline():
         assert child.startswith("scenario-model-io") and second.startswith("scenario-model-io")
         first, _, _ = await owner.run(call(), 10)  # no permission: litellm's own way
         assert first.startswith("scenario-model-io")
+    finally:
+        owner.close()
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "on-a-thread"])
+async def test_a_request_a_cancelled_call_never_awaited_is_closed_without_a_warning(inline):
+    """litellm's ``completion()`` returns the request coroutine that ``acompletion`` awaits next;
+    a call cancelled just after the set-up (a run's timeout) must not leave it to be collected
+    with "coroutine ... was never awaited"."""
+    owner = ModelLoop()
+    requests = []
+
+    async def request() -> str:
+        return "response"
+
+    async def call() -> str:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def completion():  # the set-up: the call is cancelled as it returns its request
+            made = request()
+            requests.append(made)
+            loop.call_soon_threadsafe(task.cancel)
+            return made
+
+        made = await loop.run_in_executor(None, completion)
+        return await made
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(asyncio.CancelledError):
+                await owner.run(call(), 10, setup_inline=inline)
+            assert owner.submit(asyncio.sleep(0.05)).result(5) is None  # the loop has settled the call
+            assert len(requests) == 1
+            assert inspect.getcoroutinestate(requests[0]) == inspect.CORO_CLOSED
+            requests.clear()
+            gc.collect()
+        assert not [w for w in caught if "never awaited" in str(w.message)]
+    finally:
+        owner.close()
+
+
+async def test_a_request_the_call_awaited_is_left_alone():
+    owner = ModelLoop()
+
+    async def request() -> str:
+        return "response"
+
+    async def call() -> str:
+        made = await asyncio.get_running_loop().run_in_executor(None, request)
+        return await made
+
+    try:
+        assert await owner.run(call(), 10, setup_inline=True) == "response"
+        assert await owner.run(call(), 10) == "response"
     finally:
         owner.close()
