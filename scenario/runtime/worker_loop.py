@@ -66,11 +66,14 @@ async def _wait_unwound(job: asyncio.Future[Any], taken: Callable[[], bool], lab
         await asyncio.wait({job}, timeout=CANCEL_GRACE - UNBLOCK_GRACE)
     if not job.done():
         where = thread()
+        if where is None:  # still queued for a thread (the pool is at its cap): it ends as soon as it starts
+            return
         logger.warning(
-            "%s: its user code was still running%s after the run timed out or was cancelled, in a synchronous "
-            "call that has not returned (Python cannot interrupt a thread). The run has returned; that code's "
-            "loop is closed when the call returns. Make the agent return, or give its blocking client a timeout.",
-            label, f" on thread {where}" if where else "",
+            "%s: its user code was still running on thread %s after the run timed out or was cancelled, in a "
+            "synchronous call that has not returned (Python cannot interrupt a thread). The run has returned; "
+            "that code's loop is closed when the call returns. Make the agent return, or give its blocking "
+            "client a timeout.",
+            label, where,
         )
 
 

@@ -241,6 +241,27 @@ async def test_cancelling_a_run_whose_sync_agent_blocks_returns_without_waiting_
     assert await asyncio.get_running_loop().run_in_executor(None, _eventually, lambda: agent.loops[0].is_closed())
 
 
+async def test_a_timed_out_run_whose_user_code_never_got_a_thread_returns_without_a_warning(configured, caplog,
+                                                                                             monkeypatch):
+    from scenario.runtime import worker_pool
+
+    pool = worker_pool.WorkerPool(1, idle_timeout=0.5)
+    monkeypatch.setattr(worker_pool, "_pool", pool)
+    gate = threading.Event()
+    pool.submit(gate.wait, 30)  # the pool's only thread is busy: the run's user code waits its turn
+    agent = WhereAgent()
+    try:
+        with caplog.at_level("WARNING", logger="scenario.runtime.worker_loop"):
+            result = await scenario.run(name="queued", description="d", agents=[agent], script=SCRIPTED, timeout=0.3)
+        assert "Timed out after 0.3s" in result.reasoning
+        assert not [r for r in caplog.records if "'queued'" in r.getMessage()]  # nothing of it was running
+    finally:
+        gate.set()
+    assert await asyncio.get_running_loop().run_in_executor(None, _eventually, lambda: pool.thread_count() == 0)
+    assert agent.loops == []  # the abandoned call never ran once the thread was free
+    pool.shutdown()
+
+
 async def test_a_run_whose_agent_unwinds_slowly_is_still_waited_for(configured, caplog):
     """A responsive loop gets the full grace: async clean-up after a cancellation finishes first."""
     from scenario.runtime import worker_loop
