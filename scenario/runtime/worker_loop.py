@@ -51,9 +51,11 @@ logger = logging.getLogger(__name__)
 # How long a cancelled run waits for its worker loop to unwind before giving up on it.
 CANCEL_GRACE = 10.0
 # How long a stopped run waits for its worker loop to take the stop at all. A loop that is free
-# takes it at once; one that has not after this long is held by a synchronous call (an agent
-# blocking in `time.sleep` or a sync HTTP client), and waiting longer would only delay the result.
-UNBLOCK_GRACE = 1.0
+# takes it within milliseconds; one that has not after this long is held by a synchronous call (an
+# agent blocking in `time.sleep` or a sync HTTP client), and waiting longer would only delay the
+# result. Seconds rather than less, so that a loop merely waiting for the GIL on a busy machine
+# is not mistaken for a blocked one.
+UNBLOCK_GRACE = 2.0
 
 
 async def _wait_unwound(job: asyncio.Future[Any], taken: Callable[[], bool], label: str,
