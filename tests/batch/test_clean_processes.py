@@ -19,17 +19,9 @@ import scenario
 from scenario.runtime import worker_pool
 from scenario.runtime.worker_pool import WorkerPool, at_thread_exit
 from tests.helpers.agents import EchoAgent
+from tests.helpers.waiting import wait_until
 
 SCRIPT = [scenario.user("hi"), scenario.agent(), scenario.succeed()]
-
-
-def _wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 # -- the pool itself ------------------------------------------------------------------------------
@@ -51,7 +43,7 @@ def test_blocking_jobs_run_in_parallel_up_to_the_cap_and_queue_beyond_it():
 
     try:
         futures = [pool.submit(job) for _ in range(10)]
-        assert _wait_until(lambda: running == 4)
+        assert wait_until(lambda: running == 4)
         time.sleep(0.05)
         assert running == 4 and pool.thread_count() == 4  # capped: the other six wait their turn
         release.set()
@@ -74,7 +66,7 @@ def test_an_idle_thread_ends_after_the_idle_timeout_and_runs_its_exit_callbacks(
     try:
         names = [f.result(5) for f in [pool.submit(job, i) for i in range(5)]]
         assert len(set(names)) == 5 and all(n.startswith("scenario-worker") for n in names)
-        assert _wait_until(lambda: pool.thread_count() == 0, 5)
+        assert wait_until(lambda: pool.thread_count() == 0, 5)
         assert sorted(closed) == [0, 1, 2, 3, 4]
         assert not [t for t in threading.enumerate() if t.name in names]
         assert pool.submit(lambda: 42).result(5) == 42  # and new work starts a thread again
@@ -126,7 +118,7 @@ def test_threads_woken_for_work_another_thread_took_still_end_at_their_idle_time
                 thread.start()
             for thread in threads:
                 thread.join(30)
-            assert _wait_until(lambda: pool.thread_count() == 0, 3), f"round {round_}: {pool.thread_count()} left"
+            assert wait_until(lambda: pool.thread_count() == 0, 3), f"round {round_}: {pool.thread_count()} left"
         finally:
             pool.shutdown()
 
@@ -136,7 +128,7 @@ def test_after_a_burst_a_trickle_of_work_keeps_one_thread_busy_and_the_rest_end(
     gate = threading.Event()
     try:
         burst = [pool.submit(gate.wait, 5) for _ in range(8)]
-        assert _wait_until(lambda: pool.thread_count() == 8)
+        assert wait_until(lambda: pool.thread_count() == 8)
         gate.set()
         for future in burst:
             future.result(5)
@@ -183,7 +175,7 @@ def test_shutdown_cancels_queued_work_and_refuses_new_work():
     gate = threading.Event()
     first = pool.submit(gate.wait, 5)
     queued = pool.submit(lambda: "never")
-    assert _wait_until(lambda: first.running())
+    assert wait_until(lambda: first.running())
     pool.shutdown(wait=False, cancel_futures=True)
     assert queued.cancelled()
     gate.set()
@@ -221,7 +213,7 @@ async def test_a_burst_of_100_runs_leaves_no_worker_thread_behind(short_idle):
     pool = worker_pool.get_pool()
     assert pool.thread_count() >= 1
     loop = asyncio.get_running_loop()
-    assert await loop.run_in_executor(None, _wait_until, lambda: pool.thread_count() == 0, 5)
+    assert await loop.run_in_executor(None, wait_until, lambda: pool.thread_count() == 0, 5)
     assert not [t for t in threading.enumerate() if t.name.startswith("scenario-worker")]
 
 
@@ -239,7 +231,7 @@ async def test_loops_kept_by_batch_worker_threads_are_closed_when_the_threads_en
     assert result.passed_runs == 40
     assert len(set(map(id, loops))) < 40  # threads did start later runs on the loop they kept
     loop = asyncio.get_running_loop()
-    assert await loop.run_in_executor(None, _wait_until, lambda: worker_pool.get_pool().thread_count() == 0, 5)
+    assert await loop.run_in_executor(None, wait_until, lambda: worker_pool.get_pool().thread_count() == 0, 5)
     assert all(kept.is_closed() for kept in loops)
 
 

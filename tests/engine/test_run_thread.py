@@ -12,6 +12,7 @@ import pytest
 
 import scenario
 from scenario.llm import client as models
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -206,7 +207,7 @@ async def test_a_timed_out_run_returns_while_its_sync_agent_still_blocks_and_say
     finally:
         agent.release.set()
     loop = asyncio.get_running_loop()
-    assert await loop.run_in_executor(None, _eventually, lambda: agent.loops[0].is_closed())  # closed by its thread
+    assert await loop.run_in_executor(None, wait_until, lambda: agent.loops[0].is_closed())  # closed by its thread
 
 
 async def test_a_timed_out_run_and_arun_give_the_same_verdict_when_a_sync_agent_blocks(configured):
@@ -229,7 +230,7 @@ async def test_cancelling_a_run_whose_sync_agent_blocks_returns_without_waiting_
     try:
         task = asyncio.create_task(scenario.run(name="held", description="d", agents=[agent], script=SCRIPTED))
         loop = asyncio.get_running_loop()
-        assert await loop.run_in_executor(None, _eventually, lambda: bool(agent.loops))
+        assert await loop.run_in_executor(None, wait_until, lambda: bool(agent.loops))
         started = time.perf_counter()
         task.cancel()
         with caplog.at_level("WARNING", logger="scenario.runtime.worker_loop"), pytest.raises(asyncio.CancelledError):
@@ -238,7 +239,7 @@ async def test_cancelling_a_run_whose_sync_agent_blocks_returns_without_waiting_
         assert any("'held'" in r.getMessage() and "has not returned" in r.getMessage() for r in caplog.records)
     finally:
         agent.release.set()
-    assert await asyncio.get_running_loop().run_in_executor(None, _eventually, lambda: agent.loops[0].is_closed())
+    assert await asyncio.get_running_loop().run_in_executor(None, wait_until, lambda: agent.loops[0].is_closed())
 
 
 async def test_a_timed_out_run_whose_user_code_never_got_a_thread_returns_without_a_warning(configured, caplog,
@@ -257,7 +258,7 @@ async def test_a_timed_out_run_whose_user_code_never_got_a_thread_returns_withou
         assert not [r for r in caplog.records if "'queued'" in r.getMessage()]  # nothing of it was running
     finally:
         gate.set()
-    assert await asyncio.get_running_loop().run_in_executor(None, _eventually, lambda: pool.thread_count() == 0)
+    assert await asyncio.get_running_loop().run_in_executor(None, wait_until, lambda: pool.thread_count() == 0)
     assert agent.loops == []  # the abandoned call never ran once the thread was free
     pool.shutdown()
 
@@ -284,15 +285,6 @@ async def test_a_run_whose_agent_unwinds_slowly_is_still_waited_for(configured, 
     assert "Timed out after 0.3s" in result.reasoning
     assert seen.get("unwound") is True and seen["loop"].is_closed()  # run returned after the clean-up
     assert not [r for r in caplog.records if "has not returned" in r.getMessage()]
-
-
-def _eventually(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 async def test_an_agent_error_on_the_runs_thread_keeps_its_type_and_where(configured):
