@@ -108,10 +108,7 @@ class WorkerPool(ThreadPoolExecutor):
             if self._closed:
                 raise RuntimeError("cannot schedule new work after the scenario worker pool was shut down")
             if self._idle:
-                idle = self._idle.pop()
-                idle.waiting = False
-                idle.item = item
-                idle.wake.release()
+                self._wake_last_idle(item)
             else:
                 self._backlog.append(item)
                 if len(self._live) < self.max_workers:
@@ -129,9 +126,7 @@ class WorkerPool(ThreadPoolExecutor):
                 while self._backlog:
                     self._backlog.popleft().future.cancel()
             while self._idle:  # busy threads finish the backlog, then end; idle ones end now
-                idle = self._idle.pop()
-                idle.waiting = False
-                idle.wake.release()
+                self._wake_last_idle(None)
             threads = list(self._live)
         if wait:
             for thread in threads:
@@ -144,6 +139,13 @@ class WorkerPool(ThreadPoolExecutor):
             return len(self._live)
 
     # -- threads --------------------------------------------------------------------------------
+    def _wake_last_idle(self, item: _WorkItem | None) -> None:
+        """Under the lock: hand ``item`` (None: "shut down") to the thread that went idle last."""
+        idle = self._idle.pop()
+        idle.waiting = False
+        idle.item = item
+        idle.wake.release()
+
     def _start_thread(self) -> None:
         name = f"{self._prefix}_{next(self._counter)}"
         thread = threading.Thread(target=self._work, name=name, daemon=True)
