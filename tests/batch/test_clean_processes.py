@@ -166,7 +166,7 @@ def test_a_job_the_os_refuses_a_thread_for_is_not_taken(monkeypatch):
 
 @pytest.mark.parametrize("idle_timeout", [-1, float("nan")])
 def test_an_idle_timeout_below_zero_or_nan_is_refused(idle_timeout):
-    with pytest.raises(ValueError, match="idle_timeout"):
+    with pytest.raises(ValueError, match=r"idle_timeout=.*seconds must be 0 or more \(None: the default\)"):
         WorkerPool(2, idle_timeout=idle_timeout)
 
 
